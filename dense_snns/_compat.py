@@ -1,0 +1,59 @@
+"""One place that hides the Keras 2 / Keras 3 differences the library meets.
+
+`tf.keras` is Keras 3 on TensorFlow >= 2.16, Keras 2 (`tf_keras`) when
+`TF_USE_LEGACY_KERAS=1`, and Keras 2.6 on Graphcore's TensorFlow. Library code imports
+`keras` from here and never branches on the version anywhere else.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+keras = tf.keras
+
+#: True under Keras 3 (it has the backend-agnostic `keras.ops` namespace; Keras 2 has not).
+KERAS_3 = hasattr(keras, "ops")
+
+PACKAGE = "dense_snns"
+
+
+def register(package: str = PACKAGE):
+    """Class decorator registering a Keras-serialisable object under `package`."""
+    return keras.utils.register_keras_serializable(package=package)
+
+
+def serialize_object(obj):
+    """Serialise a Keras object (initializer, regularizer, ...) to a config dict."""
+    if obj is None:
+        return None
+    if KERAS_3:
+        return keras.saving.serialize_keras_object(obj)
+    return keras.utils.serialize_keras_object(obj)
+
+
+def add_layer_metric(layer, metric_name: str, value):
+    """Report `value` (a scalar) as a running-mean metric named `metric_name` in `fit` logs.
+
+    Keras 2 has `Layer.add_metric`; Keras 3 removed it but collects `keras.metrics.Metric`
+    objects tracked as layer attributes, so a per-layer `Mean` metric is created lazily.
+    """
+    if not KERAS_3:
+        layer.add_metric(value, name=metric_name)
+        return
+    metric = layer._dense_snns_metrics.get(metric_name) if hasattr(layer, "_dense_snns_metrics") else None
+    if metric is None:
+        raise RuntimeError(
+            f"metric {metric_name!r} was not declared by layer {layer.name!r} in its constructor"
+        )
+    metric.update_state(value)
+
+
+def declare_layer_metric(layer, metric_name: str) -> None:
+    """Create the Keras 3 metric object that `add_layer_metric` updates (no-op on Keras 2)."""
+    if not KERAS_3:
+        return
+    if not hasattr(layer, "_dense_snns_metrics"):
+        layer._dense_snns_metrics = {}
+    metric = keras.metrics.Mean(name=metric_name)
+    layer._dense_snns_metrics[metric_name] = metric
+    # An attribute assignment is what makes Keras 3 track the metric on the layer.
+    setattr(layer, "_metric_" + metric_name, metric)

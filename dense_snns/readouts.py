@@ -1,0 +1,67 @@
+"""Sequence-level readout: a non-spiking leaky integrator over [batch, time, features]."""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from . import neurons
+from ._compat import keras, register
+from .cells import LeakyReadoutCell
+from .validation import as_numeric_tensor, check_rank
+
+
+@register()
+class LeakyReadout(keras.layers.Layer):
+    """Leaky-integrator readout over a whole sequence.
+
+    The projection of all steps is one matmul; only the linear leak runs in the time loop,
+    through the same step function as `LeakyReadoutCell` (whose arguments it takes).
+
+    Input: spikes [batch, time, features]. Output: membrane [batch, time, units], to be
+    reduced over time by the losses of `dense_snns.losses` (max, mean).
+    """
+
+    def __init__(self, units: int, beta=0.9, use_bias: bool = True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", trainable_decay: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.cell = LeakyReadoutCell(
+            units,
+            beta=beta,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            trainable_decay=trainable_decay,
+            name="cell",
+        )
+        self.units = self.cell.units
+
+    def build(self, input_shape):
+        input_shape = tf.TensorShape(input_shape)
+        if input_shape.rank is not None and input_shape.rank != 3:
+            raise ValueError(f"`inputs` must have rank 3 ([batch, time, features]), got shape {input_shape}")
+        if not self.cell.built:
+            self.cell.build(input_shape[-1:])
+        self.built = True
+
+    def call(self, inputs):
+        x = as_numeric_tensor(inputs, "inputs", self.compute_dtype)
+        check_rank(x, 3, "inputs", "[batch, time, features]")
+        current = self.cell.synaptic_current(x)  # [batch, time, units], one matmul
+        params = self.cell.params()
+
+        def step(v, current_t):
+            out, _ = neurons.leaky_integrator_step(current_t, neurons.LeakyIntegratorState(v), params)
+            return out
+
+        initial = tf.zeros_like(current[:, 0])
+        outputs = tf.scan(step, tf.transpose(current, [1, 0, 2]), initializer=initial)
+        return tf.transpose(outputs, [1, 0, 2])
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def get_config(self):
+        config = super().get_config()
+        cell_config = self.cell.get_config()
+        for key in ("units", "beta", "use_bias", "kernel_initializer", "bias_initializer", "trainable_decay"):
+            config[key] = cell_config[key]
+        return config

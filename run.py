@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Set up a virtual environment and run the main job or the test suite.
+
+    python3 run.py demo   # install, train the default model on randman, print accuracy
+    python3 run.py test   # install test extras, run the suite under Keras 3 then Keras 2
+
+Only the Python standard library is needed to start it.
+"""
+import os
+import subprocess
+import sys
+import venv
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+VENV = os.environ.get("DENSE_SNNS_VENV", os.path.join(ROOT, ".venv"))
+PY = os.path.join(VENV, "bin", "python")
+STAMP = os.path.join(VENV, ".dense_snns_installed")
+PACKAGES = ["dense_snns", "sparse_snns", "snns_as_gnn"]
+
+
+def run(cmd, env=None):
+    print("+", " ".join(cmd), flush=True)
+    code = subprocess.call(cmd, cwd=ROOT, env=env)
+    if code != 0:
+        sys.exit(code)
+
+
+def install():
+    """Create the venv and install the project with its cpu and test extras (once per change)."""
+    if not os.path.exists(PY):
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    sources = [os.path.join(ROOT, name) for name in ("setup.py", "pyproject.toml")]
+    if os.path.exists(STAMP) and all(os.path.getmtime(s) <= os.path.getmtime(STAMP) for s in sources):
+        return
+    run([PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
+    run([PY, "-m", "pip", "install", "--quiet", "-e", ".[cpu,test]"])
+    with open(STAMP, "w") as stamp:
+        stamp.write("ok\n")
+
+
+def env_with(**extra):
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.update(extra)
+    return env
+
+
+def demo(args):
+    install()
+    run([PY, "examples/train_randman.py"] + args, env=env_with())
+
+
+def test(args):
+    install()
+    # Library code keeps to Python 3.8 syntax (Graphcore's TensorFlow runs on 3.8).
+    paths = [p for p in PACKAGES + ["examples", "benchmarks"] if os.path.isdir(os.path.join(ROOT, p))]
+    run([os.path.join(VENV, "bin", "vermin"), "-q", "--no-tips", "--violations", "-t=3.8-"] + paths)
+    # pytest exits 5 when it collects no test: run() treats every non-zero code as failure.
+    print("=== test suite under Keras 3 ===", flush=True)
+    run([PY, "-m", "pytest", "-q"] + args, env=env_with(TF_USE_LEGACY_KERAS="0"))
+    print("=== test suite under Keras 2 (TF_USE_LEGACY_KERAS=1, tf-keras) ===", flush=True)
+    run([PY, "-m", "pytest", "-q"] + args, env=env_with(TF_USE_LEGACY_KERAS="1"))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] not in ("demo", "test"):
+        sys.exit("usage: python3 run.py demo|test [extra args]")
+    {"demo": demo, "test": test}[sys.argv[1]](sys.argv[2:])

@@ -1,0 +1,37 @@
+"""Installs the dense_snns, sparse_snns and snns_as_gnn packages.
+
+TensorFlow comes through an extra so that an existing TensorFlow (e.g. Graphcore's IPU
+wheel) is never replaced: `pip install .[cpu]`, `.[gpu]`, or plain `pip install .` on a
+machine that already has TensorFlow.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="dense-snns",
+    version="0.1.0",
+    description="Efficient spiking neural networks for TensorFlow/Keras: LIF cells, fused layers, sparse spikes, graphs of blocks",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["dense_snns", "dense_snns.*", "sparse_snns", "sparse_snns.*", "snns_as_gnn", "snns_as_gnn.*"]),
+    python_requires=">=3.8",
+    install_requires=[
+        "numpy>=1.19,<3",
+        "h5py>=2.10,<4",
+        "matplotlib>=3.3,<4",
+    ],
+    extras_require={
+        "cpu": ["tensorflow-cpu>=2.16,<2.22"],
+        "gpu": ["tensorflow[and-cuda]>=2.16,<2.22"],
+        "test": [
+            "pytest>=7,<10",
+            "hypothesis>=6.50,<7",
+            "tf-keras>=2.16,<2.22",
+            "vermin>=1.5,<2",
+        ],
+    },
+    license="Apache-2.0",
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

@@ -1,0 +1,33 @@
+"""Shared test setup: quiet TensorFlow, a Keras handle that follows TF_USE_LEGACY_KERAS."""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from dense_snns._compat import KERAS_3, keras  # noqa: E402
+
+
+def pytest_report_header(config):
+    return f"keras under test: {'Keras 3' if KERAS_3 else 'Keras 2 (tf_keras)'}, tensorflow {tf.__version__}"
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def float64():
+    """Run the test with Keras float64 layers."""
+    previous = keras.backend.floatx()
+    keras.backend.set_floatx("float64")
+    yield
+    keras.backend.set_floatx(previous)
+
+
+def compile_kwargs():
+    """No XLA for training steps under Keras 3 (autodiff through the time loop under XLA is slow)."""
+    return {"jit_compile": False} if KERAS_3 else {}

@@ -1,0 +1,95 @@
+"""Surrogate spike functions: Heaviside forward, closed-form derivatives backward."""
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from dense_snns import surrogates
+from dense_snns.surrogates import Surrogate
+
+X = np.linspace(-2.0, 2.0, 81).astype(np.float32)
+
+
+def closed_form(name, x, k):
+    x = x.astype(np.float64)
+    if name in ("superspike", "fast_sigmoid"):
+        return 1.0 / (k * np.abs(x) + 1.0) ** 2
+    if name == "rational":
+        return 1.0 / (k * np.abs(x) + 1.0)
+    if name == "arctan":
+        return 1.0 / (1.0 + (math.pi / 2 * k * x) ** 2)
+    if name == "sigmoid":
+        sig = 1.0 / (1.0 + np.exp(-k * x))
+        return 4.0 * sig * (1.0 - sig)
+    if name == "triangle":
+        return np.maximum(0.0, 1.0 - k * np.abs(x))
+    if name == "boxcar":
+        return (np.abs(x) < 0.5 / k).astype(np.float64)
+    raise AssertionError(name)
+
+
+@pytest.mark.parametrize("name", surrogates.SURROGATE_NAMES)
+@pytest.mark.parametrize("scale", [None, 3.0])
+def test_forward_is_heaviside_and_gradient_is_closed_form(name, scale):
+    fn = Surrogate(name, scale)
+    x = tf.constant(X)
+    upstream = tf.constant(np.linspace(0.5, 1.5, X.size).astype(np.float32))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = fn(x)
+        loss = tf.reduce_sum(y * upstream)
+    np.testing.assert_array_equal(y.numpy(), (X > 0).astype(np.float32))
+    grad = tape.gradient(loss, x).numpy()
+    expected = upstream.numpy() * closed_form(name, X, fn.scale)
+    np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-7)  # float32 vs float64 reference
+    np.testing.assert_allclose(fn.derivative(x).numpy(), closed_form(name, X, fn.scale), rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", surrogates.SURROGATE_NAMES)
+def test_derivative_peaks_at_one(name):
+    assert Surrogate(name).derivative(tf.constant([0.0])).numpy()[0] == pytest.approx(1.0)
+
+
+def test_compact_support_of_triangle_and_boxcar():
+    far = tf.constant([-3.0, -1.01, 1.01, 3.0])
+    assert np.all(Surrogate("triangle", 1.0).derivative(far).numpy() == 0)
+    assert np.all(Surrogate("boxcar", 1.0).derivative(far).numpy() == 0)
+
+
+def test_threshold_itself_does_not_spike():
+    assert Surrogate()(tf.constant([0.0])).numpy()[0] == 0.0
+
+
+def test_float16_and_float64_keep_dtype():
+    for dtype in (tf.float16, tf.float64):
+        x = tf.constant([-0.5, 0.5], dtype=dtype)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = Surrogate("arctan")(x)
+        assert y.dtype == dtype
+        assert tape.gradient(y, x).dtype == dtype
+
+
+def test_get_and_config_round_trip():
+    fn = surrogates.get({"name": "triangle", "scale": 2.5})
+    assert fn == Surrogate("triangle", 2.5)
+    assert surrogates.get(fn.get_config()) == fn
+    assert surrogates.get("boxcar").scale == 1.0
+    assert surrogates.get(None) == Surrogate("superspike", 10.0)
+    assert "triangle" in repr(fn)
+
+
+def test_unknown_name_is_a_clear_error():
+    with pytest.raises(ValueError, match="name='heavyside'"):
+        Surrogate("heavyside")
+    with pytest.raises(ValueError, match="spike_func"):
+        surrogates.get(3)
+    with pytest.raises(ValueError, match="Unknown keys"):
+        surrogates.get({"name": "arctan", "width": 2})
+
+
+@pytest.mark.parametrize("scale", [0, -1.0, "big", True])
+def test_bad_scale_is_rejected(scale):
+    with pytest.raises(ValueError, match="scale"):
+        Surrogate("arctan", scale)
