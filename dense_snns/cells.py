@@ -130,26 +130,28 @@ class NeuronCell(keras.layers.Layer):
                     name=name, shape=(self.units,), initializer=init, trainable=True
                 )
 
-    def param(self, name: str):
-        """Current value of a parameter: a Python float, or a [units] tensor if per-neuron."""
+    def param(self, name: str, dtype=None):
+        """Current value of a parameter: a Python float, or a [units] tensor of `dtype`
+        (default: the compute dtype) if per-neuron."""
+        dtype = dtype or self.compute_dtype
         weight = self._param_weights.get(name)
         if weight is not None:
-            value = tf.cast(weight, self.compute_dtype)
+            value = tf.cast(weight, dtype)
             return tf.sigmoid(value) if name in self.decay_names else value
         value = getattr(self, name)
         if isinstance(value, list):
-            return tf.constant(value, dtype=self.compute_dtype)
+            return tf.constant(value, dtype=dtype)
         return value
 
-    def params(self):
-        """The NamedTuple of parameters that `step_fn` takes."""
+    def params(self, dtype=None):
+        """The NamedTuple of parameters that `step_fn` takes, tensors cast to `dtype`."""
         raise NotImplementedError
 
     def step(self, current: tf.Tensor, states: Sequence[tf.Tensor]):
         """(spikes, new_states list) for current [batch, units] and a list of states."""
         if not self.built:
             self.build(current.shape)
-        spikes, new_state = type(self).step_fn(current, self.state_type(*states), self.params())
+        spikes, new_state = type(self).step_fn(current, self.state_type(*states), self.params(current.dtype))
         return spikes, list(new_state)
 
     def call(self, inputs, states, training=None):
@@ -232,13 +234,13 @@ class LIFNeuron(NeuronCell):
         self.reset_val = None if reset_val is None else _check_real("reset_val", reset_val, self.units)
         self.state2_func = keras.activations.get(state2_func if state2_func is not None else "linear")
 
-    def params(self):
-        u_thresh = self.param("u_thresh")
-        reset_val = u_thresh if self.reset_val is None else self.param("reset_val")
+    def params(self, dtype=None):
+        u_thresh = self.param("u_thresh", dtype)
+        reset_val = u_thresh if self.reset_val is None else self.param("reset_val", dtype)
         return neurons.LIFNeuronParams(
-            alpha=self.param("alpha"),
-            beta=self.param("beta"),
-            gamma=self.param("gamma"),
+            alpha=self.param("alpha", dtype),
+            beta=self.param("beta", dtype),
+            gamma=self.param("gamma", dtype),
             u_thresh=u_thresh,
             reset_val=reset_val,
             stop_reset_grad=self.stop_reset_grad,
@@ -297,10 +299,10 @@ class LIF(NeuronCell):
         self.threshold = _check_real("threshold", threshold, self.units)
         self.reset = _check_reset(reset)
 
-    def params(self):
+    def params(self, dtype=None):
         return neurons.LIFParams(
-            beta=self.param("beta"),
-            threshold=self.param("threshold"),
+            beta=self.param("beta", dtype),
+            threshold=self.param("threshold", dtype),
             reset=self.reset,
             stop_reset_grad=self.stop_reset_grad,
             spike_fn=self.spike_func,
@@ -355,12 +357,12 @@ class ALIF(NeuronCell):
         self.adaptation = _check_real("adaptation", adaptation, self.units)
         self.reset = _check_reset(reset)
 
-    def params(self):
+    def params(self, dtype=None):
         return neurons.ALIFParams(
-            beta=self.param("beta"),
-            rho=self.param("rho"),
-            threshold=self.param("threshold"),
-            adaptation=self.param("adaptation"),
+            beta=self.param("beta", dtype),
+            rho=self.param("rho", dtype),
+            threshold=self.param("threshold", dtype),
+            adaptation=self.param("adaptation", dtype),
             reset=self.reset,
             stop_reset_grad=self.stop_reset_grad,
             spike_fn=self.spike_func,
@@ -419,11 +421,11 @@ class CubaLIF(NeuronCell):
         self.threshold = _check_real("threshold", threshold, self.units)
         self.reset = _check_reset(reset)
 
-    def params(self):
+    def params(self, dtype=None):
         return neurons.CubaLIFParams(
-            alpha=self.param("alpha"),
-            beta=self.param("beta"),
-            threshold=self.param("threshold"),
+            alpha=self.param("alpha", dtype),
+            beta=self.param("beta", dtype),
+            threshold=self.param("threshold", dtype),
             reset=self.reset,
             stop_reset_grad=self.stop_reset_grad,
             spike_fn=self.spike_func,
@@ -448,7 +450,7 @@ for _cls in (LIFNeuron, LIF, ALIF, CubaLIF):
     NEURON_MODELS[_cls.__name__] = _cls
 
 
-def get_neuron(identifier: Union[None, str, dict, NeuronCell], units: int) -> NeuronCell:
+def get_neuron(identifier: Union[None, str, dict, NeuronCell], units: int, dtype=None) -> NeuronCell:
     """A neuron cell from a model name, a ``{"class_name", "config"}`` dict or an instance.
 
     None gives the seed's `LIFNeuron` with its defaults. Names: ``lif_neuron``, ``lif``,
@@ -467,13 +469,15 @@ def get_neuron(identifier: Union[None, str, dict, NeuronCell], units: int) -> Ne
             raise ValueError(
                 f"Unknown neuron model neuron={identifier!r}; expected one of {sorted(NEURON_MODELS)}"
             )
-        return NEURON_MODELS[identifier](units)
+        return NEURON_MODELS[identifier](units, dtype=dtype)
     if isinstance(identifier, dict) and "class_name" in identifier:
         cls = NEURON_MODELS.get(identifier["class_name"])
         if cls is None:
             raise ValueError(f"Unknown neuron model class_name={identifier['class_name']!r}")
         config = dict(identifier.get("config", {}))
         config.setdefault("units", units)
+        if dtype is not None:
+            config["dtype"] = dtype
         return get_neuron(cls.from_config(config), units)
     raise ValueError(f"neuron must be a model name, a config dict or a NeuronCell, got {identifier!r}")
 
@@ -523,7 +527,7 @@ class SNNBlock(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.units = check_units(units)
-        self.neuron = get_neuron(neuron, self.units)
+        self.neuron = get_neuron(neuron, self.units, dtype=self.dtype_policy)
         self.self_recurrent = bool(self_recurrent)
         self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
@@ -685,11 +689,13 @@ class LeakyReadoutCell(keras.layers.Layer):
         )
         self.built = True
 
-    def params(self) -> neurons.LeakyIntegratorParams:
+    def params(self, dtype=None) -> neurons.LeakyIntegratorParams:
+        """The leak parameter, cast to `dtype` (default: the compute dtype) if a tensor."""
+        dtype = dtype or self.compute_dtype
         if self.beta_logit is not None:
-            return neurons.LeakyIntegratorParams(tf.sigmoid(tf.cast(self.beta_logit, self.compute_dtype)))
+            return neurons.LeakyIntegratorParams(tf.sigmoid(tf.cast(self.beta_logit, dtype)))
         if isinstance(self.beta, list):
-            return neurons.LeakyIntegratorParams(tf.constant(self.beta, dtype=self.compute_dtype))
+            return neurons.LeakyIntegratorParams(tf.constant(self.beta, dtype=dtype))
         return neurons.LeakyIntegratorParams(self.beta)
 
     def synaptic_current(self, inputs: tf.Tensor) -> tf.Tensor:
@@ -705,7 +711,7 @@ class LeakyReadoutCell(keras.layers.Layer):
         check_rank(x, 2, "inputs", "[batch, features]")
         check_features(x.shape, int(self.kernel.shape[0]), "inputs", what="the readout's kernel input size")
         (v,) = tf.nest.flatten(states)
-        out, new_state = neurons.leaky_integrator_step(self.synaptic_current(x), neurons.LeakyIntegratorState(v), self.params())
+        out, new_state = neurons.leaky_integrator_step(self.synaptic_current(x), neurons.LeakyIntegratorState(v), self.params(x.dtype))
         return out, list(new_state)
 
     def get_config(self):

@@ -30,6 +30,7 @@ class LeakyReadout(keras.layers.Layer):
             kernel_initializer=kernel_initializer,
             bias_initializer=bias_initializer,
             trainable_decay=trainable_decay,
+            dtype=self.dtype_policy,
             name="cell",
         )
         self.units = self.cell.units
@@ -46,7 +47,7 @@ class LeakyReadout(keras.layers.Layer):
         x = as_numeric_tensor(inputs, "inputs", self.compute_dtype)
         check_rank(x, 3, "inputs", "[batch, time, features]")
         current = self.cell.synaptic_current(x)  # [batch, time, units], one matmul
-        params = self.cell.params()
+        params = self.cell.params(current.dtype)
 
         def step(v, current_t):
             out, _ = neurons.leaky_integrator_step(current_t, neurons.LeakyIntegratorState(v), params)

@@ -1,0 +1,15 @@
+"""snns_as_gnn: SNN blocks wired as a directed graph.
+
+Each node is an SNN block (a population of spiking neurons of one model); edges carry spikes
+from a source block to a target block with a one-step delay, so within a time step all blocks
+are independent and can be computed in parallel (or on different devices), exchanging only
+spikes. Self-loops and cycles are allowed. Builds on `dense_snns` (neuron models, blocks) and
+`sparse_snns` (sparse spike exchange).
+
+`snns_as_gnn.spec` (the graph specification) is pure Python and needs no TensorFlow.
+"""
+from __future__ import annotations
+
+from .spec import GraphSpecError, NodeSpec, SNNGraph, chain, known_neuron_models
+
+__all__ = ["GraphSpecError", "NodeSpec", "SNNGraph", "chain", "known_neuron_models"]

@@ -1,0 +1,31 @@
+"""sparse_snns: spiking neural networks with dynamically sparse spikes and static shapes.
+
+Builds on `dense_snns` (same neuron math and surrogates). Spikes travel between layers as
+`SparseSpikes` (ids int32 [..., K], values float [..., K], count int32 [...]): at most K
+events per vector, padded to a static capacity K, so the same code runs eagerly, in
+`tf.function`, under XLA and on the IPU. Which neurons are active changes every step; the
+tensor shapes never do. The format itself (`sparse_snns.format`) depends on TensorFlow only.
+"""
+from __future__ import annotations
+
+from . import format
+from .format import (
+    SparseSpikes,
+    default_capacity,
+    describe,
+    from_dense,
+    from_dense_with_overflow,
+    to_dense,
+    validate,
+)
+
+__all__ = [
+    "SparseSpikes",
+    "default_capacity",
+    "describe",
+    "format",
+    "from_dense",
+    "from_dense_with_overflow",
+    "to_dense",
+    "validate",
+]
