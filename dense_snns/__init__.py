@@ -5,7 +5,7 @@ Neuron math lives in `dense_snns.neurons` (pure step functions) and `dense_snns.
 """
 from __future__ import annotations
 
-from . import neurons, surrogates
+from . import fused, neurons, surrogates
 from ._compat import KERAS_3, keras
 from .cells import (
     ALIF,
@@ -18,6 +18,7 @@ from .cells import (
     SNNBlock,
     get_neuron,
 )
+from .layers import SNNConv1D, SNNConv2D, SNNDense, SNNSequenceLayer
 from .losses import (
     MaxOverTimeCrossEntropy,
     MeanOverTimeCrossEntropy,
@@ -47,6 +48,10 @@ __all__ = [
     "NEURON_MODELS",
     "NeuronCell",
     "SNNBlock",
+    "SNNConv1D",
+    "SNNConv2D",
+    "SNNDense",
+    "SNNSequenceLayer",
     "SURROGATE_NAMES",
     "SpikeCountCrossEntropy",
     "SpikeMonitor",

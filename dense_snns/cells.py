@@ -576,15 +576,16 @@ class SNNBlock(keras.layers.Layer):
             self.neuron.build((None, self.units))
         self.built = True
 
-    def synaptic_current(self, inputs: tf.Tensor, prev_spikes: Optional[tf.Tensor] = None) -> tf.Tensor:
-        """I = inputs W (+ prev_spikes R) (+ b); inputs [..., features] -> [..., units]."""
+    def synaptic_current(self, inputs: tf.Tensor) -> tf.Tensor:
+        """Feed-forward current x W (+ b); inputs [..., features] -> [..., units].
+
+        For a whole sequence [batch, time, features] this is one matmul over all steps.
+        """
         kernel = tf.cast(self.kernel, inputs.dtype)
         if inputs.shape.rank == 2:
             current = tf.matmul(inputs, kernel)
         else:
             current = tf.tensordot(inputs, kernel, axes=1)
-        if prev_spikes is not None:
-            current = current + tf.matmul(prev_spikes, tf.cast(self.recurrent_kernel, inputs.dtype))
         if self.bias is not None:
             current = current + tf.cast(self.bias, inputs.dtype)
         return current
@@ -593,13 +594,15 @@ class SNNBlock(keras.layers.Layer):
         x = as_numeric_tensor(inputs, "inputs", self.compute_dtype)
         check_rank(x, 2, "inputs", "[batch, features]")
         check_features(x.shape, int(self.kernel.shape[0]), "inputs", what="the block's kernel input size")
-        states = tf.nest.flatten(states)
-        n_neuron = len(self.neuron.state_size)
-        prev_spikes = states[n_neuron] if self.self_recurrent else None
-        current = self.synaptic_current(x, prev_spikes)
-        spikes, neuron_states = self.neuron.step(current, states[:n_neuron])
-        new_states = neuron_states + ([spikes] if self.self_recurrent else [])
-        return spikes, new_states
+        return self.step(self.synaptic_current(x), tf.nest.flatten(states))
+
+    def step(self, current: tf.Tensor, states: Sequence[tf.Tensor]):
+        """(spikes, new states) from the feed-forward current x W + b of this step."""
+        recurrent = tf.cast(self.recurrent_kernel, current.dtype) if self.self_recurrent else None
+        neuron = self.neuron
+        return neurons.block_step(
+            type(neuron).step_fn, neuron.state_type, current, list(states), neuron.params(current.dtype), recurrent
+        )
 
     def get_config(self):
         config = super().get_config()

@@ -14,6 +14,7 @@ TIME_REDUCTIONS = ("max", "mean", "sum")
 
 def reduce_over_time(outputs: tf.Tensor, time_reduction: str) -> tf.Tensor:
     """[batch, time, classes] -> [batch, classes] by max, mean or sum over time."""
+    outputs = tf.convert_to_tensor(outputs)  # NumPy arrays and lists too (their .shape has no .rank)
     if outputs.shape.rank is not None and outputs.shape.rank != 3:
         raise ValueError(f"`y_pred` must have rank 3 ([batch, time, classes]), got shape {outputs.shape}")
     if time_reduction == "max":

@@ -183,3 +183,27 @@ def leaky_integrator_step(
     """One step of a non-spiking leaky integrator: V' = beta V + I; the output is V'."""
     v = p.beta * state.v + current
     return v, LeakyIntegratorState(v)
+
+
+# --- the SNN block step: neuron step with optional self-recurrent current ----------------
+
+
+def block_step(step_fn, state_type, current, states, params, recurrent_kernel=None):
+    """One step of an SNN block whose feed-forward current is already computed.
+
+    Args:
+        step_fn: a neuron step function of this module; `state_type` its state NamedTuple.
+        current: feed-forward synaptic current x[t] W + b, [batch, ..., units].
+        states: list of the neuron's states, then (if `recurrent_kernel` is given) the
+            block's spikes of the previous step.
+        params: the neuron's parameter NamedTuple.
+        recurrent_kernel: [units, units] weights R of the self-recurrence, or None.
+    Returns: (spikes, new states list in the same layout).
+    """
+    if recurrent_kernel is None:
+        spikes, new_state = step_fn(current, state_type(*states), params)
+        return spikes, list(new_state)
+    neuron_states, prev_spikes = states[:-1], states[-1]
+    current = current + tf.matmul(prev_spikes, recurrent_kernel)
+    spikes, new_state = step_fn(current, state_type(*neuron_states), params)
+    return spikes, list(new_state) + [spikes]

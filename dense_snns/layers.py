@@ -1,0 +1,449 @@
+"""Fused SNN sequence layers: the SNN analogue of the fused LSTM layers.
+
+`SNNDense`, `SNNConv1D` and `SNNConv2D` take a whole sequence [batch, time, ...] and run
+one SNN block over it:
+
+1. the feed-forward synaptic current of all steps is ONE matmul (or one convolution over
+   [batch*time, ...]);
+2. the state recurrence runs in a compiled loop (`dense_snns.fused`), with a hand-written
+   reverse-time BPTT that stores only the states entering each step;
+3. weight and input gradients come from the autodiff of that single matmul/convolution.
+
+``implementation="loop"`` instead runs the block step by step in a `tf.while_loop` with
+plain autodiff, the same computation as ``keras.layers.RNN(SNNBlock(...))``; it is the
+reference the fused path is tested against. ``"auto"`` (default) takes the fused path,
+which covers every option of these layers.
+"""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import tensorflow as tf
+
+from . import fused
+from ._compat import keras, register
+from .cells import SNNBlock, get_neuron, serialize_neuron
+from .validation import as_numeric_tensor, check_features, check_units
+
+IMPLEMENTATIONS = ("auto", "fused", "loop")
+
+
+class SNNSequenceLayer(keras.layers.Layer):
+    """Base of the fused sequence layers: time loop, states, masking, statefulness.
+
+    Subclasses provide the synapse (`_build_synapse`, `_feedforward`,
+    `_feedforward_step`), the neuron (`self.neuron`), the per-sample state shape and an
+    optional recurrent kernel.
+    """
+
+    input_rank: int = 3
+    layout: str = "[batch, time, features]"
+
+    def __init__(
+        self,
+        return_sequences: bool = True,
+        return_state: bool = False,
+        stateful: bool = False,
+        implementation: str = "auto",
+        jit_compile: bool = True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if implementation not in IMPLEMENTATIONS:
+            raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got implementation={implementation!r}")
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.stateful = bool(stateful)
+        self.implementation = implementation
+        self.jit_compile = bool(jit_compile)
+        self.supports_masking = True
+        self.state_variables: List = []
+
+    # -- to be provided by subclasses -------------------------------------------------------
+    def _build_synapse(self, input_shape):
+        raise NotImplementedError
+
+    def _feedforward(self, inputs):
+        """[batch, time, ...] -> currents [batch, time, ..., units]."""
+        raise NotImplementedError
+
+    def _feedforward_step(self, inputs_t):
+        """[batch, ...] -> currents [batch, ..., units] of one step."""
+        raise NotImplementedError
+
+    def _state_shape(self, input_shape) -> List[Optional[int]]:
+        """Per-sample shape of each state tensor, e.g. [units]."""
+        raise NotImplementedError
+
+    def _recurrent_kernel(self, dtype):
+        return None
+
+    # -- shared machinery -------------------------------------------------------------------
+    @property
+    def num_states(self) -> int:
+        return len(self.neuron.state_size) + (1 if self._recurrent_kernel(tf.float32) is not None else 0)
+
+    def _check_input_shape(self, input_shape):
+        shape = tf.TensorShape(input_shape)
+        if shape.rank is not None and shape.rank != self.input_rank:
+            raise ValueError(
+                f"`inputs` of {type(self).__name__} must have rank {self.input_rank} ({self.layout}), got shape {shape}"
+            )
+        if shape.rank is not None and shape[1] == 0:
+            raise ValueError(f"`inputs` has a time dimension of 0 (shape {shape}); at least one step is needed")
+        return shape
+
+    def build(self, input_shape):
+        shape = self._check_input_shape(input_shape)
+        self._build_synapse(shape)
+        if not self.neuron.built:
+            self.neuron.build((None, self.neuron.units))
+        self._input_features = shape[2:]
+        if self.stateful:
+            batch = shape[0]
+            if batch is None:
+                raise ValueError(
+                    "stateful=True needs a fixed batch size: give the Input a batch_size (e.g. keras.Input(shape, batch_size=32))"
+                )
+            state_shape = self._state_shape(shape)
+            self.state_variables = [
+                self.add_weight(
+                    name=f"state_{i}", shape=(int(batch),) + tuple(state_shape), initializer="zeros", trainable=False
+                )
+                for i in range(self.num_states)
+            ]
+        self.built = True
+
+    def reset_states(self):
+        """Zero the carried states of a stateful layer."""
+        for variable in self.state_variables:
+            variable.assign(tf.zeros_like(variable))
+
+    def _recurrence_dtype(self):
+        # Mixed precision: float16 matmuls, float32 neuron states.
+        compute = tf.as_dtype(self.compute_dtype)
+        return tf.float32 if compute in (tf.float16, tf.bfloat16) else compute
+
+    def _initial_states(self, currents, initial_state, dtype):
+        if initial_state is not None:
+            states = [tf.cast(s, dtype) for s in tf.nest.flatten(initial_state)]
+            if len(states) != self.num_states:
+                raise ValueError(
+                    f"initial_state must hold {self.num_states} tensors for {type(self).__name__}, got {len(states)}"
+                )
+            return states
+        if self.stateful:
+            return [tf.cast(v, dtype) for v in self.state_variables]
+        zeros = tf.zeros_like(currents[:, 0], dtype=dtype)
+        return [zeros for _ in range(self.num_states)]
+
+    def call(self, inputs, mask=None, training=None, initial_state=None):
+        x = as_numeric_tensor(inputs, "inputs", self.compute_dtype)
+        self._check_input_shape(x.shape)
+        check_features(x.shape[2:], self._input_features[-1], "inputs", what=f"{self.name}'s built input size")
+        if x.shape[1] is None:
+            tf.debugging.assert_positive(tf.shape(x)[1], message="`inputs` has a time dimension of 0")
+        dtype = self._recurrence_dtype()
+        if mask is not None:
+            mask = tf.cast(mask, tf.bool)
+        if self.implementation == "loop":
+            outputs, final_states = self._loop(x, mask, initial_state, dtype)
+        else:
+            outputs, final_states = self._fused(x, mask, initial_state, dtype)
+        if self.stateful:
+            for variable, state in zip(self.state_variables, final_states):
+                variable.assign(tf.cast(state, variable.dtype))
+        outputs = tf.cast(outputs, self.compute_dtype)
+        result = outputs if self.return_sequences else outputs[:, -1]
+        if self.return_state:
+            return [result] + list(final_states)
+        return result
+
+    def _fused(self, x, mask, initial_state, dtype):
+        currents = tf.cast(self._feedforward(x), dtype)  # one matmul / conv over all steps
+        rank = currents.shape.rank
+        time_major = [1, 0] + list(range(2, rank))
+        currents = tf.transpose(currents, time_major)
+        states = self._initial_states(tf.transpose(currents, time_major), initial_state, dtype)
+        outputs, final_states = fused.fused_recurrence(
+            type(self.neuron).step_fn,
+            self.neuron.state_type,
+            currents,
+            states,
+            self.neuron.params(dtype),
+            self._recurrent_kernel(dtype),
+            mask=None if mask is None else tf.transpose(mask),
+            jit_compile=self.jit_compile,
+        )
+        return tf.transpose(outputs, time_major), final_states
+
+    def _loop(self, x, mask, initial_state, dtype):
+        steps = fused.num_steps(x, 1)
+        first = tf.cast(self._feedforward_step(x[:, 0]), dtype)
+        states = self._initial_states(first[:, None], initial_state, dtype)
+        outputs = tf.TensorArray(dtype, size=steps, element_shape=first.shape)
+        params = self.neuron.params(dtype)
+        kernel = self._recurrent_kernel(dtype)
+
+        def body(t, states, outputs):
+            current = tf.cast(self._feedforward_step(x[:, t]), dtype)
+            mask_t = None if mask is None else mask[:, t]
+            spikes, states = fused.masked_block_step(
+                type(self.neuron).step_fn, self.neuron.state_type, current, mask_t, states, params, kernel
+            )
+            return t + 1, states, outputs.write(t, spikes)
+
+        _, final_states, outputs = tf.while_loop(lambda t, *_: t < steps, body, [tf.constant(0), states, outputs])
+        outputs = outputs.stack()
+        rank = outputs.shape.rank
+        return tf.transpose(outputs, [1, 0] + list(range(2, rank))), final_states
+
+    def compute_mask(self, inputs, mask=None):
+        if mask is None or not self.return_sequences:
+            return None
+        return mask
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "return_sequences": self.return_sequences,
+                "return_state": self.return_state,
+                "stateful": self.stateful,
+                "implementation": self.implementation,
+                "jit_compile": self.jit_compile,
+            }
+        )
+        return config
+
+
+@register()
+class SNNDense(SNNSequenceLayer):
+    """Fused SNN layer: dense synapses + a neuron model over [batch, time, features].
+
+    Computes the same spikes as ``keras.layers.RNN(SNNBlock(units, neuron, ...))`` and shares
+    its weight layout (``kernel``, ``recurrent_kernel``, ``bias``, then the neuron's own
+    weights), so weights move between the two with ``set_weights(get_weights())``.
+
+    Args:
+        units: number of neurons (> 0).
+        neuron: neuron model: ``"lif_neuron"`` (default), ``"lif"``, ``"alif"``,
+            ``"cuba_lif"``, a `NeuronCell` with the same units, or its config dict.
+        self_recurrent: recurrent weights from the layer's spikes of the previous step.
+        use_bias, kernel_initializer, recurrent_initializer, bias_initializer,
+        kernel_regularizer, recurrent_regularizer, bias_regularizer: as `SNNBlock`.
+        return_sequences: return spikes of every step [batch, time, units] (default True)
+            or only of the last step [batch, units].
+        return_state: also return the final states (list of [batch, units]).
+        stateful: carry the final states of a call into the next call (needs a fixed
+            batch size); `reset_states()` zeroes them.
+        implementation: ``"auto"`` | ``"fused"`` | ``"loop"`` (see the module docstring).
+        jit_compile: compile the fused time loops with XLA. Default True.
+
+    Call arguments: inputs [batch, time, features] (float, int or bool), `mask` [batch, time]
+    (padded steps keep the state and emit no spike), `initial_state` (list of tensors).
+    """
+
+    def __init__(
+        self,
+        units: int,
+        neuron=None,
+        self_recurrent: bool = False,
+        use_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        return_sequences: bool = True,
+        return_state: bool = False,
+        stateful: bool = False,
+        implementation: str = "auto",
+        jit_compile: bool = True,
+        **kwargs,
+    ):
+        super().__init__(return_sequences, return_state, stateful, implementation, jit_compile, **kwargs)
+        self.cell = SNNBlock(
+            units,
+            neuron=neuron,
+            self_recurrent=self_recurrent,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            recurrent_initializer=recurrent_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            recurrent_regularizer=recurrent_regularizer,
+            bias_regularizer=bias_regularizer,
+            dtype=self.dtype_policy,
+            name="cell",
+        )
+        self.units = self.cell.units
+        self.neuron = self.cell.neuron
+
+    def _build_synapse(self, input_shape):
+        if input_shape[-1] is None:
+            raise ValueError(f"the feature dimension of `inputs` must be known, got shape {input_shape}")
+        if not self.cell.built:
+            self.cell.build((None, input_shape[-1]))
+
+    def _feedforward(self, inputs):
+        return self.cell.synaptic_current(inputs)
+
+    def _feedforward_step(self, inputs_t):
+        return self.cell.synaptic_current(inputs_t)
+
+    def _state_shape(self, input_shape):
+        return [self.units]
+
+    def _recurrent_kernel(self, dtype):
+        return tf.cast(self.cell.recurrent_kernel, dtype) if self.cell.self_recurrent else None
+
+    def compute_output_shape(self, input_shape):
+        batch, time = input_shape[0], input_shape[1]
+        out = (batch, time, self.units) if self.return_sequences else (batch, self.units)
+        if self.return_state:
+            return [out] + [(batch, self.units)] * self.num_states
+        return out
+
+    def get_config(self):
+        config = super().get_config()
+        cell_config = self.cell.get_config()
+        for key in (
+            "units",
+            "neuron",
+            "self_recurrent",
+            "use_bias",
+            "kernel_initializer",
+            "recurrent_initializer",
+            "bias_initializer",
+            "kernel_regularizer",
+            "recurrent_regularizer",
+            "bias_regularizer",
+        ):
+            config[key] = cell_config[key]
+        return config
+
+
+class _SNNConv(SNNSequenceLayer):
+    """Convolutional synapses + a neuron model; per-channel neuron parameters."""
+
+    conv_class = None
+    spatial_rank = 0
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size,
+        strides=1,
+        padding: str = "valid",
+        neuron=None,
+        use_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        return_sequences: bool = True,
+        return_state: bool = False,
+        stateful: bool = False,
+        implementation: str = "auto",
+        jit_compile: bool = True,
+        **kwargs,
+    ):
+        super().__init__(return_sequences, return_state, stateful, implementation, jit_compile, **kwargs)
+        self.filters = check_units(filters)
+        self.conv = self.conv_class(
+            self.filters,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            dtype=self.dtype_policy,
+            name="conv",
+        )
+        self.neuron = get_neuron(neuron, self.filters, dtype=self.dtype_policy)
+
+    def _build_synapse(self, input_shape):
+        if any(d is None for d in input_shape[2:]):
+            raise ValueError(f"the spatial and channel dimensions of `inputs` must be known, got shape {input_shape}")
+        if not self.conv.built:
+            self.conv.build((None,) + tuple(input_shape[2:]))
+
+    def _feedforward(self, inputs):
+        frames = tf.reshape(inputs, [-1] + inputs.shape[2:].as_list())  # [batch*time, ...]: one conv call
+        currents = self.conv(frames)
+        dynamic = tf.shape(inputs)
+        batch_time = [dynamic[i] if inputs.shape[i] is None else inputs.shape[i] for i in (0, 1)]
+        return tf.reshape(currents, batch_time + currents.shape[1:].as_list())
+
+    def _feedforward_step(self, inputs_t):
+        return self.conv(inputs_t)
+
+    def _state_shape(self, input_shape):
+        out = self.conv.compute_output_shape((None,) + tuple(input_shape[2:]))
+        return list(out[1:])
+
+    def compute_output_shape(self, input_shape):
+        batch, time = input_shape[0], input_shape[1]
+        state = tuple(self._state_shape(tf.TensorShape(input_shape)))
+        out = (batch, time) + state if self.return_sequences else (batch,) + state
+        if self.return_state:
+            return [out] + [(batch,) + state] * self.num_states
+        return out
+
+    def get_config(self):
+        config = super().get_config()
+        conv_config = self.conv.get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "kernel_size": conv_config["kernel_size"],
+                "strides": conv_config["strides"],
+                "padding": conv_config["padding"],
+                "neuron": serialize_neuron(self.neuron),
+                "use_bias": conv_config["use_bias"],
+                "kernel_initializer": conv_config["kernel_initializer"],
+                "bias_initializer": conv_config["bias_initializer"],
+                "kernel_regularizer": conv_config["kernel_regularizer"],
+                "bias_regularizer": conv_config["bias_regularizer"],
+            }
+        )
+        return config
+
+
+@register()
+class SNNConv2D(_SNNConv):
+    """Fused convolutional SNN layer over event frames [batch, time, height, width, channels].
+
+    The convolution of all frames is one call over [batch*time, H, W, C]; the neuron state
+    is [batch, H', W', filters] with per-channel (per-filter) neuron parameters.
+
+    Args:
+        filters: output channels = neurons per position (> 0).
+        kernel_size, strides, padding: as `keras.layers.Conv2D`.
+        neuron, use_bias, initializers, regularizers, return_sequences, return_state,
+        stateful, implementation, jit_compile: as `SNNDense` (no self-recurrence).
+
+    Output: spikes [batch, time, H', W', filters] (or the last step's if not
+    `return_sequences`).
+    """
+
+    conv_class = keras.layers.Conv2D
+    input_rank = 5
+    layout = "[batch, time, height, width, channels]"
+
+
+@register()
+class SNNConv1D(_SNNConv):
+    """Fused 1-D convolutional SNN layer over [batch, time, length, channels].
+
+    As `SNNConv2D` with `keras.layers.Conv1D` synapses; state [batch, L', filters].
+    """
+
+    conv_class = keras.layers.Conv1D
+    input_rank = 4
+    layout = "[batch, time, length, channels]"

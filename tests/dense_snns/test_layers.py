@@ -1,0 +1,225 @@
+"""Fused sequence layers against the reference keras.layers.RNN(SNNBlock) and the loop path."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import dense_snns as ds
+from dense_snns import keras
+from dense_snns.layers import SNNConv1D, SNNConv2D, SNNDense
+
+from conftest import compile_kwargs
+
+T, B, F, N = 12, 3, 7, 6
+
+NEURON_CASES = [
+    ("lif_neuron", {}),
+    ("lif", {"reset": "subtract"}),
+    ("lif", {"reset": "zero"}),
+    ("alif", {"reset": "subtract"}),
+    ("alif", {"reset": "zero"}),
+    ("cuba_lif", {"reset": "subtract"}),
+    ("cuba_lif", {"reset": "zero"}),
+]
+
+
+def neuron(name, units=N, **kwargs):
+    defaults = {"lif_neuron": {"u_thresh": 0.2}, "lif": {"threshold": 0.5}, "alif": {"threshold": 0.5},
+                "cuba_lif": {"threshold": 0.5}}[name]
+    return ds.NEURON_MODELS[name](units, **{**defaults, **kwargs})
+
+
+def inputs(rng, shape=(B, T, F), p=0.4):
+    return tf.constant((rng.random(shape) < p).astype(np.float32))
+
+
+def weighted_loss(outputs):
+    weights = np.linspace(0.5, 1.5, int(np.prod(outputs.shape[1:]))).reshape(outputs.shape[1:])
+    weights = tf.constant(weights, dtype=outputs.dtype)
+    return tf.reduce_sum(outputs * weights)
+
+
+def compare_with_reference(rng, name, kwargs, self_recurrent, jit_compile, mask=None, dtype="float32"):
+    """Identical spikes; gradients equal to float round-off (1e-5 of the gradient's scale in
+    float32: XLA sums in another order; 1e-10 in float64)."""
+    x = tf.cast(inputs(rng), dtype)
+    ref_cell = ds.SNNBlock(N, neuron=neuron(name, dtype=dtype, **kwargs), self_recurrent=self_recurrent,
+                           kernel_initializer=keras.initializers.RandomNormal(0.2, 0.6, seed=3), dtype=dtype)
+    reference = keras.layers.RNN(ref_cell, return_sequences=True, zero_output_for_mask=True, dtype=dtype)
+    layer = SNNDense(N, neuron=neuron(name, dtype=dtype, **kwargs), self_recurrent=self_recurrent,
+                     jit_compile=jit_compile, dtype=dtype)
+    reference(x)
+    layer(x)
+    layer.set_weights(reference.get_weights())
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        out_ref = reference(x, mask=mask)
+        out = layer(x, mask=mask)
+        loss_ref, loss = weighted_loss(out_ref), weighted_loss(out)
+    np.testing.assert_array_equal(out.numpy(), out_ref.numpy())
+    assert 0 < out.numpy().sum() < out.numpy().size, "the case must exercise spiking and silence"
+    grads = tape.gradient(loss, [x] + layer.trainable_weights)
+    grads_ref = tape.gradient(loss_ref, [x] + reference.trainable_weights)
+    assert len(grads) == len(grads_ref)
+    tolerance = 1e-5 if dtype == "float32" else 1e-10
+    for g, g_ref in zip(grads, grads_ref):
+        scale = np.abs(g_ref.numpy()).max() + 1e-12
+        np.testing.assert_allclose(g.numpy(), g_ref.numpy(), rtol=tolerance, atol=tolerance * scale)
+
+
+@pytest.mark.parametrize("name,kwargs", NEURON_CASES)
+@pytest.mark.parametrize("self_recurrent", [False, True])
+def test_fused_matches_reference_rnn(rng, name, kwargs, self_recurrent):
+    compare_with_reference(rng, name, kwargs, self_recurrent, jit_compile=True)
+
+
+@pytest.mark.parametrize("name,kwargs", NEURON_CASES[:4])
+def test_fused_matches_reference_in_float64(rng, name, kwargs):
+    compare_with_reference(rng, name, kwargs, True, jit_compile=True, dtype="float64")
+
+
+@pytest.mark.parametrize("name,kwargs", [NEURON_CASES[0], NEURON_CASES[2], NEURON_CASES[3]])
+def test_fused_without_xla_and_without_stopped_reset(rng, name, kwargs):
+    compare_with_reference(rng, name, {**kwargs, "stop_reset_grad": False}, True, jit_compile=False)
+    compare_with_reference(rng, name, {**kwargs, "stop_reset_grad": False}, False, jit_compile=True)
+
+
+@pytest.mark.parametrize("name", ["lif_neuron", "alif"])
+def test_trainable_neuron_parameters_get_the_same_gradients(rng, name):
+    compare_with_reference(rng, name, {"trainable_decays": True, "trainable_threshold": True}, True, jit_compile=True)
+
+
+def test_masked_steps_match_reference(rng):
+    mask = tf.constant(np.arange(T)[None, :] < np.array([[T], [T - 4], [5]]))
+    compare_with_reference(rng, "lif", {}, True, jit_compile=True, mask=mask)
+
+
+def test_loop_implementation_equals_fused(rng):
+    x = inputs(rng)
+    fused_layer = SNNDense(N, neuron=neuron("alif"), self_recurrent=True, implementation="fused")
+    loop_layer = SNNDense(N, neuron=neuron("alif"), self_recurrent=True, implementation="loop")
+    fused_layer(x)
+    loop_layer(x)
+    loop_layer.set_weights(fused_layer.get_weights())
+    np.testing.assert_array_equal(fused_layer(x).numpy(), loop_layer(x).numpy())
+
+
+def test_return_state_initial_state_and_last_step(rng):
+    x = inputs(rng)
+    layer = SNNDense(N, neuron=neuron("cuba_lif"), self_recurrent=True, return_state=True)
+    out, *states = layer(x)
+    assert len(states) == 3 and all(s.shape == (B, N) for s in states)
+    # Splitting the sequence and passing the states on gives the same spikes.
+    first, *mid = layer(x[:, :5])
+    second, *_ = layer(x[:, 5:], initial_state=mid)
+    np.testing.assert_array_equal(np.concatenate([first, second], axis=1), out.numpy())
+    last = SNNDense(N, neuron=neuron("cuba_lif"), self_recurrent=True, return_sequences=False)
+    last(x)
+    last.set_weights(layer.get_weights())
+    np.testing.assert_array_equal(last(x).numpy(), out.numpy()[:, -1])
+    with pytest.raises(ValueError, match="initial_state must hold 3"):
+        layer(x, initial_state=states[:1])
+
+
+def test_stateful_layer_continues_across_calls(rng):
+    x = inputs(rng)
+    whole = SNNDense(N, neuron=neuron("lif"))
+    expected = whole(x).numpy()
+    stream_in = keras.Input((None, F), batch_size=B)
+    stateful = SNNDense(N, neuron=neuron("lif"), stateful=True)
+    model = keras.Model(stream_in, stateful(stream_in))
+    stateful.cell.set_weights(whole.cell.get_weights())
+    assert len(stateful.non_trainable_weights) == 1  # the carried membrane, saved with the model
+    chunks = [model(x[:, i:i + 4]).numpy() for i in range(0, T, 4)]
+    np.testing.assert_array_equal(np.concatenate(chunks, axis=1), expected)
+    stateful.reset_states()
+    np.testing.assert_array_equal(model(x[:, :4]).numpy(), expected[:, :4])
+
+
+def test_fit_under_default_strategy_and_outer_xla(rng):
+    x = inputs(rng, (16, T, F)).numpy()
+    y = rng.integers(0, 3, 16)
+    strategy = tf.distribute.get_strategy()
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((T, F)), SNNDense(N, neuron=neuron("lif"), self_recurrent=True),
+                                  ds.LeakyReadout(3)])
+        model.compile(keras.optimizers.Adam(0.01), ds.MaxOverTimeCrossEntropy(), **compile_kwargs())
+    history = model.fit(x, y, epochs=3, batch_size=8, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    if ds.KERAS_3:  # the whole train step compiled by XLA, the fused loops inlined into it
+        model.compile(keras.optimizers.Adam(0.01), ds.MaxOverTimeCrossEntropy(), jit_compile=True)
+        assert np.isfinite(model.fit(x, y, epochs=1, batch_size=8, verbose=0).history["loss"][0])
+
+
+def test_mixed_precision(rng):
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        layer = SNNDense(N, neuron=neuron("lif"), self_recurrent=True, return_state=True)
+        x = inputs(rng)
+        with tf.GradientTape() as tape:
+            out, *states = layer(x)
+            loss = tf.reduce_sum(tf.cast(out, tf.float32))
+        assert out.dtype == tf.float16
+        assert all(s.dtype == tf.float32 for s in states)  # neuron state kept in float32
+        grads = tape.gradient(loss, layer.trainable_weights)
+        assert all(g is not None and np.all(np.isfinite(g.numpy())) for g in grads)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+@pytest.mark.parametrize("conv_class,shape", [(SNNConv2D, (B, 6, 9, 9, 2)), (SNNConv1D, (B, 6, 11, 3))])
+def test_conv_fused_matches_loop(rng, conv_class, shape):
+    x = inputs(rng, shape)
+    kwargs = dict(filters=4, kernel_size=3, strides=2, padding="same", neuron=neuron("lif", 4, threshold=0.3))
+    fused_layer = conv_class(**kwargs, kernel_initializer=keras.initializers.RandomNormal(0.1, 0.5, seed=1))
+    loop_layer = conv_class(**{**kwargs, "neuron": neuron("lif", 4, threshold=0.3)}, implementation="loop")
+    fused_layer(x)
+    loop_layer(x)
+    loop_layer.set_weights(fused_layer.get_weights())
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        a, b = fused_layer(x), loop_layer(x)
+        la, lb = weighted_loss(a), weighted_loss(b)
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert 0 < a.numpy().sum() < a.numpy().size
+    assert a.shape == fused_layer.compute_output_shape(x.shape)
+    for g, g_ref in zip(tape.gradient(la, [x] + fused_layer.trainable_weights),
+                        tape.gradient(lb, [x] + loop_layer.trainable_weights)):
+        np.testing.assert_allclose(g.numpy(), g_ref.numpy(), rtol=1e-5, atol=1e-5 * np.abs(g_ref.numpy()).max())
+
+
+def test_save_load_fused_layers(tmp_path, rng):
+    frames = keras.Input((6, 9, 9, 2))
+    h = SNNConv2D(4, 3, strides=2, neuron=ds.LIF(4, trainable_decays=True))(frames)
+    h = keras.layers.Reshape((6, -1))(h)
+    h = SNNDense(5, neuron=ds.ALIF(5), self_recurrent=True)(h)
+    model = keras.Model(frames, ds.LeakyReadout(2)(h))
+    x = inputs(rng, (2, 6, 9, 9, 2))
+    path = str(tmp_path / "fused.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_array_equal(model(x).numpy(), loaded(x).numpy())
+    layer = model.layers[3]
+    clone = SNNDense.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+
+
+def test_bad_inputs_name_the_argument(rng):
+    layer = SNNDense(N)
+    with pytest.raises(ValueError, match="inputs.*rank 3"):
+        layer(tf.zeros([B, F]))
+    with pytest.raises(ValueError, match="time dimension of 0"):
+        SNNDense(N)(tf.zeros([B, 0, F]))
+    layer(tf.zeros([B, T, F]))
+    with pytest.raises(ValueError, match="inputs.*9 features.*7"):
+        layer(tf.zeros([B, T, 9]))
+    with pytest.raises(TypeError, match="inputs.*numeric"):
+        layer(tf.fill([B, T, F], "x"))
+    with pytest.raises(ValueError, match="implementation"):
+        SNNDense(N, implementation="cudnn")
+    with pytest.raises(ValueError, match="batch_size"):
+        keras.Sequential([keras.Input((T, F)), SNNDense(N, stateful=True)])
+    with pytest.raises(ValueError, match="rank 5"):
+        SNNConv2D(2, 3)(tf.zeros([B, T, 8, 8]))
+    with pytest.raises(ValueError, match="units"):
+        SNNDense(0)
