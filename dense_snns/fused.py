@@ -145,8 +145,10 @@ def fused_recurrence(
         outputs, stored, final_states = forward(step_fn, state_type, currents, mask, states, step_params, kernel)
 
         def grad(d_outputs, *d_final):
-            d_outputs = tf.zeros_like(outputs) if d_outputs is None else d_outputs
-            d_final = [tf.zeros_like(s) if d is None else d for d, s in zip(d_final, final_states)]
+            # Only shapes are taken from the inputs here: the closure must not keep the
+            # forward outputs alive until the backward pass.
+            d_outputs = tf.zeros_like(currents) if d_outputs is None else d_outputs
+            d_final = [tf.zeros_like(s) if d is None else d for d, s in zip(d_final, states)]
             d_currents, d_initial, d_extra = backward(
                 step_fn, state_type, currents, mask, stored, step_params, kernel, d_outputs, d_final
             )
