@@ -5,8 +5,8 @@ Neuron math lives in `dense_snns.neurons` (pure step functions) and `dense_snns.
 """
 from __future__ import annotations
 
-from . import fused, neurons, surrogates
-from ._compat import KERAS_3, keras
+from . import fused, neurons, plotting, surrogates
+from ._compat import KERAS_3, KERAS_VERSION, keras
 from .cells import (
     ALIF,
     LIF,
@@ -39,6 +39,7 @@ __all__ = [
     "CubaLIF",
     "FiringRateRegularizer",
     "KERAS_3",
+    "KERAS_VERSION",
     "LIF",
     "LIFNeuron",
     "LeakyReadout",
@@ -63,6 +64,7 @@ __all__ = [
     "get_neuron",
     "keras",
     "neurons",
+    "plotting",
     "reduce_over_time",
     "single_rnn",
     "stacked_rnn_layers",

@@ -13,6 +13,23 @@ keras = tf.keras
 #: True under Keras 3 (it has the backend-agnostic `keras.ops` namespace; Keras 2 has not).
 KERAS_3 = hasattr(keras, "ops")
 
+
+def _keras_version() -> str:
+    if hasattr(keras, "version"):
+        return keras.version()
+    if hasattr(keras, "__version__"):
+        return keras.__version__
+    try:  # tf_keras behind tf.keras exposes no version attribute
+        import tf_keras
+
+        return tf_keras.__version__
+    except ImportError:
+        return "2 (unknown)"
+
+
+#: Version string of the Keras behind `tf.keras`.
+KERAS_VERSION = _keras_version()
+
 PACKAGE = "dense_snns"
 
 

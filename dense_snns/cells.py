@@ -101,6 +101,11 @@ class NeuronCell(keras.layers.Layer):
         return [self.units] * len(self.state_type._fields)
 
     @property
+    def state_names(self) -> List[str]:
+        """Names of the states, in `state_size` order (the fields of `state_type`)."""
+        return list(self.state_type._fields)
+
+    @property
     def output_size(self) -> int:
         return self.units
 
@@ -542,6 +547,11 @@ class SNNBlock(keras.layers.Layer):
         return list(self.neuron.state_size) + ([self.units] if self.self_recurrent else [])
 
     @property
+    def state_names(self) -> List[str]:
+        """The neuron's state names, then ``"spikes"`` (previous step) if self-recurrent."""
+        return self.neuron.state_names + (["spikes"] if self.self_recurrent else [])
+
+    @property
     def output_size(self) -> int:
         return self.units
 
@@ -666,6 +676,10 @@ class LeakyReadoutCell(keras.layers.Layer):
     @property
     def state_size(self) -> List[int]:
         return [self.units]
+
+    @property
+    def state_names(self) -> List[str]:
+        return ["v"]
 
     @property
     def output_size(self) -> int:

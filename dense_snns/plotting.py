@@ -16,7 +16,9 @@ def record_traces(cell, inputs, initial_state=None) -> Dict[str, np.ndarray]:
         cell: a built or unbuilt RNN cell (`SNNBlock`, a neuron cell, `LeakyReadoutCell`).
         inputs: [batch, time, features].
         initial_state: optional list of states; zeros by default.
-    Returns: ``{"outputs": [batch, time, units], "state_0": [batch, time, units], ...}``.
+    Returns: ``{"outputs": [batch, time, units], <state name>: [batch, time, units], ...}``
+    with the cell's `state_names` (e.g. ``"u"``, ``"v"`` for `LIFNeuron`; ``"i"``, ``"v"`` for
+    `CubaLIF`), or ``state_0``, ``state_1``, ... for cells without names.
     """
     x = as_numeric_tensor(inputs, "inputs", cell.compute_dtype)
     check_rank(x, 3, "inputs", "[batch, time, features]")
@@ -29,8 +31,9 @@ def record_traces(cell, inputs, initial_state=None) -> Dict[str, np.ndarray]:
         for trace, state in zip(traces, states):
             trace.append(state)
     record = {"outputs": tf.stack(outputs, axis=1).numpy()}
-    for i, trace in enumerate(traces):
-        record[f"state_{i}"] = tf.stack(trace, axis=1).numpy()
+    names = list(getattr(cell, "state_names", [])) or [f"state_{i}" for i in range(len(traces))]
+    for name, trace in zip(names, traces):
+        record[name] = tf.stack(trace, axis=1).numpy()
     return record
 
 

@@ -1,0 +1,201 @@
+"""Train a two-layer spiking network on the randman benchmark: the library's main job.
+
+Randman (Zenke & Vogels, 2021) is made with the library's defaults (10 classes, 100 input
+units, 100 time steps, 1 spike per unit, manifold dimension 2, alpha 2, 1000 samples per
+class) from `--seed`; 20% of every class is held out as the test set (80/20 split).
+
+The network is ``input -> block -> SpikeMonitor -> block -> SpikeMonitor -> LeakyReadout``
+of current-based LIF neurons, trained by surrogate gradients on the max over time of the
+readout membrane. Each block is the fused layer `SNNDense` (default, ``--layer fused``) or the
+same block as an RNN cell, ``keras.layers.RNN(SNNBlock(...), return_sequences=True)``
+(``--layer rnn``); both have the same weights and spikes. The firing rates of both hidden
+layers appear in the `fit` logs (``h1_rate``, ``h2_rate``: spikes per neuron per step). The
+defaults reach 99.95% test accuracy (seed 0) in 8 epochs, 80 s wall time on 2 CPU cores.
+
+Outputs, in `--out` (default ``runs/randman/``): the model (``model.keras``, reloaded and
+checked), spike rasters of one test sample with membrane traces of five hidden-1 neurons
+(``raster.png``) and a JSON summary (``summary.json``).
+
+Run from the repository root::
+
+    python examples/train_randman.py                # full run (Keras 3)
+    python examples/train_randman.py --quick        # smoke test, < 30 s
+    TF_USE_LEGACY_KERAS=1 python examples/train_randman.py --quick   # Keras 2
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import dense_snns as snn  # noqa: E402
+from dense_snns import keras  # noqa: E402
+from dense_snns.data import randman_dataset  # noqa: E402
+from dense_snns.plotting import plot_raster_and_membrane, record_traces  # noqa: E402
+
+#: Hyper-parameters of the default run (stored in the JSON summary).
+CONFIG = {
+    "nb_classes": 10,
+    "nb_units": 100,
+    "nb_steps": 100,
+    "test_fraction": 0.2,
+    "hidden": [128, 128],
+    # Current-based LIF: synaptic decay 0.8 (tau_syn = 5 steps), membrane decay 0.9 (tau_mem =
+    # 10 steps), threshold 1, reset by subtraction, SuperSpike surrogate of width 1/10.
+    "neuron": {
+        "class_name": "CubaLIF",
+        "config": {
+            "alpha": 0.8,
+            "beta": 0.9,
+            "threshold": 1.0,
+            "reset": "subtract",
+            "spike_func": {"name": "superspike", "scale": 10.0},
+        },
+    },
+    "weight_scale": 1.0,  # std of the input kernels is weight_scale / sqrt(fan_in)
+    "readout_beta": 0.9,
+    "loss": "max",
+    "learning_rate": 2e-3,
+    "rate_target": 0.02,
+    "rate_strength": 1.0,
+}
+
+
+def build_model(config=CONFIG, layer="fused"):
+    """The compiled SNN for `config`: two SNN blocks (fused `SNNDense` layers or
+    `keras.layers.RNN(SNNBlock)`), spike monitors, a leaky readout."""
+    inputs = keras.Input(shape=(config["nb_steps"], config["nb_units"]), name="spikes")
+    x = inputs
+    fan_in = config["nb_units"]
+    for i, units in enumerate(config["hidden"], start=1):
+        init = keras.initializers.RandomNormal(stddev=config["weight_scale"] / math.sqrt(fan_in))
+        if layer == "fused":
+            x = snn.SNNDense(units, neuron=config["neuron"], kernel_initializer=init, name=f"hidden{i}")(x)
+        else:
+            block = snn.SNNBlock(units, neuron=config["neuron"], kernel_initializer=init)
+            x = keras.layers.RNN(block, return_sequences=True, name=f"hidden{i}")(x)
+        regularizer = None
+        if config["rate_strength"] > 0:
+            regularizer = snn.FiringRateRegularizer(config["rate_target"], config["rate_strength"])
+        x = snn.SpikeMonitor(regularizer=regularizer, name=f"h{i}")(x)
+        fan_in = units
+    outputs = snn.LeakyReadout(config["nb_classes"], beta=config["readout_beta"], name="readout")(x)
+    model = keras.Model(inputs, outputs, name="randman_snn")
+    compile_kwargs = {"jit_compile": False} if snn.KERAS_3 else {}
+    model.compile(
+        optimizer=keras.optimizers.Adam(config["learning_rate"]),
+        loss=snn.TimeReducedCrossEntropy(config["loss"]),
+        metrics=[snn.TimeReducedAccuracy(config["loss"], name="acc")],
+        **compile_kwargs,
+    )
+    return model
+
+
+def save_plot(model, x, path):
+    """Raster of input, hidden 1 and hidden 2 for one sample, membranes of hidden 1 below."""
+    monitors = [layer.output for layer in model.layers if isinstance(layer, snn.SpikeMonitor)]
+    hidden = keras.Model(model.inputs, monitors).predict(x, verbose=0)
+    cell = model.get_layer("hidden1").cell  # the SNNBlock of either layer kind
+    traces = record_traces(cell, x)
+    membrane = traces["u" if "u" in traces else "v"]
+    return plot_raster_and_membrane(
+        [x[0]] + [h[0] for h in hidden],
+        membrane[0, :, :5],
+        path,
+        titles=["input", "hidden 1", "hidden 2"],
+        threshold=getattr(cell.neuron, "threshold", None),
+    )
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data set and the training")
+    parser.add_argument("--out", default=os.path.join("runs", "randman"), help="output directory")
+    parser.add_argument("--samples-per-class", type=int, default=1000)
+    parser.add_argument("--learning-rate", type=float, default=CONFIG["learning_rate"])
+    parser.add_argument("--layer", choices=["fused", "rnn"], default="fused",
+                        help="SNN blocks as fused SNNDense layers or as keras.layers.RNN(SNNBlock)")
+    parser.add_argument("--verbose", type=int, default=2, choices=[0, 1, 2], help="fit verbosity")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke test: 50 samples per class, 32+32 neurons, 1 epoch"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    config = dict(CONFIG, learning_rate=args.learning_rate)
+    if args.quick:
+        args.epochs, args.samples_per_class, args.batch_size = 1, 50, 16
+        config["hidden"] = [32, 32]
+    keras.utils.set_random_seed(args.seed)
+    os.makedirs(args.out, exist_ok=True)
+    start = time.time()
+
+    train, test = randman_dataset(
+        nb_classes=config["nb_classes"],
+        nb_units=config["nb_units"],
+        nb_steps=config["nb_steps"],
+        nb_samples=args.samples_per_class,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        test_fraction=config["test_fraction"],
+    )
+    model = build_model(config, args.layer)
+    if args.verbose:
+        model.summary()
+    # The test set is only monitored (no early stopping or model selection on it).
+    history = model.fit(train, epochs=args.epochs, validation_data=test, verbose=args.verbose)
+    train_time = time.time() - start  # data generation and fit
+    train_logs = model.evaluate(train, verbose=0, return_dict=True)
+    test_logs = model.evaluate(test, verbose=0, return_dict=True)
+    # The SpikeMonitor metrics: spikes per neuron per step, averaged over the test batches.
+    rates = {k: float(v) for k, v in test_logs.items() if k.endswith("_rate")}
+    train_acc, test_acc = train_logs["acc"], test_logs["acc"]
+
+    # Save, reload and check the predictions match.
+    model_path = os.path.join(args.out, "model.keras")
+    model.save(model_path)
+    x_test, _ = next(iter(test))
+    reloaded = keras.models.load_model(model_path)
+    same = np.allclose(model.predict(x_test, verbose=0), reloaded.predict(x_test, verbose=0), atol=1e-5)
+    if not same:
+        raise RuntimeError("the reloaded model predicts differently from the trained one")
+
+    png_path = save_plot(model, x_test[:1].numpy(), os.path.join(args.out, "raster.png"))
+    summary = {
+        "test_accuracy": float(test_acc),
+        "train_accuracy": float(train_acc),
+        "test_loss": float(test_logs["loss"]),
+        "firing_rates_test": rates,
+        "train_time_s": round(train_time, 1),
+        "wall_time_s": round(time.time() - start, 1),
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "samples_per_class": args.samples_per_class,
+        "seed": args.seed,
+        "keras_version": snn.KERAS_VERSION,
+        "layer": args.layer,
+        "config": config,
+        "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+    }
+    json_path = os.path.join(args.out, "summary.json")
+    with open(json_path, "w") as f:
+        json.dump(summary, f, indent=2)
+    print(f"train accuracy: {100 * train_acc:.2f}%, wall time {summary['wall_time_s']:.0f} s")
+    print(f"test accuracy: {100 * test_acc:.2f}%")
+    print(f"plot: {png_path}\nsummary: {json_path}\nmodel: {model_path}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
