@@ -223,3 +223,20 @@ def test_bad_inputs_name_the_argument(rng):
         SNNConv2D(2, 3)(tf.zeros([B, T, 8, 8]))
     with pytest.raises(ValueError, match="units"):
         SNNDense(0)
+
+
+def test_compiled_loops_are_traced_once_per_configuration(rng):
+    from dense_snns import fused
+
+    x = inputs(rng)
+    forward, backward = fused._COMPILED[True]
+    layer = SNNDense(N, neuron=neuron("lif", beta=0.77))
+    for _ in range(3):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(x))
+        tape.gradient(loss, layer.trainable_weights)
+        if _ == 0:
+            counts = forward.experimental_get_tracing_count(), backward.experimental_get_tracing_count()
+    assert (forward.experimental_get_tracing_count(), backward.experimental_get_tracing_count()) == counts
+    SNNDense(N, neuron=neuron("lif", beta=0.77))(x)  # an equal layer reuses the traces
+    assert forward.experimental_get_tracing_count() == counts[0]
