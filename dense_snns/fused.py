@@ -164,10 +164,11 @@ class BlockStep:
     def __init__(self, step_fn, state_type, params, has_recurrent_kernel: bool):
         self.step_fn = step_fn
         self.state_type = state_type
-        self.structure = params
         leaves = tf.nest.flatten(params)
         self.tensor_positions = tuple(i for i, leaf in enumerate(leaves) if tf.is_tensor(leaf))
         self.static_leaves = tuple(None if tf.is_tensor(leaf) else leaf for leaf in leaves)
+        # The layout only: no tensor of the call that created this step is kept.
+        self.structure = tf.nest.pack_sequence_as(params, list(self.static_leaves))
         self.has_recurrent_kernel = bool(has_recurrent_kernel)
         self._key = (step_fn, state_type, self.static_leaves, self.tensor_positions, self.has_recurrent_kernel)
 

@@ -6,10 +6,34 @@ are independent and can be computed in parallel (or on different devices), excha
 spikes. Self-loops and cycles are allowed. Builds on `dense_snns` (neuron models, blocks) and
 `sparse_snns` (sparse spike exchange).
 
-`snns_as_gnn.spec` (the graph specification) is pure Python and needs no TensorFlow.
+`snns_as_gnn.spec` (the graph specification) and `snns_as_gnn.placement` (device plans) are
+pure Python; `snns_as_gnn.layer` runs a graph (`GraphSNN`, `GraphSNNCell`).
 """
 from __future__ import annotations
 
+from .layer import GraphSNN, GraphSNNCell
+from .placement import (
+    DEFAULT_CUT_WEIGHT,
+    PlacementError,
+    PlacementPlan,
+    manual_placement,
+    node_work,
+    plan_placement,
+)
 from .spec import GraphSpecError, NodeSpec, SNNGraph, chain, known_neuron_models
 
-__all__ = ["GraphSpecError", "NodeSpec", "SNNGraph", "chain", "known_neuron_models"]
+__all__ = [
+    "DEFAULT_CUT_WEIGHT",
+    "GraphSNN",
+    "GraphSNNCell",
+    "GraphSpecError",
+    "NodeSpec",
+    "PlacementError",
+    "PlacementPlan",
+    "SNNGraph",
+    "chain",
+    "known_neuron_models",
+    "manual_placement",
+    "node_work",
+    "plan_placement",
+]

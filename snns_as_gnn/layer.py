@@ -1,0 +1,334 @@
+"""Running an `SNNGraph`: an RNN cell (one step) and a fused sequence layer.
+
+Semantics of a step t (one-step delay on every edge, external input without delay):
+
+    I_i[t] = x[t] W_in_i (input nodes only) + sum_{s in sources(i)} S_s[t-1] W_si + b_i
+    S_i[t], state_i[t] = neuron_step_i(I_i[t], state_i[t-1])
+
+Within a step every node depends only on the previous step, so the node updates are
+independent ops: TensorFlow may run them concurrently and each can be placed on its own
+device (`placement`). A chain graph equals a stack of `SNNBlock`s in which every layer after
+the first sees its input one step late (layer k lags the input by k-1 steps).
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Dict, List, Mapping, Optional
+
+import tensorflow as tf
+
+from dense_snns import fused, neurons
+from dense_snns._compat import keras, register
+from dense_snns.cells import get_neuron, zero_states
+from dense_snns.validation import as_numeric_tensor, check_features, check_rank
+
+from .spec import SNNGraph
+
+IMPLEMENTATIONS = ("auto", "fused", "loop")
+
+
+def _as_graph(graph) -> SNNGraph:
+    if isinstance(graph, SNNGraph):
+        return graph
+    if isinstance(graph, Mapping):
+        return SNNGraph.from_dict(graph)
+    if isinstance(graph, str):
+        return SNNGraph.from_json(graph)
+    raise ValueError(f"graph must be an SNNGraph, its dict or its JSON, got {type(graph).__name__}")
+
+
+def _as_placement(placement, graph: SNNGraph) -> Dict[str, str]:
+    """Node name -> device string (empty dict: no placement)."""
+    if placement is None:
+        return {}
+    if hasattr(placement, "device_of"):
+        placement = {name: placement.device_of(name) for name in graph.node_names}
+    if not isinstance(placement, Mapping):
+        raise ValueError(f"placement must map node names to devices, got {type(placement).__name__}")
+    unknown = sorted(set(placement) - set(graph.node_names))
+    if unknown:
+        raise ValueError(f"placement names unknown nodes {unknown}")
+    missing = [name for name in graph.node_names if name not in placement]
+    if missing:
+        raise ValueError(f"placement does not place nodes {missing}")
+    return {name: str(placement[name]) for name in graph.node_names}
+
+
+class GraphStep:
+    """One step of the whole graph, as a pure function of (external current, states, tensors).
+
+    The tensors are, in order: the edge kernels (in `graph.edges` order), the biases (in node
+    order, if any) and the tensor-valued neuron parameters of every node.
+    """
+
+    def __init__(self, cell: "GraphSNNCell", dtype):
+        graph = cell.graph
+        self.graph = graph
+        self.devices = [cell.placement.get(name) for name in graph.node_names]
+        self.neurons = [cell.neurons[name] for name in graph.node_names]
+        params = [n.params(dtype) for n in self.neurons]
+        self.node_steps = [fused.BlockStep(type(n).step_fn, n.state_type, p, False) for n, p in zip(self.neurons, params)]
+        self.dtype = dtype
+        self.units = [node.units for node in graph.nodes]
+        self.sources = [[graph.index(s) for s in graph.sources(name)] for name in graph.node_names]
+        self.edge_index = {(graph.index(s), graph.index(t)): k for k, (s, t) in enumerate(graph.edges)}
+        self.input_nodes = [graph.index(name) for name in graph.inputs]
+        self.output_nodes = [graph.index(name) for name in graph.outputs]
+        self.state_counts = [len(n.state_size) for n in self.neurons]
+        self.use_bias = cell.use_bias
+
+    def tensors(self, cell: "GraphSNNCell", dtype) -> List[tf.Tensor]:
+        kernels = [tf.cast(cell.edge_kernels[k], dtype) for k in range(len(self.graph.edges))]
+        biases = [tf.cast(cell.biases[name], dtype) for name in self.graph.node_names] if self.use_bias else []
+        params = [t for step, neuron in zip(self.node_steps, self.neurons) for t in step.split(neuron.params(dtype), None)]
+        return kernels + biases + params
+
+    def _device(self, i):
+        return tf.device(self.devices[i]) if self.devices[i] else contextlib.nullcontext()
+
+    def __call__(self, current, mask_t, states, tensors):
+        n_edges = len(self.graph.edges)
+        kernels = tensors[:n_edges]
+        offset = n_edges
+        biases = tensors[offset:offset + len(self.units)] if self.use_bias else [None] * len(self.units)
+        offset += len(self.units) if self.use_bias else 0
+        # Per node: neuron states then previous spikes.
+        node_states, position = [], 0
+        for count in self.state_counts:
+            node_states.append(states[position:position + count + 1])
+            position += count + 1
+        external = {}
+        if self.input_nodes:
+            splits = tf.split(current, [self.units[i] for i in self.input_nodes], axis=-1)
+            external = dict(zip(self.input_nodes, splits))
+        new_states, spikes_out = [], {}
+        for i, step in enumerate(self.node_steps):
+            count = len(step.tensor_positions)
+            params = tensors[offset:offset + count]
+            offset += count
+            with self._device(i):
+                node_current = external.get(i)
+                for s in self.sources[i]:
+                    contribution = tf.matmul(node_states[s][-1], kernels[self.edge_index[(s, i)]])
+                    node_current = contribution if node_current is None else node_current + contribution
+                if node_current is None:  # a node without sources or input stays silent
+                    node_current = tf.zeros_like(node_states[i][-1])
+                if biases[i] is not None:
+                    node_current = node_current + biases[i]
+                spikes, states_i = step(node_current, mask_t, list(node_states[i][:-1]), params)
+                if mask_t is not None:
+                    keep = fused._broadcast_mask(mask_t, spikes)
+                    prev = tf.where(keep, spikes, node_states[i][-1])
+                else:
+                    prev = spikes
+            spikes_out[i] = spikes
+            new_states.extend(states_i + [prev])
+        output = tf.concat([spikes_out[i] for i in self.output_nodes], axis=-1)
+        return output, new_states
+
+
+@register(package="snns_as_gnn")
+class GraphSNNCell(keras.layers.Layer):
+    """An `SNNGraph` as a Keras RNN cell: one time step of all nodes.
+
+    Args:
+        graph: an `SNNGraph` (or its dict / JSON).
+        placement: optional mapping node name -> device (e.g. from `plan_placement`); each
+            node's ops are placed there with `tf.device`.
+        use_bias: a bias per node. Default True.
+        kernel_initializer: initializer of the input and edge kernels.
+        bias_initializer: initializer of the biases.
+
+    Input: [batch, input_size]. Output: spikes of the output nodes concatenated
+    [batch, sum of output units]. State: per node (in node order) its neuron states, then its
+    spikes of the previous step.
+    """
+
+    def __init__(self, graph, placement=None, use_bias: bool = True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", **kwargs):
+        super().__init__(**kwargs)
+        self.graph = _as_graph(graph)
+        self.placement = _as_placement(placement, self.graph)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.neurons = {}
+        for node in self.graph.nodes:
+            neuron = get_neuron({"class_name": node.neuron, "config": dict(node.neuron_config)}, node.units,
+                                dtype=self.dtype_policy)
+            self.neurons[node.name] = neuron
+        # Tracked as a list so Keras 2 and 3 both save the neurons' weights.
+        self.neuron_list = [self.neurons[name] for name in self.graph.node_names]
+        self._steps = {}
+
+    @property
+    def state_size(self) -> List[int]:
+        sizes = []
+        for node in self.graph.nodes:
+            sizes.extend(list(self.neurons[node.name].state_size) + [node.units])
+        return sizes
+
+    @property
+    def output_size(self) -> int:
+        return sum(self.graph.node(name).units for name in self.graph.outputs)
+
+    def get_initial_state(self, inputs=None, batch_size=None, dtype=None):
+        return zero_states(self, inputs, batch_size, dtype)
+
+    def build(self, input_shape):
+        features = input_shape[-1]
+        if features is None:
+            raise ValueError(f"the feature dimension of `inputs` must be known, got shape {input_shape}")
+        if self.graph.input_size is not None and int(features) != self.graph.input_size:
+            raise ValueError(f"`inputs` has {int(features)} features but the graph's input_size is {self.graph.input_size}")
+        self.input_kernels = {}
+        for name in self.graph.inputs:
+            self.input_kernels[name] = self.add_weight(
+                name=f"input_to_{name}", shape=(int(features), self.graph.node(name).units),
+                initializer=self.kernel_initializer,
+            )
+        self.edge_kernels = [
+            self.add_weight(name=f"{s}_to_{t}", shape=(self.graph.node(s).units, self.graph.node(t).units),
+                            initializer=self.kernel_initializer)
+            for s, t in self.graph.edges
+        ]
+        self.biases = {}
+        if self.use_bias:
+            for node in self.graph.nodes:
+                self.biases[node.name] = self.add_weight(name=f"bias_{node.name}", shape=(node.units,),
+                                                         initializer=self.bias_initializer)
+        for neuron in self.neuron_list:
+            if not neuron.built:
+                neuron.build((None, neuron.units))
+        self._input_features = int(features)
+        self.built = True
+
+    def graph_step(self, dtype) -> GraphStep:
+        key = tf.as_dtype(dtype).name
+        if key not in self._steps:
+            self._steps[key] = GraphStep(self, dtype)
+        return self._steps[key]
+
+    def external_current(self, inputs: tf.Tensor) -> tf.Tensor:
+        """x W_in of every input node, concatenated: [..., features] -> [..., sum input units].
+
+        One matmul with the input kernels side by side (over all steps for a sequence)."""
+        kernel = tf.concat([tf.cast(self.input_kernels[name], inputs.dtype) for name in self.graph.inputs], axis=1)
+        if inputs.shape.rank == 2:
+            return tf.matmul(inputs, kernel)
+        return tf.tensordot(inputs, kernel, axes=1)
+
+    def call(self, inputs, states, training=None):
+        x = as_numeric_tensor(inputs, "inputs", self.compute_dtype)
+        check_rank(x, 2, "inputs", "[batch, features]")
+        check_features(x.shape, self._input_features, "inputs", what="the graph's input size")
+        step = self.graph_step(x.dtype)
+        output, new_states = step(self.external_current(x), None, tf.nest.flatten(states), step.tensors(self, x.dtype))
+        return output, new_states
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "graph": self.graph.to_dict(),
+            "placement": dict(self.placement) or None,
+            "use_bias": self.use_bias,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+        })
+        return config
+
+
+@register(package="snns_as_gnn")
+class GraphSNN(keras.layers.Layer):
+    """Runs an `SNNGraph` over a sequence [batch, time, features].
+
+    The input projection of all steps is one matmul; the steps run in a compiled loop with
+    hand-written BPTT (`dense_snns.fused.compiled_recurrence`). With a placement over several
+    devices the loop is not XLA-compiled, so that TensorFlow places each node's ops on its
+    device and runs independent nodes concurrently.
+
+    Args:
+        graph, placement, use_bias, kernel_initializer, bias_initializer: as `GraphSNNCell`.
+        return_sequences: spikes of the output nodes at every step [batch, time, outputs]
+            (default) or at the last step only.
+        implementation: ``"auto"`` / ``"fused"`` (compiled loop, hand-written BPTT) or
+            ``"loop"`` (plain `tf.while_loop` with autodiff, the reference).
+        jit_compile: compile the fused loops with XLA when all nodes are on one device.
+
+    Weights: `cell.input_kernels`, `cell.edge_kernels` (graph edge order), `cell.biases`, and
+    the neurons' own weights; the same as `keras.layers.RNN(layer.cell)`.
+    """
+
+    def __init__(self, graph, placement=None, use_bias: bool = True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", return_sequences: bool = True, implementation: str = "auto",
+                 jit_compile: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        if implementation not in IMPLEMENTATIONS:
+            raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got implementation={implementation!r}")
+        self.cell = GraphSNNCell(graph, placement, use_bias, kernel_initializer, bias_initializer,
+                                 dtype=self.dtype_policy, name="cell")
+        self.graph = self.cell.graph
+        self.return_sequences = bool(return_sequences)
+        self.implementation = implementation
+        self.jit_compile = bool(jit_compile)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        shape = tf.TensorShape(input_shape)
+        if shape.rank is not None and shape.rank != 3:
+            raise ValueError(f"`inputs` of GraphSNN must have rank 3 ([batch, time, features]), got shape {shape}")
+        if not self.cell.built:
+            self.cell.build((None, shape[-1]))
+        self.built = True
+
+    def call(self, inputs, mask=None, training=None):
+        x = as_numeric_tensor(inputs, "inputs", self.compute_dtype)
+        check_rank(x, 3, "inputs", "[batch, time, features]")
+        if x.shape[1] == 0:
+            raise ValueError(f"`inputs` has a time dimension of 0 (shape {x.shape}); at least one step is needed")
+        check_features(x.shape, self.cell._input_features, "inputs", what="the graph's input size")
+        dtype = x.dtype
+        step = self.cell.graph_step(dtype)
+        currents = tf.transpose(self.cell.external_current(x), [1, 0, 2])  # one matmul, time-major
+        batch = tf.shape(x)[0]
+        states = self.cell.get_initial_state(batch_size=batch, dtype=dtype)
+        tensors = step.tensors(self.cell, dtype)
+        time_mask = None if mask is None else tf.transpose(tf.cast(mask, tf.bool))
+        if self.implementation == "loop":
+            outputs = self._loop(step, currents, time_mask, states, tensors)
+        else:
+            single_device = len(set(self.cell.placement.values())) <= 1
+            outputs, _ = fused.compiled_recurrence(step, currents, states, tensors, time_mask,
+                                                   jit_compile=self.jit_compile and single_device)
+        outputs = tf.transpose(outputs, [1, 0, 2])
+        return outputs if self.return_sequences else outputs[:, -1]
+
+    @staticmethod
+    def _loop(step, currents, mask, states, tensors):
+        steps = fused.num_steps(currents, 0)
+        probe, _ = step(currents[0], None if mask is None else mask[0], states, tensors)
+        outputs = tf.TensorArray(probe.dtype, size=steps, element_shape=probe.shape)
+
+        def body(t, states, outputs):
+            out, states = step(currents[t], None if mask is None else mask[t], states, tensors)
+            return t + 1, states, outputs.write(t, out)
+
+        _, _, outputs = tf.while_loop(lambda t, *_: t < steps, body, [tf.constant(0), states, outputs])
+        return outputs.stack()
+
+    def compute_mask(self, inputs, mask=None):
+        return mask if self.return_sequences else None
+
+    def compute_output_shape(self, input_shape):
+        if self.return_sequences:
+            return (input_shape[0], input_shape[1], self.cell.output_size)
+        return (input_shape[0], self.cell.output_size)
+
+    def get_config(self):
+        config = super().get_config()
+        cell_config = self.cell.get_config()
+        for key in ("graph", "placement", "use_bias", "kernel_initializer", "bias_initializer"):
+            config[key] = cell_config[key]
+        config.update({"return_sequences": self.return_sequences, "implementation": self.implementation,
+                       "jit_compile": self.jit_compile})
+        return config
