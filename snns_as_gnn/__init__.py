@@ -3,8 +3,9 @@
 Each node is an SNN block (a population of spiking neurons of one model); edges carry spikes
 from a source block to a target block with a one-step delay, so within a time step all blocks
 are independent and can be computed in parallel (or on different devices), exchanging only
-spikes. Self-loops and cycles are allowed. Builds on `dense_snns` (neuron models, blocks) and
-`sparse_snns` (sparse spike exchange).
+spikes. Self-loops and cycles are allowed. Builds on `dense_snns` (neuron models, the fused
+recurrence). A node's sparse `capacity` is recorded in the spec; `GraphSNN` exchanges dense
+spike tensors between nodes.
 
 `snns_as_gnn.spec` (the graph specification) and `snns_as_gnn.placement` (device plans) are
 pure Python; `snns_as_gnn.layer` runs a graph (`GraphSNN`, `GraphSNNCell`).
