@@ -1,0 +1,83 @@
+"""Spike selection: from membrane-minus-threshold to `SparseSpikes` of fixed capacity."""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import tensorflow as tf
+
+from dense_snns import surrogates
+
+from .format import SparseSpikes, _check_capacity, _enforce_no_overflow
+
+
+def select_spikes(
+    x,
+    capacity: int,
+    second_threshold: Optional[float] = None,
+    spike_fn=None,
+    strict: bool = False,
+) -> Tuple[SparseSpikes, tf.Tensor]:
+    """Select the neurons of `x` (membrane minus threshold, [..., N]) into K = `capacity` slots.
+
+    Order of selection: neurons that spike (x > 0, the rule of `dense_snns.surrogates`) in
+    increasing index, then non-spiking neurons as gradient-only entries (value 0), closest to
+    threshold first, up to K. `second_threshold` (<= 0, same units as `x`) restricts the
+    gradient-only entries to x > second_threshold; without it every neuron may take a free
+    slot.
+
+    ``values = spike_fn(x)`` gathered at the selected ids, so the forward values are the
+    spikes (1) and 0, and the backward pass gives the surrogate gradient to the selected
+    neurons only: with K >= N and no second threshold every neuron is selected and this is
+    exactly the dense gradient; otherwise it is the dense gradient masked to the selected
+    neurons (sparse BPTT).
+
+    Args:
+        x: float [..., N], membrane minus threshold.
+        capacity: K > 0.
+        second_threshold: None or a number <= 0.
+        spike_fn: a `dense_snns.surrogates.Surrogate` (name, config or object); default
+            ``superspike``.
+        strict: raise when spikes do not fit (ValueError naming the capacity when eager; a
+            run-time assertion in graph mode; XLA compiles assertions out: use `dropped`).
+    Returns: (SparseSpikes, dropped int32 [...]: spikes that did not fit; gradient-only
+    entries that do not fit are not counted).
+    """
+    capacity = _check_capacity(capacity)
+    if second_threshold is not None and not float(second_threshold) <= 0.0:
+        raise ValueError(f"second_threshold must be <= 0 (below the threshold), got second_threshold={second_threshold!r}")
+    spike_fn = surrogates.get(spike_fn)
+    x = tf.convert_to_tensor(x)
+    if not x.dtype.is_floating:
+        raise TypeError(f"`x` (membrane minus threshold) must be floating, got dtype {x.dtype.name}")
+    if x.shape.rank is None or x.shape[-1] is None:
+        raise ValueError(f"`x` needs a known last dimension (neurons), got shape {x.shape}")
+    rank = x.shape.rank
+    n = int(x.shape[-1])
+
+    spiking = x > 0
+    xf = tf.cast(x, tf.float32)
+    iota = tf.range(n, dtype=tf.float32)
+    # Keys: spikes 2 + (N - i) / N in (2, 3] (index order); candidates for gradient-only
+    # entries 1 / (1 - x) in (0, 1] (closest to threshold first); excluded neurons -1.
+    key = tf.where(spiking, 2.0 + (n - iota) / n, 1.0 / (1.0 - tf.minimum(xf, 0.0)))
+    if second_threshold is not None:
+        key = tf.where(tf.logical_or(spiking, xf > second_threshold), key, -tf.ones_like(key))
+    k_eff = min(capacity, n)
+    top_keys, top = tf.math.top_k(key, k=k_eff, sorted=True)
+    valid = top_keys > 0
+    count = tf.reduce_sum(tf.cast(valid, tf.int32), axis=-1)
+    total_spikes = tf.reduce_sum(tf.cast(spiking, tf.int32), axis=-1)
+    dropped = tf.maximum(total_spikes - k_eff, 0)
+
+    ids = tf.where(valid, tf.cast(top, tf.int32), tf.zeros_like(top))
+    spikes = spike_fn(x)
+    gathered = tf.gather(spikes, ids, axis=rank - 1, batch_dims=rank - 1)
+    values = tf.where(valid, gathered, tf.zeros_like(gathered))
+    if capacity > n:
+        paddings = [[0, 0]] * (rank - 1) + [[0, capacity - n]]
+        ids = tf.pad(ids, paddings)
+        values = tf.pad(values, paddings)
+    result = SparseSpikes(ids=ids, values=values, count=count)
+    if strict:
+        result, dropped = _enforce_no_overflow(result, dropped, capacity)
+    return result, dropped
