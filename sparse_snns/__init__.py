@@ -18,14 +18,25 @@ from .format import (
     to_dense,
     validate,
 )
+from . import linear, ops
+from .linear import SparseLinear, sparse_linear
+from .selection import select_spikes
+from .blocks import SparseSNNDense, SparseToDense
 
 __all__ = [
+    "SparseLinear",
+    "SparseSNNDense",
+    "SparseToDense",
     "SparseSpikes",
     "default_capacity",
     "describe",
     "format",
     "from_dense",
     "from_dense_with_overflow",
+    "linear",
+    "ops",
+    "select_spikes",
+    "sparse_linear",
     "to_dense",
     "validate",
 ]

@@ -1,0 +1,230 @@
+"""Sparse SNN blocks: SparseLinear synapses + a neuron model, spikes out as `SparseSpikes`.
+
+`SparseSNNDense` is the fused sequence layer: the synaptic current of all steps is one
+`sparse_linear` over [batch*time] rows (cost O(active inputs)), the neuron recurrence runs in
+the compiled loop of `dense_snns.fused` (hand-written BPTT), and the spikes of every step are
+selected into K = `capacity` slots by `select_spikes` (spikes first, then gradient-only
+entries near threshold). The backward pass reaches only the selected neurons: sparse BPTT.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from dense_snns import fused
+from dense_snns._compat import KERAS_3, add_layer_metric, declare_layer_metric, keras, register
+from dense_snns.cells import get_neuron, serialize_neuron
+from dense_snns.validation import check_units
+
+from .format import SparseSpikes, from_dense, to_dense
+from .linear import SparseLinear, _as_spikes
+from .selection import select_spikes
+
+#: Stand-in for membrane-minus-threshold at padded (masked) steps: far below any threshold.
+_SILENT = -1.0e4
+
+
+class _CapturingSpike:
+    """Wraps a spike function to keep the last input x (membrane minus threshold)."""
+
+    def __init__(self, spike_fn):
+        self.spike_fn = spike_fn
+        self.x = None
+
+    def __call__(self, x):
+        self.x = x
+        return self.spike_fn(x)
+
+
+class SparseBlockStep(fused.BlockStep):
+    """A block step whose output is x = membrane minus threshold instead of the spikes.
+
+    The spikes are then selected from x outside the loop, so that the gradient reaches the
+    loop only through the selected neurons.
+    """
+
+    def __call__(self, current, mask_t, states, tensors):
+        leaves = list(self.static_leaves)
+        for position, tensor in zip(self.tensor_positions, tensors):
+            leaves[position] = tensor
+        params = tf.nest.pack_sequence_as(self.structure, leaves)
+        capture = _CapturingSpike(params.spike_fn)
+        params = params._replace(spike_fn=capture)
+        kernel = tensors[len(self.tensor_positions)] if self.has_recurrent_kernel else None
+        spikes, new_states = fused.masked_block_step(self.step_fn, self.state_type, current, mask_t, states, params, kernel)
+        x = capture.x
+        if mask_t is not None:
+            x = tf.where(fused._broadcast_mask(mask_t, x), x, tf.fill(tf.shape(x), tf.constant(_SILENT, x.dtype)))
+        return x, new_states
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, SparseBlockStep) and self._key == other._key
+
+    def __hash__(self) -> int:
+        return hash(("sparse",) + self._key)
+
+
+_STEPS = {}
+
+
+@register(package="sparse_snns")
+class SparseSNNDense(keras.layers.Layer):
+    """Fused sparse SNN layer: SparseLinear synapses, a neuron model, sparse spikes out.
+
+    Args:
+        units: number of neurons N (> 0).
+        input_dim: number of input neurons N_in (> 0).
+        capacity: K, slots per step for the output spikes (> 0); see
+            `sparse_snns.default_capacity`.
+        second_threshold: None (free slots take the non-spiking neurons closest to threshold,
+            so with K >= N the gradient is exactly the dense one) or a number <= 0 in
+            membrane-minus-threshold units restricting the gradient-only entries.
+        neuron: neuron model (name, `NeuronCell` or config), default ``"lif"``.
+        self_recurrent: recurrent weights from the previous step's spikes (a dense product
+            inside the loop).
+        strict: raise when spikes do not fit K (eager: ValueError; graph: assertion; compiled
+            out under XLA).
+        use_bias, kernel_initializer, recurrent_initializer, bias_initializer: as `SNNDense`.
+        implementation: of the sparse product: ``"auto"``, ``"op"`` (C++) or ``"tf"``.
+        jit_compile: compile the neuron loop with XLA. Default True.
+
+    Input: sparse spikes ``[ids [B, T, K_in], values [B, T, K_in], count [B, T]]`` (a list or
+    a `SparseSpikes`) or a dense raster [B, T, input_dim] (converted exactly). Output:
+    ``[ids [B, T, K], values [B, T, K], count [B, T]]``. The number of spikes that did not fit
+    is reported as the metric ``<name>_dropped`` (spikes per sample and step, batch mean) and
+    kept in `last_dropped`.
+    """
+
+    def __init__(self, units: int, input_dim: int, capacity: int, second_threshold=None, neuron="lif",
+                 self_recurrent: bool = False, strict: bool = False, use_bias: bool = True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal", bias_initializer="zeros",
+                 implementation: str = "auto", jit_compile: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.units = check_units(units)
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity <= 0:
+            raise ValueError(f"capacity must be a positive integer, got capacity={capacity!r}")
+        if second_threshold is not None and not float(second_threshold) <= 0.0:
+            raise ValueError(f"second_threshold must be <= 0, got second_threshold={second_threshold!r}")
+        self.capacity = capacity
+        self.second_threshold = None if second_threshold is None else float(second_threshold)
+        self.self_recurrent = bool(self_recurrent)
+        self.strict = bool(strict)
+        self.jit_compile = bool(jit_compile)
+        self.synapse = SparseLinear(units, input_dim=input_dim, use_bias=use_bias, kernel_initializer=kernel_initializer,
+                                    bias_initializer=bias_initializer, implementation=implementation,
+                                    dtype=self.dtype_policy, name="synapse")
+        self.input_dim = self.synapse.input_dim
+        self.neuron = get_neuron(neuron, self.units, dtype=self.dtype_policy)
+        self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
+        self.metric_name = f"{self.name}_dropped"
+        declare_layer_metric(self, self.metric_name)
+        self.last_dropped = None
+
+    def build(self, input_shape=None):
+        if not self.synapse.built:
+            self.synapse.build()
+        self.recurrent_kernel = None
+        if self.self_recurrent:
+            self.recurrent_kernel = self.add_weight(name="recurrent_kernel", shape=(self.units, self.units),
+                                                    initializer=self.recurrent_initializer)
+        if not self.neuron.built:
+            self.neuron.build((None, self.units))
+        self.built = True
+
+    def _as_sparse_input(self, inputs) -> SparseSpikes:
+        if isinstance(inputs, (list, tuple)) and len(inputs) == 3:
+            spikes = _as_spikes(inputs)
+        else:
+            dense = tf.convert_to_tensor(inputs)
+            if dense.shape.rank != 3:
+                raise ValueError(f"`inputs` must be sparse spikes [ids, values, count] or a dense raster "
+                                 f"[batch, time, input_dim], got shape {dense.shape}")
+            if dense.shape[-1] is not None and int(dense.shape[-1]) != self.input_dim:
+                raise ValueError(f"`inputs` has {int(dense.shape[-1])} features but input_dim is {self.input_dim}")
+            spikes = from_dense(dense, self.input_dim, dtype=self.compute_dtype)
+        if spikes.ids.shape.rank != 3:
+            raise ValueError(f"sparse `inputs` must have ids of rank 3 [batch, time, K], got shape {spikes.ids.shape}")
+        return spikes
+
+    def call(self, inputs, mask=None, training=None):
+        if isinstance(mask, (list, tuple)):  # Keras gives one mask per input tensor
+            mask = mask[0]
+        spikes = self._as_sparse_input(inputs)
+        currents = self.synapse(spikes)  # [B, T, N]: one sparse product over all steps
+        dtype = currents.dtype
+        params = self.neuron.params(dtype)
+        kernel = tf.cast(self.recurrent_kernel, dtype) if self.self_recurrent else None
+        step = SparseBlockStep(type(self.neuron).step_fn, self.neuron.state_type, params, kernel is not None)
+        step = _STEPS.setdefault(step._key, step)
+        time_major = tf.transpose(currents, [1, 0, 2])
+        zeros = tf.zeros_like(time_major[0])
+        states = [zeros] * (len(self.neuron.state_size) + (1 if self.self_recurrent else 0))
+        x, _ = fused.compiled_recurrence(step, time_major, states, step.split(params, kernel),
+                                         None if mask is None else tf.transpose(tf.cast(mask, tf.bool)),
+                                         jit_compile=self.jit_compile)
+        x = tf.transpose(x, [1, 0, 2])  # [B, T, N] membrane minus threshold
+        selected, dropped = select_spikes(x, self.capacity, self.second_threshold, self.neuron.spike_func,
+                                          strict=self.strict)
+        self.last_dropped = dropped
+        add_layer_metric(self, self.metric_name, tf.reduce_mean(tf.cast(dropped, tf.float32)))
+        return [selected.ids, selected.values, selected.count]
+
+    def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, (list, tuple)) and isinstance(input_shape[0], (list, tuple, tf.TensorShape)):
+            batch_time = tuple(input_shape[0])[:2]  # [ids, values, count] shapes
+        else:
+            batch_time = tuple(input_shape)[:2]
+        shapes = [batch_time + (self.capacity,), batch_time + (self.capacity,), batch_time]
+        return shapes if KERAS_3 else [tf.TensorShape(s) for s in shapes]
+
+    def compute_output_spec(self, inputs, mask=None, training=None):
+        # Keras 3 functional models: the three outputs have different dtypes.
+        shapes = self.compute_output_shape(tf.nest.map_structure(lambda t: tuple(t.shape), inputs))
+        dtypes = ["int32", self.compute_dtype, "int32"]
+        return [keras.KerasTensor(shape, dtype=dtype) for shape, dtype in zip(shapes, dtypes)]
+
+    def get_config(self):
+        config = super().get_config()
+        synapse = self.synapse.get_config()
+        config.update({
+            "units": self.units,
+            "input_dim": self.input_dim,
+            "capacity": self.capacity,
+            "second_threshold": self.second_threshold,
+            "neuron": serialize_neuron(self.neuron),
+            "self_recurrent": self.self_recurrent,
+            "strict": self.strict,
+            "use_bias": synapse["use_bias"],
+            "kernel_initializer": synapse["kernel_initializer"],
+            "recurrent_initializer": keras.initializers.serialize(self.recurrent_initializer),
+            "bias_initializer": synapse["bias_initializer"],
+            "implementation": synapse["implementation"],
+            "jit_compile": self.jit_compile,
+        })
+        return config
+
+
+@register(package="sparse_snns")
+class SparseToDense(keras.layers.Layer):
+    """``[ids, values, count]`` sparse spikes [..., K] -> dense spikes [..., num_neurons].
+
+    For a readout or any dense layer after a sparse block; gradients flow to `values`.
+    """
+
+    def __init__(self, num_neurons: int, **kwargs):
+        super().__init__(**kwargs)
+        self.num_neurons = check_units(num_neurons)
+
+    def call(self, inputs):
+        spikes = _as_spikes(inputs)
+        values = tf.cast(spikes.values, self.compute_dtype)
+        return to_dense(SparseSpikes(spikes.ids, values, spikes.count), self.num_neurons)
+
+    def compute_output_shape(self, input_shape):
+        ids_shape = input_shape[0] if isinstance(input_shape[0], (list, tuple, tf.TensorShape)) else input_shape
+        shape = tuple(ids_shape)[:-1] + (self.num_neurons,)
+        return shape if KERAS_3 else tf.TensorShape(shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config["num_neurons"] = self.num_neurons
+        return config

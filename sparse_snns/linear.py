@@ -1,0 +1,501 @@
+"""SparseLinear: a linear map whose input is `SparseSpikes`.
+
+    y[..., :] = sum_{k < count[...]} values[..., k] * kernel[ids[..., k], :]  (+ bias)
+
+Cost O(K * N_out) per vector instead of O(N_in * N_out) for the dense product. Gradients flow
+to `kernel` (a dense [N_in, N_out] tensor: only the rows of the K selected inputs receive
+non-zero values), to `bias` and to `values` (computed only for the K entries, 0 for padding),
+never to `ids` or `count`. Chained through the surrogate gradient of the neurons that
+produced the spikes this is sparse BPTT: only the selected neurons receive gradient.
+
+Two implementations with one contract, tested against each other and against
+``to_dense(spikes) @ kernel``:
+
+* ``"op"``: C++ CPU kernels (`sparse_snns.ops`, built from source at first use), blocked over
+  output columns and multi-threaded over TensorFlow's intra-op thread pool; float32/float64.
+* ``"tf"``: pure TensorFlow (gathers, weighted sums and a dense scatter-add); compiles under
+  XLA (``jit_compile=True``), which is what the IPU and other XLA devices use. Large inputs
+  are processed in row chunks so the gathered rows never exceed about 32 MiB.
+
+``implementation="auto"`` takes the op when it is available, the dtype is float32/float64
+and the call is not being compiled by XLA; otherwise the pure-TF path.
+
+Inputs are checked: the structure and dtypes of the spikes (ids and count int32, values of
+the kernel's floating dtype), shapes, and the values: ids in [0, N_in) and count in [0, K]
+(eagerly: ValueError; in a graph: InvalidArgumentError from the op or from assertions;
+under XLA the value checks are compiled out). Entries k >= count are padding and ignored,
+whatever their ids.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from dense_snns._compat import KERAS_3, keras, register
+
+from . import ops as _ops
+from .format import SparseSpikes
+
+__all__ = ["IMPLEMENTATIONS", "SparseLinear", "in_xla_context", "sparse_linear"]
+
+#: Accepted values of `implementation`.
+IMPLEMENTATIONS = ("auto", "op", "tf")
+
+#: Dtypes of the C++ kernels.
+OP_DTYPES = (tf.float32, tf.float64)
+
+#: Elements of the gathered [rows, K, N_out] block of the pure-TF path above which it works
+#: in row chunks (2**18 float32 = 1 MiB: the block stays in cache, the loop overhead is small).
+TF_CHUNK_ELEMENTS = 1 << 18
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+def in_xla_context() -> bool:
+    """True while TensorFlow traces a function for XLA (``tf.function(jit_compile=True)``)."""
+    if tf.executing_eagerly():
+        return False
+    try:
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # pragma: no cover - very old or stripped TensorFlow
+        return False
+    try:
+        return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
+    except Exception:  # noqa: BLE001 - internal API: never fail because of the probe
+        return False
+
+
+def _check_implementation(implementation) -> str:
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"`implementation` must be one of {IMPLEMENTATIONS}, got implementation={implementation!r}")
+    return implementation
+
+
+def _as_tensor(value, name: str) -> tf.Tensor:
+    if isinstance(value, tf.Tensor):
+        return value
+    try:
+        return tf.convert_to_tensor(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"`{name}` must be a tensor, could not convert it: {err}") from None
+
+
+def _as_spikes(spikes) -> SparseSpikes:
+    if isinstance(spikes, SparseSpikes):
+        return spikes
+    if isinstance(spikes, (tuple, list)) and len(spikes) == 3:
+        return SparseSpikes(*spikes)
+    if isinstance(spikes, dict) and set(spikes) == set(SparseSpikes._fields):
+        return SparseSpikes(**spikes)
+    raise TypeError(
+        "`spikes` must be a SparseSpikes or a list/tuple [ids, values, count], "
+        f"got {type(spikes).__name__}"
+    )
+
+
+def _resolve(implementation: str, dtype: tf.DType) -> str:
+    """The implementation that will run: "op" or "tf"."""
+    if implementation == "tf":
+        return "tf"
+    if implementation == "op":
+        if in_xla_context():
+            raise ValueError(
+                "implementation='op' cannot be compiled by XLA (jit_compile=True): the C++ op has "
+                "no XLA kernel; use implementation='auto' or 'tf'"
+            )
+        if dtype not in OP_DTYPES:
+            raise TypeError(
+                f"implementation='op' supports float32 and float64, got dtype {dtype.name}; "
+                "use implementation='auto' or 'tf'"
+            )
+        if not _ops.op_available():
+            raise RuntimeError(f"implementation='op' requested but the C++ op is unavailable: {_ops.load_error()}")
+        return "op"
+    if dtype in OP_DTYPES and not in_xla_context() and _ops.op_available():
+        return "op"
+    return "tf"
+
+
+def _shape_list(x: tf.Tensor) -> list:
+    static = x.shape.as_list()
+    dynamic = tf.shape(x)
+    return [dim if dim is not None else dynamic[i] for i, dim in enumerate(static)]
+
+
+# --------------------------------------------------------------------------------------------
+# argument checks
+# --------------------------------------------------------------------------------------------
+
+
+def _check_inputs(spikes, kernel, bias):
+    spikes = _as_spikes(spikes)
+    ids = _as_tensor(spikes.ids, "ids")
+    values = _as_tensor(spikes.values, "values")
+    count = _as_tensor(spikes.count, "count")
+    kernel = _as_tensor(kernel, "kernel")
+
+    if ids.dtype != tf.int32:
+        raise TypeError(f"`ids` must be int32, got dtype {ids.dtype.name}")
+    if count.dtype != tf.int32:
+        raise TypeError(f"`count` must be int32, got dtype {count.dtype.name}")
+    if not kernel.dtype.is_floating:
+        raise TypeError(f"`kernel` must be floating, got dtype {kernel.dtype.name}")
+    if not values.dtype.is_floating:
+        raise TypeError(f"`values` must be floating, got dtype {values.dtype.name}")
+    if values.dtype != kernel.dtype:
+        raise TypeError(
+            f"`values` dtype {values.dtype.name} does not match the `kernel` dtype {kernel.dtype.name}; "
+            "cast one of them"
+        )
+
+    if kernel.shape.rank != 2:
+        raise ValueError(f"`kernel` must have rank 2 [N_in, N_out], got shape {kernel.shape}")
+    if ids.shape.rank is None or ids.shape.rank == 0 or ids.shape[-1] is None:
+        raise ValueError(f"`ids` must have a static shape [..., K] (K known), got shape {ids.shape}")
+    if not ids.shape.is_compatible_with(values.shape):
+        raise ValueError(f"`values` must have the shape of `ids` {ids.shape}, got {values.shape}")
+    if not count.shape.is_compatible_with(ids.shape[:-1]):
+        raise ValueError(f"`count` must have the shape {ids.shape[:-1]} (ids without K), got {count.shape}")
+
+    if bias is not None:
+        bias = _as_tensor(bias, "bias")
+        if bias.dtype != kernel.dtype:
+            raise TypeError(f"`bias` dtype {bias.dtype.name} does not match the `kernel` dtype {kernel.dtype.name}")
+        if bias.shape.rank != 1:
+            raise ValueError(f"`bias` must have rank 1 [N_out], got shape {bias.shape}")
+        if not bias.shape.is_compatible_with(kernel.shape[1:]):
+            raise ValueError(f"`bias` must have shape [N_out] = {kernel.shape[1:]}, got {bias.shape}")
+    return ids, values, count, kernel, bias
+
+
+def _check_values_eagerly(ids: tf.Tensor, count: tf.Tensor, kernel: tf.Tensor) -> None:
+    """ids of valid entries in [0, N_in) and count in [0, K]: ValueError naming the field."""
+    k = int(ids.shape[-1])
+    n_in = int(kernel.shape[0])
+    count_np = np.asarray(count.numpy())
+    ids_np = np.asarray(ids.numpy())
+    if count_np.size:
+        if count_np.min() < 0:
+            raise ValueError(f"`count` must be >= 0, got min count {count_np.min()}")
+        if count_np.max() > k:
+            raise ValueError(f"`count` > K (capacity={k}, the last dimension of `ids`): got max count {count_np.max()}")
+    valid = np.arange(k) < count_np[..., None]
+    used = ids_np[valid]
+    if used.size and (used.min() < 0 or used.max() >= n_in):
+        raise ValueError(
+            f"`ids` out of range: must be in [0, N_in={n_in}) (the first dimension of `kernel`), "
+            f"got min {used.min()}, max {used.max()}"
+        )
+
+
+def _value_assertions(ids: tf.Tensor, count: tf.Tensor, kernel: tf.Tensor):
+    """Graph-mode assertions of the pure-TF path (compiled out by XLA)."""
+    k = int(ids.shape[-1])
+    n_in = tf.shape(kernel, out_type=tf.int32)[0]
+    valid = tf.range(k, dtype=tf.int32) < tf.expand_dims(count, -1)
+    used = tf.where(valid, ids, tf.zeros_like(ids))
+    return [
+        tf.debugging.assert_greater_equal(count, 0, message="`count` must be >= 0"),
+        tf.debugging.assert_less_equal(count, k, message=f"`count` > K (capacity={k}, the last dimension of `ids`)"),
+        tf.debugging.assert_greater_equal(used, 0, message="`ids` out of range [0, N_in)"),
+        tf.debugging.assert_less(used, n_in, message="`ids` out of range [0, N_in) (N_in: first dimension of `kernel`)"),
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# the two implementations on flat [M, K] spikes
+# --------------------------------------------------------------------------------------------
+
+
+def _op_linear(ids, values, count, kernel):
+    lib = _ops.load()
+
+    @tf.custom_gradient
+    def linear(values, kernel):
+        output = lib.dense_snns_sparse_linear(ids, values, count, kernel)
+
+        def grad(dy):
+            dy = tf.convert_to_tensor(dy)
+            d_kernel = lib.dense_snns_sparse_linear_grad_weights(ids, values, count, dy, kernel)
+            d_values = lib.dense_snns_sparse_linear_grad_values(ids, count, kernel, dy)
+            return d_values, d_kernel
+
+        return output, grad
+
+    return linear(values, kernel)
+
+
+def _chunk_rows(k: int, n_out) -> int:
+    """Rows per chunk of the pure-TF path (the gathered block stays under TF_CHUNK_ELEMENTS)."""
+    width = max(1, k * (n_out if isinstance(n_out, int) else 1024))
+    return max(1, TF_CHUNK_ELEMENTS // width)
+
+
+def _split_rows(tensors: Sequence[tf.Tensor], rows: int):
+    """Zero-pad tensors [M, ...] to a multiple of `rows` rows and reshape them to [C, rows, ...]."""
+    m = tf.shape(tensors[0])[0]
+    chunks = tf.maximum((m + rows - 1) // rows, 1)
+    out = []
+    for t in tensors:  # padding rows: id 0, value 0, dy 0 -> contribute nothing
+        t = tf.pad(t, [[0, chunks * rows - m]] + [[0, 0]] * (t.shape.rank - 1))
+        out.append(tf.reshape(t, tf.concat([[chunks, rows], tf.shape(t)[1:]], 0)))
+    return out, m
+
+
+def _map_rows(fn, tensors: Sequence[tf.Tensor], rows: int, single: bool, dtype):
+    """fn on row chunks of `tensors` (all [M, ...]), results concatenated to [M, ...]."""
+    if single:
+        return fn(*tensors)
+    chunks, m = _split_rows(tensors, rows)
+    out = tf.map_fn(lambda xs: fn(*xs), tuple(chunks), fn_output_signature=dtype, parallel_iterations=1)
+    out = tf.reshape(out, tf.concat([[-1], tf.shape(out)[2:]], 0))
+    return out[:m]
+
+
+def _scatter_rows(ids, masked, dy, n_in, rows: int, single: bool):
+    """Dense [N_in, N_out]: out[ids[m, k]] += masked[m, k] * dy[m], in row chunks."""
+    n_out = tf.shape(dy)[-1]
+    zeros = tf.zeros(tf.stack([n_in, n_out]), dy.dtype)
+
+    def add(acc, chunk_ids, chunk_values, chunk_dy):
+        updates = tf.expand_dims(chunk_values, -1) * tf.expand_dims(chunk_dy, 1)  # [R, K, N_out]
+        return tf.tensor_scatter_nd_add(
+            acc, tf.reshape(chunk_ids, [-1, 1]), tf.reshape(updates, tf.stack([-1, n_out]))
+        )
+
+    if single:
+        return add(zeros, ids, masked, dy)
+    if not in_xla_context():
+        # Outside XLA a loop would copy the [N_in, N_out] accumulator at every step: use the
+        # sparse-dense product S^T dy over the valid entries instead (no [M, K, N_out] block).
+        entries = tf.where(tf.not_equal(masked, 0))  # [events, 2] (m, k), int64
+        rows_ids = tf.stack([tf.gather_nd(tf.cast(ids, tf.int64), entries), entries[:, 0]], axis=1)
+        sparse_t = tf.sparse.SparseTensor(
+            rows_ids, tf.gather_nd(masked, entries), tf.cast(tf.stack([n_in, tf.shape(dy)[0]]), tf.int64)
+        )
+        return tf.sparse.sparse_dense_matmul(sparse_t, dy)
+    chunks, _ = _split_rows([ids, masked, dy], rows)
+    return tf.foldl(lambda acc, xs: add(acc, *xs), tuple(chunks), initializer=zeros, parallel_iterations=1)
+
+
+def _tf_linear(ids, values, count, kernel):
+    k = int(ids.shape[-1])
+    rows = _chunk_rows(k, kernel.shape[1])
+    single = isinstance(ids.shape[0], int) and ids.shape[0] <= rows
+    valid = tf.range(k, dtype=tf.int32) < tf.expand_dims(count, -1)
+    safe_ids = tf.where(valid, ids, tf.zeros_like(ids))  # padding: a valid index with weight 0
+
+    @tf.custom_gradient
+    def linear(values, kernel):
+        masked = tf.where(valid, values, tf.zeros_like(values))
+
+        def forward_chunk(chunk_ids, chunk_values):
+            gathered = tf.gather(kernel, chunk_ids)  # [R, K, N_out]
+            return tf.reduce_sum(tf.expand_dims(chunk_values, -1) * gathered, axis=1)
+
+        def values_grad_chunk(chunk_ids, chunk_dy):
+            gathered = tf.gather(kernel, chunk_ids)  # [R, K, N_out]
+            return tf.reduce_sum(gathered * tf.expand_dims(chunk_dy, 1), axis=-1)
+
+        output = _map_rows(forward_chunk, [safe_ids, masked], rows, single, kernel.dtype)
+
+        def grad(dy):
+            dy = tf.convert_to_tensor(dy)
+            d_kernel = _scatter_rows(safe_ids, masked, dy, tf.shape(kernel)[0], rows, single)
+            d_values = _map_rows(values_grad_chunk, [safe_ids, dy], rows, single, kernel.dtype)
+            d_values = tf.where(valid, d_values, tf.zeros_like(d_values))
+            return d_values, d_kernel
+
+        return output, grad
+
+    return linear(values, kernel)
+
+
+# --------------------------------------------------------------------------------------------
+# public function
+# --------------------------------------------------------------------------------------------
+
+
+def sparse_linear(spikes, kernel, bias=None, implementation: str = "auto") -> tf.Tensor:
+    """y[..., :] = sum_{k < count} values[..., k] * kernel[ids[..., k], :] (+ bias).
+
+    Args:
+        spikes: a `SparseSpikes` (or a list/tuple ``[ids, values, count]``): ids int32
+            [..., K], values [..., K] of the kernel's dtype, count int32 [...], any leading
+            shape [...].
+        kernel: [N_in, N_out] floating tensor or variable.
+        bias: optional [N_out] of the kernel's dtype.
+        implementation: ``"auto"`` (the C++ op when available and not under XLA, else pure
+            TF), ``"op"`` (the C++ op; error if unavailable or under XLA) or ``"tf"``.
+
+    Returns:
+        [..., N_out] tensor of the kernel's dtype. Gradients: kernel (dense), bias, values
+        (only the K entries; 0 at padding); none for ids and count.
+    """
+    implementation = _check_implementation(implementation)
+    ids, values, count, kernel, bias = _check_inputs(spikes, kernel, bias)
+    chosen = _resolve(implementation, kernel.dtype)
+
+    k = int(ids.shape[-1])
+    batch = _shape_list(ids)[:-1]
+    flat_ids = tf.reshape(ids, [-1, k])
+    flat_values = tf.reshape(values, [-1, k])
+    flat_count = tf.reshape(count, [-1])
+
+    if tf.executing_eagerly():
+        if kernel.shape[0] is not None:
+            _check_values_eagerly(ids, count, kernel)
+    elif chosen == "tf" and not in_xla_context():
+        with tf.control_dependencies(_value_assertions(flat_ids, flat_count, kernel)):
+            flat_ids = tf.identity(flat_ids)
+
+    if chosen == "op":
+        flat = _op_linear(flat_ids, flat_values, flat_count, kernel)
+    else:
+        flat = _tf_linear(flat_ids, flat_values, flat_count, kernel)
+    if bias is not None:
+        flat = flat + bias
+    n_out = kernel.shape[1] if kernel.shape[1] is not None else tf.shape(kernel)[1]
+    output = tf.reshape(flat, batch + [n_out])
+    output.set_shape(ids.shape[:-1].concatenate([kernel.shape[1]]))
+    return output
+
+
+# --------------------------------------------------------------------------------------------
+# Keras layer
+# --------------------------------------------------------------------------------------------
+
+
+def _check_positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)) or int(value) <= 0:
+        raise ValueError(f"`{name}` must be a positive integer, got {name}={value!r}")
+    return int(value)
+
+
+def _spike_shapes(input_shape) -> Tuple[tf.TensorShape, tf.TensorShape, tf.TensorShape]:
+    """(ids, values, count) shapes from a SparseSpikes / list of 3 shapes."""
+    if isinstance(input_shape, dict):
+        input_shape = [input_shape[name] for name in SparseSpikes._fields]
+    if isinstance(input_shape, (list, tuple)) and len(input_shape) == 3 and not all(
+        isinstance(d, (int, type(None))) for d in input_shape
+    ):
+        return tuple(tf.TensorShape(s) for s in input_shape)
+    raise ValueError(
+        "SparseLinear expects sparse spikes: a SparseSpikes or a list [ids, values, count] "
+        f"(ids [..., K], values [..., K], count [...]), got input shape {input_shape}"
+    )
+
+
+@register(package="sparse_snns")
+class SparseLinear(keras.layers.Layer):
+    """Dense-like layer for sparse spikes: y = sum_{k < count} values[k] * kernel[ids[k], :] + bias.
+
+    Args:
+        units: output size N_out (> 0).
+        input_dim: input size N_in (> 0), required: ids carry no N, so it cannot be inferred.
+        use_bias: add a bias [units]. Default True.
+        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer: as Dense.
+        implementation: ``"auto"`` (default), ``"op"`` or ``"tf"``; see `sparse_linear`.
+
+    Input: a `SparseSpikes` or a list ``[ids, values, count]`` (the list form is what Keras
+    functional models use: ``keras.Input((K,), dtype="int32")``, ``keras.Input((K,))``,
+    ``keras.Input((), dtype="int32")``; leading dims such as [batch, time] are kept).
+    Values are cast to the layer's compute dtype. Output: [..., units].
+    Weights: ``kernel`` [input_dim, units], ``bias`` [units] (the layout of Dense).
+    """
+
+    def __init__(
+        self,
+        units: int,
+        input_dim: Optional[int] = None,
+        use_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        implementation: str = "auto",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.units = _check_positive_int(units, "units")
+        if input_dim is None:
+            raise ValueError(
+                "`input_dim` (the number of input neurons N_in) is required: sparse spikes carry "
+                "only ids, not N_in; e.g. SparseLinear(units, input_dim=700)"
+            )
+        self.input_dim = _check_positive_int(input_dim, "input_dim")
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.implementation = _check_implementation(implementation)
+
+    def build(self, input_shape=None):
+        if input_shape is not None:
+            ids_shape, values_shape, _ = _spike_shapes(input_shape)
+            if ids_shape.rank is not None and ids_shape.rank >= 1 and ids_shape[-1] is None:
+                raise ValueError(f"{self.name}: the capacity K (last dimension of ids) must be static, got {ids_shape}")
+            if not ids_shape.is_compatible_with(values_shape):
+                raise ValueError(f"{self.name}: `values` must have the shape of `ids` {ids_shape}, got {values_shape}")
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(self.input_dim, self.units),
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            trainable=True,
+        )
+        self.bias = None
+        if self.use_bias:
+            self.bias = self.add_weight(
+                name="bias",
+                shape=(self.units,),
+                initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
+                trainable=True,
+            )
+        self.built = True
+
+    def call(self, inputs):
+        spikes = _as_spikes(inputs)
+        values = _as_tensor(spikes.values, "values")
+        if not (values.dtype.is_floating or values.dtype.is_integer or values.dtype.is_bool):
+            raise TypeError(f"`values` must be numeric, got dtype {values.dtype.name}")
+        dtype = self.compute_dtype
+        values = tf.cast(values, dtype)
+        kernel = tf.cast(self.kernel, dtype)
+        bias = tf.cast(self.bias, dtype) if self.bias is not None else None
+        return sparse_linear(
+            SparseSpikes(spikes.ids, values, spikes.count), kernel, bias, implementation=self.implementation
+        )
+
+    def compute_output_shape(self, input_shape):
+        ids_shape, _, _ = _spike_shapes(input_shape)
+        shape = tuple(ids_shape.as_list()[:-1]) + (self.units,)
+        return shape if KERAS_3 else tf.TensorShape(shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "units": self.units,
+                "input_dim": self.input_dim,
+                "use_bias": self.use_bias,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer)
+                if self.kernel_regularizer
+                else None,
+                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer)
+                if self.bias_regularizer
+                else None,
+                "implementation": self.implementation,
+            }
+        )
+        return config

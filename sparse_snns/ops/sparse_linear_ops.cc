@@ -1,0 +1,897 @@
+// CPU kernels of SparseLinear: y[m, :] = sum_{k < count[m]} values[m, k] * W[ids[m, k], :].
+//
+// Three ops (float32 and float64):
+//   DenseSnnsSparseLinear             (ids, values, count, weights) -> output [M, N_out]
+//   DenseSnnsSparseLinearGradWeights  (ids, values, count, grad, weights) -> grad_weights [N_in, N_out]
+//   DenseSnnsSparseLinearGradValues   (ids, count, weights, grad) -> grad_values [M, K]
+//
+// ids int32 [M, K], values [M, K], count int32 [M], weights [N_in, N_out], grad [M, N_out].
+// Entries k >= count[m] are padding and are never read (their ids may hold anything); the
+// values gradient is 0 there. The weight gradient is a dense [N_in, N_out] tensor.
+//
+// Memory layout and blocking. Every kernel walks the output columns in blocks of 256 bytes
+// (64 floats): for one block, the rows W[:, block] (N_in x 256 bytes, 1 MiB for N_in = 4096)
+// stay in the L2 cache while all samples are processed, and the accumulator of one sample
+// (64 floats) stays in vector registers while its K rows are summed. Rows are read
+// contiguously inside a block. Work is split among TensorFlow's intra-op threads:
+//   forward        by column ranges (and row ranges when there are few columns),
+//   weight grad    by column ranges only, so every thread owns disjoint columns of the
+//                  result (no races, no atomics); ranges start on 64-byte cache lines;
+//   values grad    by row ranges; each thread accumulates the dot products of its own rows
+//                  over the column blocks.
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/shape_inference.h"
+#include "tensorflow/core/framework/tensor.h"
+#include "tensorflow/core/framework/tensor_shape.h"
+#include "tensorflow/core/util/work_sharder.h"
+
+namespace dense_snns_ops {
+
+using ::tensorflow::DEVICE_CPU;
+using ::tensorflow::OpKernel;
+using ::tensorflow::OpKernelConstruction;
+using ::tensorflow::OpKernelContext;
+using ::tensorflow::Tensor;
+using ::tensorflow::TensorShape;
+using ::tensorflow::shape_inference::DimensionHandle;
+using ::tensorflow::shape_inference::InferenceContext;
+using ::tensorflow::shape_inference::ShapeHandle;
+
+typedef int64_t i64;
+typedef int32_t i32;
+
+// ------------------------------------------------------------------------------------------
+// shape functions
+// ------------------------------------------------------------------------------------------
+
+// ids [M, K] and values [M, K] (or ids alone), count [M]: returns M and K.
+static absl::Status SpikeDims(InferenceContext* c, int ids_index, int values_index, int count_index,
+                              DimensionHandle* m, DimensionHandle* k) {
+  ShapeHandle ids, count;
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(ids_index), 2, &ids));
+  if (values_index >= 0) {
+    ShapeHandle values;
+    TF_RETURN_IF_ERROR(c->WithRank(c->input(values_index), 2, &values));
+    TF_RETURN_IF_ERROR(c->Merge(ids, values, &ids));
+  }
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(count_index), 1, &count));
+  TF_RETURN_IF_ERROR(c->Merge(c->Dim(ids, 0), c->Dim(count, 0), m));
+  *k = c->Dim(ids, 1);
+  return absl::OkStatus();
+}
+
+static absl::Status ForwardShape(InferenceContext* c) {
+  DimensionHandle m, k;
+  TF_RETURN_IF_ERROR(SpikeDims(c, 0, 1, 2, &m, &k));
+  ShapeHandle weights;
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(3), 2, &weights));
+  c->set_output(0, c->Matrix(m, c->Dim(weights, 1)));
+  return absl::OkStatus();
+}
+
+static absl::Status GradWeightsShape(InferenceContext* c) {
+  DimensionHandle m, k;
+  TF_RETURN_IF_ERROR(SpikeDims(c, 0, 1, 2, &m, &k));
+  ShapeHandle grad, weights;
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(3), 2, &grad));
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(4), 2, &weights));
+  DimensionHandle unused, n_out;
+  TF_RETURN_IF_ERROR(c->Merge(c->Dim(grad, 0), m, &unused));
+  TF_RETURN_IF_ERROR(c->Merge(c->Dim(grad, 1), c->Dim(weights, 1), &n_out));
+  c->set_output(0, c->Matrix(c->Dim(weights, 0), n_out));
+  return absl::OkStatus();
+}
+
+static absl::Status GradValuesShape(InferenceContext* c) {
+  DimensionHandle m, k;
+  TF_RETURN_IF_ERROR(SpikeDims(c, 0, -1, 1, &m, &k));
+  ShapeHandle weights, grad;
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(2), 2, &weights));
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(3), 2, &grad));
+  DimensionHandle unused;
+  TF_RETURN_IF_ERROR(c->Merge(c->Dim(grad, 0), m, &unused));
+  TF_RETURN_IF_ERROR(c->Merge(c->Dim(grad, 1), c->Dim(weights, 1), &unused));
+  c->set_output(0, c->Matrix(m, k));
+  return absl::OkStatus();
+}
+
+REGISTER_OP("DenseSnnsSparseLinear")
+    .Input("ids: int32")
+    .Input("values: T")
+    .Input("count: int32")
+    .Input("weights: T")
+    .Output("output: T")
+    .Attr("T: {float, double}")
+    .SetShapeFn(ForwardShape)
+    .Doc(R"doc(
+Sparse-input linear map: output[m, :] = sum_{k < count[m]} values[m, k] * weights[ids[m, k], :].
+)doc");
+
+REGISTER_OP("DenseSnnsSparseLinearGradWeights")
+    .Input("ids: int32")
+    .Input("values: T")
+    .Input("count: int32")
+    .Input("grad: T")
+    .Input("weights: T")
+    .Output("grad_weights: T")
+    .Attr("T: {float, double}")
+    .SetShapeFn(GradWeightsShape)
+    .Doc(R"doc(
+Dense weight gradient: grad_weights[ids[m, k], :] += values[m, k] * grad[m, :] for k < count[m].
+Only the shape of `weights` is used.
+)doc");
+
+REGISTER_OP("DenseSnnsSparseLinearGradValues")
+    .Input("ids: int32")
+    .Input("count: int32")
+    .Input("weights: T")
+    .Input("grad: T")
+    .Output("grad_values: T")
+    .Attr("T: {float, double}")
+    .SetShapeFn(GradValuesShape)
+    .Doc(R"doc(
+Values gradient: grad_values[m, k] = dot(grad[m, :], weights[ids[m, k], :]) for k < count[m], else 0.
+)doc");
+
+// ------------------------------------------------------------------------------------------
+// argument checks
+// ------------------------------------------------------------------------------------------
+
+// Shapes of ids [M, K], values [M, K] (optional), count [M], weights [N_in, N_out] and
+// grad [M, N_out] (optional).
+static absl::Status CheckShapes(const Tensor& ids, const Tensor* values, const Tensor& count,
+                                const Tensor& weights, const Tensor* grad) {
+  if (ids.dims() != 2) {
+    return tensorflow::errors::InvalidArgument("`ids` must have rank 2 [M, K], got shape ",
+                                               ids.shape().DebugString());
+  }
+  const i64 m = ids.dim_size(0);
+  if (values != nullptr && values->shape() != ids.shape()) {
+    return tensorflow::errors::InvalidArgument("`values` must have the shape of `ids` ",
+                                               ids.shape().DebugString(), ", got ",
+                                               values->shape().DebugString());
+  }
+  if (count.dims() != 1 || count.dim_size(0) != m) {
+    return tensorflow::errors::InvalidArgument("`count` must have shape [M] = [", m,
+                                               "] (the first dimension of `ids`), got ",
+                                               count.shape().DebugString());
+  }
+  if (weights.dims() != 2) {
+    return tensorflow::errors::InvalidArgument("`weights` (the kernel) must have rank 2 [N_in, N_out], got shape ",
+                                               weights.shape().DebugString());
+  }
+  if (grad != nullptr && (grad->dims() != 2 || grad->dim_size(0) != m ||
+                          grad->dim_size(1) != weights.dim_size(1))) {
+    return tensorflow::errors::InvalidArgument("`grad` must have shape [M, N_out] = [", m, ", ",
+                                               weights.dim_size(1), "], got ",
+                                               grad->shape().DebugString());
+  }
+  return absl::OkStatus();
+}
+
+// count[m] in [0, K] and ids[m, k] in [0, N_in) for k < count[m]; returns sum(count).
+static absl::Status CheckValues(const Tensor& ids, const Tensor& count, i64 n_in, i64* total) {
+  const i64 m_rows = ids.dim_size(0);
+  const i64 k_cap = ids.dim_size(1);
+  const i32* id = ids.flat<i32>().data();
+  const i32* cnt = count.flat<i32>().data();
+  i64 sum = 0;
+  for (i64 m = 0; m < m_rows; ++m) {
+    const i64 c = cnt[m];
+    if (c < 0 || c > k_cap) {
+      return tensorflow::errors::InvalidArgument(
+          "`count` must be in [0, K=", k_cap, "] (K: the last dimension of `ids`), got count[", m,
+          "] = ", c);
+    }
+    const i32* row = id + m * k_cap;
+    for (i64 k = 0; k < c; ++k) {
+      if (row[k] < 0 || static_cast<i64>(row[k]) >= n_in) {
+        return tensorflow::errors::InvalidArgument("`ids` out of range: ids[", m, ", ", k, "] = ",
+                                                   row[k], " is not in [0, N_in=", n_in,
+                                                   ") (N_in: the first dimension of the kernel)");
+      }
+    }
+    sum += c;
+  }
+  *total = sum;
+  return absl::OkStatus();
+}
+
+// ------------------------------------------------------------------------------------------
+// work splitting
+// ------------------------------------------------------------------------------------------
+
+// Runs fn(begin, end) over `parts` units of work on the intra-op thread pool.
+static void RunParts(OpKernelContext* ctx, i64 parts, i64 cost_per_part,
+                     const std::function<void(i64, i64)>& fn) {
+  const auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
+  if (parts <= 1 || threads == nullptr || threads->num_threads <= 1) {
+    fn(0, parts);
+    return;
+  }
+  tensorflow::Shard(threads->num_threads, threads->workers, parts, cost_per_part, fn);
+}
+
+static int NumThreads(OpKernelContext* ctx) {
+  const auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
+  return threads == nullptr ? 1 : std::max(1, threads->num_threads);
+}
+
+// The column range [begin, end) of part p out of `parts`, split on 64-byte cache lines.
+template <typename T>
+static void ColumnRange(i64 n_out, i64 p, i64 parts, i64* begin, i64* end) {
+  const i64 line = 64 / static_cast<i64>(sizeof(T));
+  const i64 lines = (n_out + line - 1) / line;
+  *begin = std::min(n_out, (lines * p / parts) * line);
+  *end = std::min(n_out, (lines * (p + 1) / parts) * line);
+}
+
+// Below this many multiply-adds a kernel runs on the calling thread.
+static const i64 kMinParallelWork = 1 << 16;
+
+// ------------------------------------------------------------------------------------------
+// inner kernels: one block of W columns [c0, c0 + width); W is a compile-time width except
+// in the *Tail variants (width < one cache line)
+// ------------------------------------------------------------------------------------------
+
+// The inner kernels are written once as plain loops and force-inlined into one entry point
+// per instruction set (see "dispatch" below), where the compiler vectorises them for that
+// instruction set; the best one the CPU supports is picked at load time. So the library is
+// built with portable flags (no -march=native) and still uses AVX2/AVX-512 where present.
+#if defined(__GNUC__) || defined(__clang__)
+#define DSNN_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define DSNN_ALWAYS_INLINE inline
+#endif
+#define DSNN_INLINE static DSNN_ALWAYS_INLINE
+
+struct Spikes {
+  const i32* ids;
+  const i32* count;
+  i64 k_cap;
+};
+
+// A vector of one 64-byte cache line (16 floats, 8 doubles) and half-size vectors for the
+// horizontal sum. The compiler maps it onto the registers of the target (one zmm, two ymm or
+// four xmm). Loads and stores go through memcpy: no alignment is assumed.
+template <typename T, int Bytes>
+struct VecOf {
+  typedef T type __attribute__((vector_size(Bytes)));
+};
+
+template <typename T>
+struct Line {
+  static constexpr int kLanes = 64 / static_cast<int>(sizeof(T));
+  typedef typename VecOf<T, 64>::type V;
+};
+
+template <typename V, typename T>
+DSNN_INLINE V LoadV(const T* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+}
+
+template <typename V, typename T>
+DSNN_INLINE void StoreV(T* p, const V& v) {
+  std::memcpy(p, &v, sizeof(V));
+}
+
+// Sum of the lanes of a vector in a fixed order (halves added pairwise), so results do not
+// depend on the instruction set beyond the usual rounding of a fixed-order sum.
+template <typename T, int Bytes>
+struct HorizontalSum {
+  static DSNN_ALWAYS_INLINE T Of(const typename VecOf<T, Bytes>::type& v) {
+    typedef typename VecOf<T, Bytes / 2>::type H;
+    H lo, hi;
+    std::memcpy(&lo, &v, sizeof(H));
+    std::memcpy(&hi, reinterpret_cast<const char*>(&v) + sizeof(H), sizeof(H));
+    return HorizontalSum<T, Bytes / 2>::Of(lo + hi);
+  }
+};
+
+template <typename T>
+struct HorizontalSum<T, 2 * sizeof(T)> {
+  static DSNN_ALWAYS_INLINE T Of(const typename VecOf<T, 2 * sizeof(T)>::type& v) { return v[0] + v[1]; }
+};
+
+// The micro-kernels read a block of W columns as rows `src + r * stride` (r in [0, N_in)):
+// either W itself (stride N_out) or a packed copy of the block (stride = block width).
+// Packing matters: the rows of W are N_out apart, so for N_out a power of two all rows of a
+// narrow column block map onto a few cache sets and evict each other; the packed copy is
+// contiguous and stays in L2.
+
+// out[m, 0:NV*lanes] = sum_k values[m, k] * src[ids[m, k], 0:NV*lanes] for rows [r0, r1);
+// the accumulators (two sets, for even and odd k) stay in vector registers.
+template <typename T, int NV>
+DSNN_INLINE void ForwardBlock(const Spikes& s, const T* values, const T* src, i64 stride, i64 r0, i64 r1,
+                              T* out, i64 out_stride) {
+  typedef typename Line<T>::V V;
+  constexpr int L = Line<T>::kLanes;
+  for (i64 m = r0; m < r1; ++m) {
+    V acc0[NV], acc1[NV];
+    for (int i = 0; i < NV; ++i) acc0[i] = acc1[i] = V{};
+    const i32* id = s.ids + m * s.k_cap;
+    const T* v = values + m * s.k_cap;
+    const i64 c = s.count[m];
+    i64 k = 0;
+    for (; k + 1 < c; k += 2) {
+      const T* row0 = src + static_cast<i64>(id[k]) * stride;
+      const T* row1 = src + static_cast<i64>(id[k + 1]) * stride;
+      const T a0 = v[k], a1 = v[k + 1];
+      for (int i = 0; i < NV; ++i) {
+        acc0[i] += a0 * LoadV<V>(row0 + i * L);
+        acc1[i] += a1 * LoadV<V>(row1 + i * L);
+      }
+    }
+    if (k < c) {
+      const T* row0 = src + static_cast<i64>(id[k]) * stride;
+      const T a0 = v[k];
+      for (int i = 0; i < NV; ++i) acc0[i] += a0 * LoadV<V>(row0 + i * L);
+    }
+    T* o = out + m * out_stride;
+    for (int i = 0; i < NV; ++i) StoreV(o + i * L, acc0[i] + acc1[i]);
+  }
+}
+
+template <typename T>
+DSNN_INLINE void ForwardTail(const Spikes& s, const T* values, const T* src, i64 stride, int width, i64 r0,
+                             i64 r1, T* out, i64 out_stride) {
+  for (i64 m = r0; m < r1; ++m) {
+    T acc[Line<T>::kLanes];
+    for (int j = 0; j < width; ++j) acc[j] = T(0);
+    const i32* id = s.ids + m * s.k_cap;
+    const T* v = values + m * s.k_cap;
+    const i64 c = s.count[m];
+    for (i64 k = 0; k < c; ++k) {
+      const T* row = src + static_cast<i64>(id[k]) * stride;
+      const T a = v[k];
+      for (int j = 0; j < width; ++j) acc[j] += a * row[j];
+    }
+    T* o = out + m * out_stride;
+    for (int j = 0; j < width; ++j) o[j] = acc[j];
+  }
+}
+
+// The weight gradient works on the spikes sorted by input neuron (CSR: for input i, the
+// entries start[i] .. start[i+1]-1 hold the sample m and value of every event of neuron i, in
+// increasing m). Then dw[i, block] = sum over those entries of value * grad[m, block] is
+// accumulated in registers and stored once: a gather like the forward pass (loads only,
+// from the packed block of grad), instead of a read-modify-write scatter into dw.
+template <typename T>
+struct Csr {
+  const i64* start;  // [N_in + 1]
+  const i32* rows;   // [events] sample index m
+  const T* values;   // [events]
+};
+
+// dw[i, 0:NV*lanes] (=, or += if !first) sum_{entries p of i with m in [m0, m1)} values[p] *
+// pack[m - m0, :] for i in [0, n_in); cursor[i] is the first entry of i not yet consumed.
+template <typename T, int NV>
+DSNN_INLINE void GradWeightsBlock(const Csr<T>& csr, i64 n_in, const T* pack, i64 m0, i64 m1, i64* cursor,
+                                  bool first, T* dw, i64 dw_stride) {
+  typedef typename Line<T>::V V;
+  constexpr int L = Line<T>::kLanes;
+  constexpr i64 W = NV * L;
+  const i32 end_row = static_cast<i32>(m1);
+  for (i64 i = 0; i < n_in; ++i) {
+    V acc0[NV], acc1[NV];
+    for (int j = 0; j < NV; ++j) acc0[j] = acc1[j] = V{};
+    i64 p = cursor[i];
+    const i64 end = csr.start[i + 1];
+    for (; p + 1 < end && csr.rows[p + 1] < end_row; p += 2) {
+      const T* row0 = pack + (csr.rows[p] - m0) * W;
+      const T* row1 = pack + (csr.rows[p + 1] - m0) * W;
+      const T a0 = csr.values[p], a1 = csr.values[p + 1];
+      for (int j = 0; j < NV; ++j) {
+        acc0[j] += a0 * LoadV<V>(row0 + j * L);
+        acc1[j] += a1 * LoadV<V>(row1 + j * L);
+      }
+    }
+    if (p < end && csr.rows[p] < end_row) {
+      const T* row0 = pack + (csr.rows[p] - m0) * W;
+      const T a0 = csr.values[p];
+      for (int j = 0; j < NV; ++j) acc0[j] += a0 * LoadV<V>(row0 + j * L);
+      ++p;
+    }
+    cursor[i] = p;
+    T* out = dw + i * dw_stride;
+    for (int j = 0; j < NV; ++j) {
+      const V sum = acc0[j] + acc1[j];
+      StoreV(out + j * L, first ? sum : LoadV<V>(out + j * L) + sum);
+    }
+  }
+}
+
+template <typename T>
+DSNN_INLINE void GradWeightsTail(const Csr<T>& csr, i64 n_in, const T* pack, int width, i64 m0, i64 m1,
+                                 i64* cursor, bool first, T* dw, i64 dw_stride) {
+  const i32 end_row = static_cast<i32>(m1);
+  for (i64 i = 0; i < n_in; ++i) {
+    T acc[Line<T>::kLanes];
+    for (int j = 0; j < width; ++j) acc[j] = T(0);
+    i64 p = cursor[i];
+    const i64 end = csr.start[i + 1];
+    for (; p < end && csr.rows[p] < end_row; ++p) {
+      const T* row = pack + (csr.rows[p] - m0) * width;
+      const T a = csr.values[p];
+      for (int j = 0; j < width; ++j) acc[j] += a * row[j];
+    }
+    cursor[i] = p;
+    T* out = dw + i * dw_stride;
+    for (int j = 0; j < width; ++j) out[j] = first ? acc[j] : out[j] + acc[j];
+  }
+}
+
+// dv[m, k] += dot(grad[m, 0:NV*lanes], src[ids[m, k], 0:NV*lanes]) for rows [r0, r1), k < count[m];
+// the products are summed lane-wise in one vector, then across lanes in a fixed order.
+template <typename T, int NV>
+DSNN_INLINE void GradValuesBlock(const Spikes& s, const T* src, i64 stride, const T* grad, i64 grad_stride,
+                                 i64 r0, i64 r1, T* dv) {
+  typedef typename Line<T>::V V;
+  constexpr int L = Line<T>::kLanes;
+  for (i64 m = r0; m < r1; ++m) {
+    const i64 c = s.count[m];
+    if (c == 0) continue;
+    V g[NV];
+    const T* gm = grad + m * grad_stride;
+    for (int i = 0; i < NV; ++i) g[i] = LoadV<V>(gm + i * L);
+    const i32* id = s.ids + m * s.k_cap;
+    T* d = dv + m * s.k_cap;
+    for (i64 k = 0; k < c; ++k) {
+      const T* row = src + static_cast<i64>(id[k]) * stride;
+      V lanes = g[0] * LoadV<V>(row);
+      for (int i = 1; i < NV; ++i) lanes += g[i] * LoadV<V>(row + i * L);
+      d[k] += HorizontalSum<T, 64>::Of(lanes);
+    }
+  }
+}
+
+template <typename T>
+DSNN_INLINE void GradValuesTail(const Spikes& s, const T* src, i64 stride, const T* grad, i64 grad_stride,
+                                int width, i64 r0, i64 r1, T* dv) {
+  for (i64 m = r0; m < r1; ++m) {
+    const i64 c = s.count[m];
+    if (c == 0) continue;
+    const T* gm = grad + m * grad_stride;
+    const i32* id = s.ids + m * s.k_cap;
+    T* d = dv + m * s.k_cap;
+    for (i64 k = 0; k < c; ++k) {
+      const T* row = src + static_cast<i64>(id[k]) * stride;
+      T sum = T(0);
+      for (int j = 0; j < width; ++j) sum += gm[j] * row[j];
+      d[k] += sum;
+    }
+  }
+}
+
+// pack[r, 0:width] = w[r, c0:c0+width] and back.
+template <typename T>
+DSNN_INLINE void PackColumns(const T* w, i64 n_in, i64 n_out, i64 c0, int width, T* pack) {
+  for (i64 r = 0; r < n_in; ++r) std::memcpy(pack + r * width, w + r * n_out + c0, sizeof(T) * width);
+}
+
+template <typename T>
+DSNN_INLINE void UnpackColumns(const T* pack, i64 n_in, i64 n_out, i64 c0, int width, T* w) {
+  for (i64 r = 0; r < n_in; ++r) std::memcpy(w + r * n_out + c0, pack + r * width, sizeof(T) * width);
+}
+
+// Column blocks: as many cache lines as fit the packing budget (at most kMaxBlockLines), so
+// that the packed block of N_in rows stays in L2; see BlockLines.
+static const int kMaxBlockLines = 4;
+static const i64 kPackBudgetBytes = 1 << 20;
+
+static int BlockLines(i64 n_in) {
+  int lines = kMaxBlockLines;
+  while (lines > 1 && n_in * 64 * lines > kPackBudgetBytes) lines /= 2;
+  return lines;
+}
+
+// The next block of [c0, ce): `block_lines` lines if they fit, else one line, else the
+// remainder (< one line, nv = 0). Returns the width in elements.
+template <typename T>
+DSNN_INLINE int NextBlock(i64 c0, i64 ce, int block_lines, int* nv) {
+  constexpr int L = Line<T>::kLanes;
+  const i64 left = ce - c0;
+  if (left >= static_cast<i64>(block_lines) * L) {
+    *nv = block_lines;
+  } else if (left >= L) {
+    *nv = 1;
+  } else {
+    *nv = 0;
+    return static_cast<int>(left);
+  }
+  return *nv * L;
+}
+
+// Forward for columns [cb, ce) and rows [r0, r1); packs each block into `scratch` if `pack`.
+template <typename T>
+DSNN_INLINE void ForwardColumns(const Spikes& s, const T* values, const T* w, i64 n_in, i64 n_out, i64 cb,
+                                i64 ce, i64 r0, i64 r1, int block_lines, bool pack, T* scratch, T* out) {
+  for (i64 c0 = cb; c0 < ce;) {
+    int nv = 0;
+    const int width = NextBlock<T>(c0, ce, block_lines, &nv);
+    const T* src = w + c0;
+    i64 stride = n_out;
+    if (pack) {
+      PackColumns(w, n_in, n_out, c0, width, scratch);
+      src = scratch;
+      stride = width;
+    }
+    switch (nv) {
+      case 4: ForwardBlock<T, 4>(s, values, src, stride, r0, r1, out + c0, n_out); break;
+      case 2: ForwardBlock<T, 2>(s, values, src, stride, r0, r1, out + c0, n_out); break;
+      case 1: ForwardBlock<T, 1>(s, values, src, stride, r0, r1, out + c0, n_out); break;
+      default: ForwardTail<T>(s, values, src, stride, width, r0, r1, out + c0, n_out); break;
+    }
+    c0 += width;
+  }
+}
+
+// Weight gradient for columns [cb, ce) (owned by the caller): for every block and every tile of
+// `tile_rows` samples, grad[tile, block] is packed into `scratch` (contiguous, it stays in L2)
+// and dw[:, block] is accumulated from it; `cursor` ([N_in]) tracks the CSR position per input.
+template <typename T>
+DSNN_INLINE void GradWeightsColumns(const Csr<T>& csr, i64 m_rows, const T* grad, i64 n_in, i64 n_out, i64 cb,
+                                    i64 ce, int block_lines, i64 tile_rows, T* scratch, i64* cursor, T* dw) {
+  for (i64 c0 = cb; c0 < ce;) {
+    int nv = 0;
+    const int width = NextBlock<T>(c0, ce, block_lines, &nv);
+    std::memcpy(cursor, csr.start, sizeof(i64) * n_in);
+    for (i64 m0 = 0; m0 < std::max<i64>(m_rows, 1); m0 += tile_rows) {
+      const i64 m1 = std::min(m_rows, m0 + tile_rows);
+      const bool first = m0 == 0;
+      for (i64 m = m0; m < m1; ++m) {
+        std::memcpy(scratch + (m - m0) * width, grad + m * n_out + c0, sizeof(T) * width);
+      }
+      switch (nv) {
+        case 4: GradWeightsBlock<T, 4>(csr, n_in, scratch, m0, m1, cursor, first, dw + c0, n_out); break;
+        case 2: GradWeightsBlock<T, 2>(csr, n_in, scratch, m0, m1, cursor, first, dw + c0, n_out); break;
+        case 1: GradWeightsBlock<T, 1>(csr, n_in, scratch, m0, m1, cursor, first, dw + c0, n_out); break;
+        default: GradWeightsTail<T>(csr, n_in, scratch, width, m0, m1, cursor, first, dw + c0, n_out); break;
+      }
+    }
+    c0 += width;
+  }
+}
+
+// Values gradient for rows [r0, r1) over all columns; packs each block into `scratch` if `pack`.
+template <typename T>
+DSNN_INLINE void GradValuesColumns(const Spikes& s, const T* w, const T* grad, i64 n_in, i64 n_out, i64 r0,
+                                   i64 r1, int block_lines, bool pack, T* scratch, T* dv) {
+  for (i64 c0 = 0; c0 < n_out;) {
+    int nv = 0;
+    const int width = NextBlock<T>(c0, n_out, block_lines, &nv);
+    const T* src = w + c0;
+    i64 stride = n_out;
+    if (pack) {
+      PackColumns(w, n_in, n_out, c0, width, scratch);
+      src = scratch;
+      stride = width;
+    }
+    switch (nv) {
+      case 4: GradValuesBlock<T, 4>(s, src, stride, grad + c0, n_out, r0, r1, dv); break;
+      case 2: GradValuesBlock<T, 2>(s, src, stride, grad + c0, n_out, r0, r1, dv); break;
+      case 1: GradValuesBlock<T, 1>(s, src, stride, grad + c0, n_out, r0, r1, dv); break;
+      default: GradValuesTail<T>(s, src, stride, grad + c0, n_out, width, r0, r1, dv); break;
+    }
+    c0 += width;
+  }
+}
+
+// Packing pays off when the rows of W are used more than about once: at least N_in / 2 events.
+static bool WorthPacking(i64 events, i64 n_in) { return 2 * events >= n_in; }
+
+// ------------------------------------------------------------------------------------------
+// dispatch: one entry point per instruction set
+// ------------------------------------------------------------------------------------------
+
+#define DSNN_ENTRIES(SUFFIX, ATTRIBUTES)                                                           \
+  template <typename T>                                                                            \
+  ATTRIBUTES void Forward##SUFFIX(const Spikes& s, const T* values, const T* w, i64 n_in, i64 n_out, \
+                                  i64 cb, i64 ce, i64 r0, i64 r1, int block_lines, bool pack,       \
+                                  T* scratch, T* out) {                                            \
+    ForwardColumns<T>(s, values, w, n_in, n_out, cb, ce, r0, r1, block_lines, pack, scratch, out); \
+  }                                                                                                \
+  template <typename T>                                                                            \
+  ATTRIBUTES void GradWeights##SUFFIX(const Csr<T>& csr, i64 m_rows, const T* grad, i64 n_in,       \
+                                      i64 n_out, i64 cb, i64 ce, int block_lines, i64 tile_rows,   \
+                                      T* scratch, i64* cursor, T* dw) {                            \
+    GradWeightsColumns<T>(csr, m_rows, grad, n_in, n_out, cb, ce, block_lines, tile_rows, scratch, \
+                          cursor, dw);                                                             \
+  }                                                                                                \
+  template <typename T>                                                                            \
+  ATTRIBUTES void GradValues##SUFFIX(const Spikes& s, const T* w, const T* grad, i64 n_in,          \
+                                     i64 n_out, i64 r0, i64 r1, int block_lines, bool pack,        \
+                                     T* scratch, T* dv) {                                          \
+    GradValuesColumns<T>(s, w, grad, n_in, n_out, r0, r1, block_lines, pack, scratch, dv);         \
+  }
+
+DSNN_ENTRIES(Generic, static)
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#define DSNN_X86_DISPATCH 1
+DSNN_ENTRIES(Avx2, static __attribute__((target("avx2,fma"))))
+DSNN_ENTRIES(Avx512, static __attribute__((target("avx512f,avx512vl,avx2,fma"))))
+#endif
+
+enum class Isa { kGeneric = 0, kAvx2 = 1, kAvx512 = 2 };
+
+// The best instruction set of this CPU; DENSE_SNNS_ISA=generic|avx2|avx512 lowers it (for tests
+// and benchmarks; a request above what the CPU supports is ignored).
+static Isa DetectIsa() {
+  Isa best = Isa::kGeneric;
+#ifdef DSNN_X86_DISPATCH
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = Isa::kAvx2;
+  if (best == Isa::kAvx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) {
+    best = Isa::kAvx512;
+  }
+#endif
+  const char* request = std::getenv("DENSE_SNNS_ISA");
+  if (request != nullptr) {
+    Isa wanted = best;
+    if (std::strcmp(request, "generic") == 0) wanted = Isa::kGeneric;
+    if (std::strcmp(request, "avx2") == 0) wanted = Isa::kAvx2;
+    if (std::strcmp(request, "avx512") == 0) wanted = Isa::kAvx512;
+    if (static_cast<int>(wanted) < static_cast<int>(best)) best = wanted;
+  }
+  return best;
+}
+
+static Isa CurrentIsa() {
+  static const Isa isa = DetectIsa();
+  return isa;
+}
+
+#ifdef DSNN_X86_DISPATCH
+#define DSNN_DISPATCH(NAME, ...)                                          \
+  switch (CurrentIsa()) {                                                 \
+    case Isa::kAvx512: NAME##Avx512<T>(__VA_ARGS__); break;               \
+    case Isa::kAvx2: NAME##Avx2<T>(__VA_ARGS__); break;                   \
+    default: NAME##Generic<T>(__VA_ARGS__); break;                        \
+  }
+#else
+#define DSNN_DISPATCH(NAME, ...) NAME##Generic<T>(__VA_ARGS__);
+#endif
+
+// ------------------------------------------------------------------------------------------
+// kernels
+// ------------------------------------------------------------------------------------------
+
+// Scratch memory for `parts` packed blocks of n_in x block width elements.
+template <typename T>
+static T* AllocateScratch(OpKernelContext* ctx, i64 parts, i64 n_in, int block_lines, Tensor* holder) {
+  const i64 size = std::max<i64>(1, parts * n_in * block_lines * Line<T>::kLanes);
+  absl::Status status = ctx->allocate_temp(tensorflow::DataTypeToEnum<T>::value, TensorShape({size}), holder);
+  if (!status.ok()) {
+    ctx->CtxFailure(__FILE__, __LINE__, status);
+    return nullptr;
+  }
+  return holder->flat<T>().data();
+}
+
+template <typename T>
+class SparseLinearOp : public OpKernel {
+ public:
+  explicit SparseLinearOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& ids = ctx->input(0);
+    const Tensor& values = ctx->input(1);
+    const Tensor& count = ctx->input(2);
+    const Tensor& weights = ctx->input(3);
+    OP_REQUIRES_OK(ctx, CheckShapes(ids, &values, count, weights, nullptr));
+    const i64 m_rows = ids.dim_size(0);
+    const i64 n_in = weights.dim_size(0);
+    const i64 n_out = weights.dim_size(1);
+    i64 total = 0;
+    OP_REQUIRES_OK(ctx, CheckValues(ids, count, n_in, &total));
+
+    Tensor* output = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({m_rows, n_out}), &output));
+    if (m_rows == 0 || n_out == 0) return;
+
+    const Spikes s{ids.flat<i32>().data(), count.flat<i32>().data(), ids.dim_size(1)};
+    const T* v = values.flat<T>().data();
+    const T* w = weights.flat<T>().data();
+    T* out = output->flat<T>().data();
+
+    // parts = column parts x row parts, column-major so that one thread keeps its columns
+    const i64 lines = (n_out + Line<T>::kLanes - 1) / Line<T>::kLanes;
+    const i64 threads = (total * n_out < kMinParallelWork) ? 1 : NumThreads(ctx);
+    const i64 col_parts = std::min(threads, lines);
+    const i64 row_parts = std::min(m_rows, std::max<i64>(1, threads / col_parts));
+    const i64 parts = col_parts * row_parts;
+    const int block_lines = BlockLines(n_in);
+    const bool pack = WorthPacking(total / row_parts, n_in);
+    Tensor scratch_holder;
+    T* scratch = nullptr;
+    if (pack) {
+      scratch = AllocateScratch<T>(ctx, parts, n_in, block_lines, &scratch_holder);
+      if (scratch == nullptr) return;
+    }
+    const i64 scratch_size = n_in * block_lines * Line<T>::kLanes;
+    const i64 cost = std::max<i64>(1, (total + m_rows + (pack ? n_in : 0)) * n_out / parts);
+    RunParts(ctx, parts, cost, [&](i64 begin, i64 end) {
+      for (i64 p = begin; p < end; ++p) {
+        const i64 cp = p / row_parts, rp = p % row_parts;
+        i64 cb, ce;
+        ColumnRange<T>(n_out, cp, col_parts, &cb, &ce);
+        const i64 r0 = m_rows * rp / row_parts, r1 = m_rows * (rp + 1) / row_parts;
+        T* part_scratch = pack ? scratch + p * scratch_size : nullptr;
+        if (cb < ce && r0 < r1) {
+          DSNN_DISPATCH(Forward, s, v, w, n_in, n_out, cb, ce, r0, r1, block_lines, pack, part_scratch, out)
+        }
+      }
+    });
+  }
+};
+
+template <typename T>
+class SparseLinearGradWeightsOp : public OpKernel {
+ public:
+  explicit SparseLinearGradWeightsOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& ids = ctx->input(0);
+    const Tensor& values = ctx->input(1);
+    const Tensor& count = ctx->input(2);
+    const Tensor& grad = ctx->input(3);
+    const Tensor& weights = ctx->input(4);
+    OP_REQUIRES_OK(ctx, CheckShapes(ids, &values, count, weights, &grad));
+    const i64 m_rows = ids.dim_size(0);
+    const i64 k_cap = ids.dim_size(1);
+    const i64 n_in = weights.dim_size(0);
+    const i64 n_out = weights.dim_size(1);
+    i64 total = 0;
+    OP_REQUIRES_OK(ctx, CheckValues(ids, count, n_in, &total));
+
+    Tensor* output = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({n_in, n_out}), &output));
+    if (n_in == 0 || n_out == 0) return;
+    T* dw = output->flat<T>().data();
+
+    // Events sorted by input neuron (counting sort, stable in m).
+    Tensor start_t, next_t, rows_t, values_t;
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_INT64, TensorShape({n_in + 1}), &start_t));
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_INT64, TensorShape({n_in}), &next_t));
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_INT32, TensorShape({std::max<i64>(total, 1)}), &rows_t));
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DataTypeToEnum<T>::value,
+                                           TensorShape({std::max<i64>(total, 1)}), &values_t));
+    i64* start = reinterpret_cast<i64*>(start_t.flat<int64_t>().data());
+    i64* next = reinterpret_cast<i64*>(next_t.flat<int64_t>().data());
+    i32* csr_rows = rows_t.flat<i32>().data();
+    T* csr_values = values_t.flat<T>().data();
+    {
+      const i32* id = ids.flat<i32>().data();
+      const i32* cnt = count.flat<i32>().data();
+      const T* v = values.flat<T>().data();
+      std::fill(start, start + n_in + 1, i64(0));
+      for (i64 m = 0; m < m_rows; ++m) {
+        for (i64 k = 0; k < cnt[m]; ++k) ++start[id[m * k_cap + k] + 1];
+      }
+      for (i64 i = 0; i < n_in; ++i) start[i + 1] += start[i];
+      std::memcpy(next, start, sizeof(i64) * n_in);
+      for (i64 m = 0; m < m_rows; ++m) {
+        for (i64 k = 0; k < cnt[m]; ++k) {
+          const i64 p = next[id[m * k_cap + k]]++;
+          csr_rows[p] = static_cast<i32>(m);
+          csr_values[p] = v[m * k_cap + k];
+        }
+      }
+    }
+    const Csr<T> csr{start, csr_rows, csr_values};
+    const T* g = grad.flat<T>().data();
+
+    // Each part owns a column range of dw (starting on a cache line): no two threads write
+    // the same memory, so no atomics and no false sharing. Blocks are as wide as the packed
+    // tile of grad (tile_rows x width) allows within the budget.
+    const i64 lines = (n_out + Line<T>::kLanes - 1) / Line<T>::kLanes;
+    const i64 threads = ((total + n_in) * n_out < kMinParallelWork) ? 1 : NumThreads(ctx);
+    const i64 parts = std::min(threads, lines);
+    const int block_lines = BlockLines(std::max<i64>(m_rows, 1));
+    const i64 tile_rows = std::max<i64>(1, kPackBudgetBytes / (64 * block_lines));
+    const i64 scratch_size = std::min(tile_rows, std::max<i64>(m_rows, 1)) * block_lines * Line<T>::kLanes;
+    Tensor scratch_t, cursor_t;
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DataTypeToEnum<T>::value,
+                                           TensorShape({parts * scratch_size}), &scratch_t));
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_INT64, TensorShape({parts * n_in}), &cursor_t));
+    T* scratch = scratch_t.flat<T>().data();
+    i64* cursors = reinterpret_cast<i64*>(cursor_t.flat<int64_t>().data());
+    const i64 cost = std::max<i64>(1, (total + m_rows + n_in) * n_out / parts);
+    RunParts(ctx, parts, cost, [&](i64 begin, i64 end) {
+      for (i64 p = begin; p < end; ++p) {
+        i64 cb, ce;
+        ColumnRange<T>(n_out, p, parts, &cb, &ce);
+        if (cb < ce) {
+          DSNN_DISPATCH(GradWeights, csr, m_rows, g, n_in, n_out, cb, ce, block_lines, tile_rows,
+                        scratch + p * scratch_size, cursors + p * n_in, dw)
+        }
+      }
+    });
+  }
+};
+
+template <typename T>
+class SparseLinearGradValuesOp : public OpKernel {
+ public:
+  explicit SparseLinearGradValuesOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& ids = ctx->input(0);
+    const Tensor& count = ctx->input(1);
+    const Tensor& weights = ctx->input(2);
+    const Tensor& grad = ctx->input(3);
+    OP_REQUIRES_OK(ctx, CheckShapes(ids, nullptr, count, weights, &grad));
+    const i64 m_rows = ids.dim_size(0);
+    const i64 k_cap = ids.dim_size(1);
+    const i64 n_in = weights.dim_size(0);
+    const i64 n_out = weights.dim_size(1);
+    i64 total = 0;
+    OP_REQUIRES_OK(ctx, CheckValues(ids, count, n_in, &total));
+
+    Tensor* output = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({m_rows, k_cap}), &output));
+    T* dv = output->flat<T>().data();
+    std::fill(dv, dv + m_rows * k_cap, T(0));
+    if (m_rows == 0 || k_cap == 0 || n_out == 0) return;
+
+    const Spikes s{ids.flat<i32>().data(), count.flat<i32>().data(), k_cap};
+    const T* w = weights.flat<T>().data();
+    const T* g = grad.flat<T>().data();
+
+    // Each part owns a row range of dv and walks all column blocks for it.
+    const i64 threads = (total * n_out < kMinParallelWork) ? 1 : NumThreads(ctx);
+    const i64 parts = std::min(threads, m_rows);
+    const int block_lines = BlockLines(n_in);
+    const bool pack = WorthPacking(total / parts, n_in);
+    Tensor scratch_holder;
+    T* scratch = nullptr;
+    if (pack) {
+      scratch = AllocateScratch<T>(ctx, parts, n_in, block_lines, &scratch_holder);
+      if (scratch == nullptr) return;
+    }
+    const i64 scratch_size = n_in * block_lines * Line<T>::kLanes;
+    const i64 cost = std::max<i64>(1, (total + m_rows + (pack ? n_in : 0)) * n_out / parts);
+    RunParts(ctx, parts, cost, [&](i64 begin, i64 end) {
+      for (i64 p = begin; p < end; ++p) {
+        const i64 r0 = m_rows * p / parts, r1 = m_rows * (p + 1) / parts;
+        T* part_scratch = pack ? scratch + p * scratch_size : nullptr;
+        if (r0 < r1) {
+          DSNN_DISPATCH(GradValues, s, w, g, n_in, n_out, r0, r1, block_lines, pack, part_scratch, dv)
+        }
+      }
+    });
+  }
+};
+
+#define DENSE_SNNS_REGISTER(T)                                                                    \
+  REGISTER_KERNEL_BUILDER(                                                                        \
+      Name("DenseSnnsSparseLinear").Device(DEVICE_CPU).TypeConstraint<T>("T"),                    \
+      SparseLinearOp<T>);                                                                         \
+  REGISTER_KERNEL_BUILDER(                                                                        \
+      Name("DenseSnnsSparseLinearGradWeights").Device(DEVICE_CPU).TypeConstraint<T>("T"),         \
+      SparseLinearGradWeightsOp<T>);                                                              \
+  REGISTER_KERNEL_BUILDER(                                                                        \
+      Name("DenseSnnsSparseLinearGradValues").Device(DEVICE_CPU).TypeConstraint<T>("T"),          \
+      SparseLinearGradValuesOp<T>);
+
+DENSE_SNNS_REGISTER(float)
+DENSE_SNNS_REGISTER(double)
+
+#undef DENSE_SNNS_REGISTER
+#undef DSNN_DISPATCH
+#undef DSNN_ENTRIES
+#undef DSNN_INLINE
+#undef DSNN_ALWAYS_INLINE
+
+}  // namespace dense_snns_ops

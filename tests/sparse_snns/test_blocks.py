@@ -1,0 +1,128 @@
+"""SparseSNNDense: equal to the dense block with K >= N, sparse BPTT otherwise, overflow metric."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import dense_snns as ds
+from dense_snns import keras
+from sparse_snns.blocks import SparseSNNDense, SparseToDense
+from sparse_snns.format import SparseSpikes, from_dense, to_dense
+
+from conftest import compile_kwargs
+
+B, T, F, N = 3, 10, 9, 7
+
+
+def raster(rng, shape=(B, T, F), p=0.35):
+    return tf.constant((rng.random(shape) < p).astype(np.float32))
+
+
+def pair(self_recurrent, capacity=N, second_threshold=None, neuron="lif"):
+    def make():
+        return ds.NEURON_MODELS[neuron](N, **({"threshold": 0.3} if neuron != "lif_neuron" else {"u_thresh": 0.1}))
+    dense = ds.SNNDense(N, neuron=make(), self_recurrent=self_recurrent,
+                        kernel_initializer=keras.initializers.RandomNormal(0.2, 0.5, seed=7))
+    sparse = SparseSNNDense(N, input_dim=F, capacity=capacity, second_threshold=second_threshold, neuron=make(),
+                            self_recurrent=self_recurrent)
+    return dense, sparse
+
+
+def copy_weights(dense, sparse):
+    weights = dense.cell.get_weights()
+    sparse.synapse.set_weights([weights[0], weights[-1]] if dense.cell.use_bias else [weights[0]])
+    if dense.cell.self_recurrent:
+        sparse.recurrent_kernel.assign(weights[1])
+
+
+def weighted(y):
+    return tf.reduce_sum(y * np.linspace(0.5, 1.5, y.shape[-1]).astype(np.float32))
+
+
+@pytest.mark.parametrize("self_recurrent", [False, True])
+@pytest.mark.parametrize("neuron", ["lif", "alif", "lif_neuron"])
+def test_full_capacity_equals_dense_block(rng, self_recurrent, neuron):
+    x = raster(rng)
+    dense, sparse = pair(self_recurrent, neuron=neuron)
+    dense(x)
+    sparse(x)
+    copy_weights(dense, sparse)
+    sparse_input = list(from_dense(x, F))  # the same input, already sparse
+    with tf.GradientTape(persistent=True) as tape:
+        a = dense(x)
+        b = to_dense(SparseSpikes(*sparse(sparse_input)), N)
+        la, lb = weighted(a), weighted(b)
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert 0 < a.numpy().sum() < a.numpy().size
+    grads_dense = dict(zip([w.name.split("/")[-1].split(":")[0] for w in dense.trainable_weights], tape.gradient(la, dense.trainable_weights)))
+    grads_sparse = dict(zip([w.name.split("/")[-1].split(":")[0] for w in sparse.trainable_weights], tape.gradient(lb, sparse.trainable_weights)))
+    assert set(grads_dense) == set(grads_sparse)
+    for name, g in grads_dense.items():
+        np.testing.assert_allclose(grads_sparse[name].numpy(), g.numpy(), rtol=1e-5, atol=1e-6 * np.abs(g.numpy()).max())
+
+
+def test_second_threshold_reaches_fewer_neurons_and_counts_dropped(rng):
+    x = raster(rng, p=0.6)
+    full, _ = pair(False)
+    narrow = SparseSNNDense(N, input_dim=F, capacity=2, second_threshold=-0.1, neuron=ds.LIF(N, threshold=0.3))
+    full(x)
+    narrow(x)
+    copy_weights(full, narrow)
+    dense_spikes = full(x).numpy()
+    ids, values, count = narrow(x)
+    expected_dropped = np.maximum(dense_spikes.sum(-1) - 2, 0)
+    np.testing.assert_array_equal(narrow.last_dropped.numpy(), expected_dropped)
+    assert expected_dropped.sum() > 0
+    assert np.all(values.numpy().sum(-1) == np.minimum(dense_spikes.sum(-1), 2))
+    with tf.GradientTape() as tape:
+        loss = weighted(to_dense(SparseSpikes(*narrow(x)), N))
+    grad = tape.gradient(loss, narrow.synapse.kernel)
+    assert np.all(np.isfinite(grad.numpy())) and np.any(grad.numpy() != 0)
+    strict = SparseSNNDense(N, input_dim=F, capacity=1, neuron=ds.LIF(N, threshold=0.3), strict=True)
+    strict.build()
+    copy_weights(full, strict)
+    with pytest.raises(ValueError, match="capacity=1"):
+        strict(x)
+
+
+def test_fit_reports_dropped_metric_and_save_load(tmp_path, rng):
+    inputs = keras.Input((T, F))
+    ids, values, count = SparseSNNDense(N, input_dim=F, capacity=3, neuron=ds.LIF(N, threshold=0.3), name="sparse")(inputs)
+    model = keras.Model(inputs, [ids, values, count])
+    x = raster(rng, (8, T, F)).numpy()
+    first = model(x)
+    path = str(tmp_path / "sparse.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    for a, b in zip(first, loaded(x)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_in_a_trained_model_with_dropped_metric(rng):
+    inputs = keras.Input((T, F))
+    spikes = SparseSNNDense(N, input_dim=F, capacity=3, neuron=ds.LIF(N, threshold=0.3), name="sparse")(inputs)
+    model = keras.Model(inputs, ds.LeakyReadout(2)(SparseToDense(N)(spikes)))
+    model.compile("adam", ds.MaxOverTimeCrossEntropy(), **compile_kwargs())
+    history = model.fit(raster(rng, (8, T, F)).numpy(), rng.integers(0, 2, 8), epochs=2, batch_size=4, verbose=0)
+    assert "sparse_dropped" in history.history
+    assert all(v >= 0 for v in history.history["sparse_dropped"])
+
+
+def test_pure_tf_path_under_xla(rng):
+    x = raster(rng)
+    layer = SparseSNNDense(N, input_dim=F, capacity=4, neuron=ds.LIF(N, threshold=0.3), implementation="tf")
+    eager = layer(x)
+    compiled = tf.function(lambda v: layer(v), jit_compile=True)(x)
+    for a, b in zip(eager, compiled):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_config_round_trip_and_errors():
+    layer = SparseSNNDense(N, input_dim=F, capacity=4, second_threshold=-0.2, neuron=ds.ALIF(N), self_recurrent=True)
+    clone = SparseSNNDense.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    with pytest.raises(ValueError, match="capacity"):
+        SparseSNNDense(N, input_dim=F, capacity=0)
+    with pytest.raises(ValueError, match="second_threshold"):
+        SparseSNNDense(N, input_dim=F, capacity=2, second_threshold=0.3)
+    with pytest.raises(ValueError, match="input_dim"):
+        SparseSNNDense(N, input_dim=F, capacity=2)(tf.zeros([2, 4, F + 1]))

@@ -1,0 +1,523 @@
+"""SparseLinear: the C++ op and the pure-TF path against each other and against to_dense @ W.
+
+Covers forward and all gradients (kernel, bias, values) for several leading shapes, a
+hypothesis property over shapes/capacities/densities, exactness with K >= N, XLA, dense
+weight gradients, argument errors, the fallback without a compiler, and the Keras layer
+(config, save/load, fit). Op-dependent tests skip (with the reason) if the op cannot be built.
+"""
+import os
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import sparse_snns
+from dense_snns import KERAS_3, keras
+from sparse_snns import SparseLinear, SparseSpikes, from_dense, linear, sparse_linear, to_dense
+from sparse_snns.ops import _loader
+
+from conftest import compile_kwargs
+
+
+_OP = sparse_snns.ops.op_available()
+needs_op = pytest.mark.skipif(not _OP, reason=f"the C++ op could not be built: {sparse_snns.ops.load_error()}")
+IMPLEMENTATIONS = [pytest.param("op", marks=needs_op), "tf"]
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+def random_spikes(rng, batch_shape, n_in, capacity, density, dtype=np.float32, binary=False):
+    """SparseSpikes with random values, padding (count < K) and junk ids at padding entries."""
+    dense = (rng.random(tuple(batch_shape) + (n_in,)) < density).astype(dtype)
+    if not binary:
+        dense *= rng.normal(size=dense.shape).astype(dtype)
+        dense[dense == 0] = 0.0
+    spikes = from_dense(tf.constant(dense), capacity)
+    ids = spikes.ids.numpy()
+    count = spikes.count.numpy()
+    padding = np.arange(capacity) >= count[..., None]
+    # padding entries are ignored whatever their id: put junk there (out of range too)
+    ids[padding] = rng.integers(-5, n_in + 5, size=int(padding.sum()))
+    return SparseSpikes(tf.constant(ids), spikes.values, spikes.count)
+
+
+def dense_reference(spikes, kernel, bias, upstream):
+    """Forward and gradients of sum(upstream * (to_dense(spikes) @ kernel + bias))."""
+    ids, values, count = (t.numpy() for t in spikes)
+    capacity = ids.shape[-1]
+    valid = np.arange(capacity) < count[..., None]
+    clean = SparseSpikes(tf.constant(np.where(valid, ids, 0)), tf.constant(values), tf.constant(count))
+    n_in = int(kernel.shape[0])
+    kernel = tf.constant(kernel)
+    bias_t = tf.constant(bias) if bias is not None else None
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(kernel)
+        dense = to_dense(clean, n_in)
+        tape.watch(dense)
+        flat = tf.reshape(dense, [-1, n_in])
+        y = tf.matmul(flat, kernel)
+        if bias_t is not None:
+            tape.watch(bias_t)
+            y = y + bias_t
+        y = tf.reshape(y, tuple(ids.shape[:-1]) + (int(kernel.shape[1]),))
+        loss = tf.reduce_sum(y * upstream)
+    d_dense, d_kernel = tape.gradient(loss, [dense, kernel])
+    d_bias = tape.gradient(loss, bias_t) if bias_t is not None else None
+    d_values = np.take_along_axis(d_dense.numpy(), np.where(valid, ids, 0), axis=-1)
+    d_values[~valid] = 0.0
+    return y.numpy(), d_kernel.numpy(), (d_bias.numpy() if d_bias is not None else None), d_values
+
+
+def sparse_forward_backward(spikes, kernel, bias, upstream, implementation, wrap=None):
+    kernel = tf.constant(kernel)
+    bias_t = tf.constant(bias) if bias is not None else None
+
+    def run(ids, values, count, kernel, bias_t):
+        with tf.GradientTape() as tape:
+            tape.watch([values, kernel] + ([bias_t] if bias_t is not None else []))
+            y = sparse_linear(SparseSpikes(ids, values, count), kernel, bias_t, implementation=implementation)
+            loss = tf.reduce_sum(y * upstream)
+        grads = tape.gradient(loss, [kernel, values] + ([bias_t] if bias_t is not None else []))
+        return [y] + grads
+
+    fn = wrap(run) if wrap is not None else run
+    out = fn(spikes.ids, spikes.values, spikes.count, kernel, bias_t)
+    y, d_kernel, d_values = out[0], out[1], out[2]
+    d_bias = out[3] if bias is not None else None
+    return y, d_kernel, d_bias, d_values
+
+
+def assert_close(actual, expected, dtype=np.float32):
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=tol * 10, atol=tol * 10)
+
+
+def check_against_dense(rng, batch_shape, n_in, n_out, capacity, density, implementation, dtype=np.float32,
+                        use_bias=True, wrap=None):
+    spikes = random_spikes(rng, batch_shape, n_in, capacity, density, dtype)
+    kernel = rng.normal(size=(n_in, n_out)).astype(dtype)
+    bias = rng.normal(size=(n_out,)).astype(dtype) if use_bias else None
+    upstream = tf.constant(rng.normal(size=tuple(batch_shape) + (n_out,)).astype(dtype))
+    expected = dense_reference(spikes, kernel, bias, upstream)
+    actual = sparse_forward_backward(spikes, kernel, bias, upstream, implementation, wrap)
+    for name, a, e in zip(("output", "d_kernel", "d_bias", "d_values"), actual, expected):
+        if e is None:
+            assert a is None
+            continue
+        assert isinstance(a, tf.Tensor), f"{name} is {type(a).__name__}, expected a dense tf.Tensor"
+        assert a.shape == e.shape, name
+        assert_close(a.numpy(), e, dtype)
+    return actual
+
+
+# --------------------------------------------------------------------------------------------
+# agreement: op vs pure TF vs dense matmul
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("batch_shape", [(), (7,), (3, 4), (2, 3, 2)])
+def test_forward_and_gradients_match_dense(rng, implementation, batch_shape):
+    check_against_dense(rng, batch_shape, n_in=37, n_out=45, capacity=9, density=0.2, implementation=implementation)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_graph_mode_and_no_bias(rng, implementation):
+    check_against_dense(rng, (5, 6), 50, 33, 12, 0.15, implementation, use_bias=False, wrap=tf.function)
+
+
+@needs_op
+@pytest.mark.parametrize("n_out", [1, 15, 16, 17, 64, 80, 200, 257])
+def test_op_and_tf_agree_on_every_column_blocking(rng, n_out):
+    """Widths that hit the 4-line blocks, single lines and the < 1 line remainder."""
+    spikes = random_spikes(rng, (40,), 300, 24, 0.05)
+    kernel = tf.constant(rng.normal(size=(300, n_out)).astype(np.float32))
+    upstream = tf.constant(rng.normal(size=(40, n_out)).astype(np.float32))
+    results = [sparse_forward_backward(spikes, kernel.numpy(), None, upstream, impl) for impl in ("op", "tf")]
+    for a, b in zip(results[0], results[1]):
+        if a is not None:
+            assert_close(a.numpy(), b.numpy())
+
+
+@needs_op
+def test_op_float64(rng):
+    check_against_dense(rng, (6, 3), 30, 20, 8, 0.2, "op", dtype=np.float64)
+
+
+@needs_op
+def test_op_multithreaded_matches_large_layer(rng):
+    """Large enough to split over threads, pack column blocks and use every block width."""
+    spikes = random_spikes(rng, (300,), 2100, 64, 0.02)
+    kernel = rng.normal(size=(2100, 530)).astype(np.float32)
+    upstream = tf.constant(rng.normal(size=(300, 530)).astype(np.float32))
+    expected = dense_reference(spikes, kernel, None, upstream)
+    actual = sparse_forward_backward(spikes, kernel, None, upstream, "op")
+    for a, e in zip(actual, expected):
+        if e is not None:
+            np.testing.assert_allclose(a.numpy(), e, rtol=1e-4, atol=1e-4)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=st.integers(1, 12),
+    n_in=st.integers(1, 40),
+    n_out=st.integers(1, 40),
+    capacity=st.integers(1, 12),
+    density=st.sampled_from([0.0, 0.05, 0.3, 1.0]),
+    seed=st.integers(0, 2**16),
+)
+def test_property_all_paths_agree(rows, n_in, n_out, capacity, density, seed):
+    rng = np.random.default_rng(seed)
+    implementations = ["tf"] + (["op"] if _OP else [])
+    for implementation in implementations:
+        check_against_dense(rng, (rows,), n_in, n_out, capacity, density, implementation)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_full_capacity_reproduces_dense_exactly(rng, implementation):
+    """K >= N, nothing dropped: outputs and gradients equal the dense block exactly
+    (dyadic weights and upstream gradients make every sum exact in float32)."""
+    n_in, n_out = 24, 19
+    x = (rng.random((4, 5, n_in)) < 0.4).astype(np.float32)
+    spikes, dropped = sparse_snns.from_dense_with_overflow(x, capacity=n_in + 3)
+    assert int(tf.reduce_max(dropped)) == 0
+    np.testing.assert_array_equal(to_dense(spikes, n_in).numpy(), x)
+    kernel = rng.integers(-8, 9, size=(n_in, n_out)).astype(np.float32) / 8.0
+    bias = rng.integers(-8, 9, size=(n_out,)).astype(np.float32) / 4.0
+    upstream = tf.constant(rng.integers(-4, 5, size=(4, 5, n_out)).astype(np.float32) / 2.0)
+    expected = dense_reference(spikes, kernel, bias, upstream)
+    actual = sparse_forward_backward(spikes, kernel, bias, upstream, implementation)
+    for a, e in zip(actual, expected):
+        np.testing.assert_array_equal(a.numpy(), e)
+    np.testing.assert_array_equal(actual[0].numpy(), x @ kernel + bias)
+
+
+# --------------------------------------------------------------------------------------------
+# pure-TF path: XLA, chunking, dense gradients
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("implementation", ["tf", "auto"])
+def test_tf_path_under_xla_matches(rng, implementation):
+    """Under jit_compile=True "auto" must pick the pure-TF path (the op has no XLA kernel)."""
+    check_against_dense(rng, (4, 6), 33, 21, 10, 0.2, implementation,
+                        wrap=lambda f: tf.function(f, jit_compile=True))
+
+
+def test_op_under_xla_is_a_clear_error(rng):
+    spikes = random_spikes(rng, (3,), 10, 4, 0.3)
+
+    @tf.function(jit_compile=True)
+    def run(ids, values, count):
+        return sparse_linear(SparseSpikes(ids, values, count), tf.ones([10, 4]), implementation="op")
+
+    with pytest.raises(ValueError, match="XLA"):
+        run(*spikes)
+
+
+@pytest.mark.parametrize("wrap", ["eager", "graph_dynamic_rows", "xla"])
+def test_tf_path_in_row_chunks(rng, monkeypatch, wrap):
+    """Large inputs go through the chunked loop; the result does not depend on it."""
+    monkeypatch.setattr(linear, "TF_CHUNK_ELEMENTS", 9 * 13 * 7)  # 7 rows per chunk
+    spikes = random_spikes(rng, (45,), 30, 9, 0.2)
+    kernel = rng.normal(size=(30, 13)).astype(np.float32)
+    bias = rng.normal(size=(13,)).astype(np.float32)
+    upstream = tf.constant(rng.normal(size=(45, 13)).astype(np.float32))
+    expected = dense_reference(spikes, kernel, bias, upstream)
+    if wrap == "eager":
+        fn = None
+    elif wrap == "xla":
+        fn = lambda f: tf.function(f, jit_compile=True)  # noqa: E731
+    else:
+        def fn(f):
+            signature = [tf.TensorSpec([None, 9], tf.int32), tf.TensorSpec([None, 9], tf.float32),
+                         tf.TensorSpec([None], tf.int32), tf.TensorSpec([30, 13], tf.float32),
+                         tf.TensorSpec([13], tf.float32)]
+            return tf.function(f, input_signature=signature)
+    actual = sparse_forward_backward(spikes, kernel, bias, upstream, "tf", fn)
+    for a, e in zip(actual, expected):
+        assert_close(a.numpy(), e)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_kernel_gradient_is_dense_tensor_not_indexed_slices(rng, implementation):
+    spikes = random_spikes(rng, (8,), 20, 5, 0.2)
+    kernel = tf.Variable(rng.normal(size=(20, 6)).astype(np.float32))
+    for wrap in (lambda f: f, tf.function):
+        @wrap
+        def grads():
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(sparse_linear(spikes, kernel, implementation=implementation))
+            return tape.gradient(loss, kernel)
+
+        g = grads()
+        assert isinstance(g, tf.Tensor) and not isinstance(g, tf.IndexedSlices)
+        assert g.shape == (20, 6)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_no_gradient_to_ids_and_count(rng, implementation):
+    spikes = random_spikes(rng, (8,), 20, 5, 0.2)
+    ids = tf.cast(spikes.ids, tf.float32)  # a float copy that could be watched
+    with tf.GradientTape() as tape:
+        tape.watch(ids)
+        y = sparse_linear(SparseSpikes(tf.cast(ids, tf.int32), spikes.values, spikes.count), tf.ones([20, 3]),
+                          implementation=implementation)
+    assert tape.gradient(y, ids) is None
+
+
+# --------------------------------------------------------------------------------------------
+# errors
+# --------------------------------------------------------------------------------------------
+
+
+def small_case():
+    ids = tf.constant([[0, 3, 1], [2, 0, 0]], tf.int32)
+    values = tf.constant([[1.0, 1.0, 0.5], [1.0, 0.0, 0.0]], tf.float32)
+    count = tf.constant([3, 1], tf.int32)
+    return ids, values, count, tf.ones([4, 5])
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_ids_out_of_range_eager(implementation):
+    ids, values, count, kernel = small_case()
+    bad = tf.tensor_scatter_nd_update(ids, [[0, 1]], [4])
+    with pytest.raises(ValueError, match=r"`ids` out of range.*N_in=4"):
+        sparse_linear(SparseSpikes(bad, values, count), kernel, implementation=implementation)
+    negative = tf.tensor_scatter_nd_update(ids, [[1, 0]], [-1])
+    with pytest.raises(ValueError, match="`ids` out of range"):
+        sparse_linear(SparseSpikes(negative, values, count), kernel, implementation=implementation)
+    # out-of-range ids at padding entries are ignored
+    padding = tf.tensor_scatter_nd_update(ids, [[1, 2]], [99])
+    sparse_linear(SparseSpikes(padding, values, count), kernel, implementation=implementation)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_count_greater_than_capacity(implementation):
+    ids, values, count, kernel = small_case()
+    with pytest.raises(ValueError, match=r"`count` > K \(capacity=3"):
+        sparse_linear(SparseSpikes(ids, values, tf.constant([4, 1])), kernel, implementation=implementation)
+    with pytest.raises(ValueError, match="`count` must be >= 0"):
+        sparse_linear(SparseSpikes(ids, values, tf.constant([-1, 1])), kernel, implementation=implementation)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_value_errors_in_graph_mode(implementation):
+    """Inside tf.function: InvalidArgumentError from the op's kernel or the TF assertions."""
+    ids, values, count, kernel = small_case()
+    run = tf.function(lambda i, v, c: sparse_linear(SparseSpikes(i, v, c), kernel, implementation=implementation))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="`ids` out of range"):
+        run(tf.constant([[0, 9, 1], [2, 0, 0]]), values, count)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="`count`"):
+        run(ids, values, tf.constant([5, 1]))
+
+
+@needs_op
+def test_raw_op_validates_arguments():
+    lib = sparse_snns.ops.load()
+    ids, values, count, kernel = small_case()
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"`ids` out of range: ids\[0, 1\] = 7"):
+        lib.dense_snns_sparse_linear(tf.constant([[0, 7, 1], [2, 0, 0]]), values, count, kernel)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"`count` must be in \[0, K=3\].*count\[0\] = 4"):
+        lib.dense_snns_sparse_linear_grad_values(ids, tf.constant([4, 1]), kernel, tf.ones([2, 5]))
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="values"):
+        lib.dense_snns_sparse_linear(ids, tf.ones([2, 4]), count, kernel)
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="count|rank"):
+        lib.dense_snns_sparse_linear(ids, values, tf.constant([1, 1, 1]), kernel)
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="grad|Dimensions"):
+        lib.dense_snns_sparse_linear_grad_weights(ids, values, count, tf.ones([2, 6]), kernel)
+
+
+def test_dtype_and_structure_errors():
+    ids, values, count, kernel = small_case()
+    with pytest.raises(TypeError, match=r"`values` dtype float64 does not match the `kernel` dtype float32"):
+        sparse_linear(SparseSpikes(ids, tf.cast(values, tf.float64), count), kernel)
+    with pytest.raises(TypeError, match="`ids` must be int32"):
+        sparse_linear(SparseSpikes(tf.cast(ids, tf.int64), values, count), kernel)
+    with pytest.raises(TypeError, match="`count` must be int32"):
+        sparse_linear(SparseSpikes(ids, values, tf.cast(count, tf.int64)), kernel)
+    with pytest.raises(TypeError, match="`bias` dtype"):
+        sparse_linear(SparseSpikes(ids, values, count), kernel, tf.zeros([5], tf.float64))
+    with pytest.raises(ValueError, match="`bias` must have shape"):
+        sparse_linear(SparseSpikes(ids, values, count), kernel, tf.zeros([6]))
+    with pytest.raises(ValueError, match="`kernel` must have rank 2"):
+        sparse_linear(SparseSpikes(ids, values, count), tf.ones([4]))
+    with pytest.raises(ValueError, match="`values` must have the shape of `ids`"):
+        sparse_linear(SparseSpikes(ids, values[:, :2], count), kernel)
+    with pytest.raises(ValueError, match="`count` must have the shape"):
+        sparse_linear(SparseSpikes(ids, values, count[:1]), kernel)
+    with pytest.raises(TypeError, match="`spikes` must be a SparseSpikes"):
+        sparse_linear(ids, kernel)
+    with pytest.raises(ValueError, match="`implementation` must be one of"):
+        sparse_linear(SparseSpikes(ids, values, count), kernel, implementation="cuda")
+    if _OP:
+        with pytest.raises(TypeError, match="implementation='op' supports float32 and float64"):
+            sparse_linear(SparseSpikes(ids, tf.cast(values, tf.float16), count), tf.cast(kernel, tf.float16),
+                          implementation="op")
+    # float16 works through the pure-TF path with "auto"
+    y = sparse_linear(SparseSpikes(ids, tf.cast(values, tf.float16), count), tf.cast(kernel, tf.float16))
+    np.testing.assert_array_equal(y.numpy(), [[2.5] * 5, [1.0] * 5])
+    # a list [ids, values, count] is accepted
+    np.testing.assert_array_equal(sparse_linear([ids, values, count], kernel).numpy(), [[2.5] * 5, [1.0] * 5])
+
+
+# --------------------------------------------------------------------------------------------
+# building the op: cache key, failures, fallback
+# --------------------------------------------------------------------------------------------
+
+
+def test_build_failure_reports_the_compiler_error(tmp_path, monkeypatch):
+    broken = tmp_path / "sparse_linear_ops.cc"
+    broken.write_text("#error deliberately broken source\n")
+    monkeypatch.setenv("DENSE_SNNS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(_loader, "source_path", lambda: str(broken))
+    module, error, path, warn = _loader._load_or_build()
+    assert module is None and path is None and warn
+    assert "compiling sparse_linear_ops.cc failed" in error and "deliberately broken" in error
+    assert not [p for p in os.listdir(tmp_path / "cache") if p.endswith(".so")]  # no partial library left
+
+
+def test_missing_compiler_and_disabled_op_reasons(monkeypatch):
+    monkeypatch.setenv("DENSE_SNNS_CXX", "/nonexistent/bin/c++")
+    module, error, _, warn = _loader._load_or_build()
+    assert module is None and warn and "'/nonexistent/bin/c++' (from $DENSE_SNNS_CXX) not found" in error
+    monkeypatch.setenv("DENSE_SNNS_DISABLE_OP", "1")
+    module, error, _, warn = _loader._load_or_build()
+    assert module is None and not warn and "DENSE_SNNS_DISABLE_OP" in error
+
+
+def test_cache_key_depends_on_source_and_compiler(tmp_path, monkeypatch):
+    monkeypatch.setenv("DENSE_SNNS_CACHE", str(tmp_path))
+    first = _loader.library_path("/usr/bin/g++")
+    assert os.path.dirname(first) == str(tmp_path)
+    assert _loader.library_path("/usr/bin/clang++") != first
+    changed = tmp_path / "changed.cc"
+    changed.write_text(open(_loader.source_path()).read() + "\n// changed\n")
+    monkeypatch.setattr(_loader, "source_path", lambda: str(changed))
+    assert _loader.library_path("/usr/bin/g++") != first
+
+
+def test_no_compiler_falls_back_to_tf_with_one_warning(tmp_path, monkeypatch):
+    """As in a fresh process without a usable compiler: one warning with the reason, correct results."""
+    monkeypatch.setattr(_loader, "_state", {"tried": False, "module": None, "error": None, "path": None,
+                                            "warned": False})
+    monkeypatch.setenv("DENSE_SNNS_CXX", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("DENSE_SNNS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("DENSE_SNNS_DISABLE_OP", raising=False)
+    spikes = SparseSpikes(tf.constant([[1, 0], [2, 2]]), tf.constant([[1.0, 0.0], [1.0, 2.0]]), tf.constant([1, 2]))
+    kernel = tf.reshape(tf.range(12, dtype=tf.float32), [3, 4])
+    with pytest.warns(RuntimeWarning, match=r"C\+\+ SparseLinear op is unavailable.*no-such-compiler.*not found") as record:
+        y = sparse_linear(spikes, kernel)
+        y2 = sparse_linear(spikes, kernel)
+    assert len([w for w in record if issubclass(w.category, RuntimeWarning)]) == 1
+    assert not sparse_snns.ops.op_available()
+    assert "no-such-compiler" in sparse_snns.ops.load_error()
+    np.testing.assert_array_equal(y.numpy(), [[4, 5, 6, 7], [24, 27, 30, 33]])
+    np.testing.assert_array_equal(y2.numpy(), y.numpy())
+    with pytest.raises(RuntimeError, match="implementation='op' requested but the C\\+\\+ op is unavailable"):
+        sparse_linear(spikes, kernel, implementation="op")
+
+
+# --------------------------------------------------------------------------------------------
+# Keras layer
+# --------------------------------------------------------------------------------------------
+
+
+def sparse_inputs(capacity, time=None):
+    lead = (time,) if time is not None else ()
+    return [keras.Input(lead + (capacity,), dtype="int32", name="ids"),
+            keras.Input(lead + (capacity,), dtype="float32", name="values"),
+            keras.Input(lead, dtype="int32", name="count")]
+
+
+def sparse_data(rng, samples, time, n_in, capacity, density):
+    """([ids, values, count] arrays, dense spikes) of binary spikes."""
+    dense = (rng.random((samples, time, n_in)) < density).astype(np.float32)
+    return [t.numpy() for t in from_dense(dense, capacity)], dense
+
+
+def test_layer_matches_function_and_config_round_trip(rng):
+    layer = SparseLinear(7, input_dim=12, kernel_initializer="he_normal", bias_initializer="ones",
+                         implementation="tf", name="sparse")
+    spikes = random_spikes(rng, (3, 4), 12, 5, 0.3)
+    y = layer(spikes)
+    assert y.shape == (3, 4, 7)
+    np.testing.assert_allclose(y.numpy(), sparse_linear(spikes, layer.kernel, layer.bias).numpy(), rtol=1e-5, atol=1e-6)
+    assert [w.shape for w in layer.weights] == [(12, 7), (7,)]
+    np.testing.assert_allclose(layer([spikes.ids, spikes.values, spikes.count]).numpy(), y.numpy())
+    config = layer.get_config()
+    clone = SparseLinear.from_config(config)
+    assert clone.get_config() == config
+    assert (config["units"], config["input_dim"], config["implementation"]) == (7, 12, "tf")
+    no_bias = SparseLinear(3, input_dim=12, use_bias=False)
+    no_bias(spikes)
+    assert len(no_bias.weights) == 1
+
+
+def test_layer_argument_errors():
+    with pytest.raises(ValueError, match="`input_dim`.*required"):
+        SparseLinear(4)
+    with pytest.raises(ValueError, match="`units` must be a positive integer"):
+        SparseLinear(0, input_dim=3)
+    with pytest.raises(ValueError, match="`input_dim` must be a positive integer"):
+        SparseLinear(2, input_dim=-3)
+    with pytest.raises(ValueError, match="`implementation` must be one of"):
+        SparseLinear(2, input_dim=3, implementation="gpu")
+    with pytest.raises((ValueError, TypeError), match="sparse spikes|SparseSpikes"):
+        SparseLinear(2, input_dim=3)(tf.ones([4, 3]))
+
+
+def build_model(capacity, n_in, time):
+    inputs = sparse_inputs(capacity, time)
+    hidden = SparseLinear(16, input_dim=n_in, name="sparse_linear")(inputs)
+    hidden = keras.layers.Activation("tanh")(hidden)
+    outputs = keras.layers.Dense(1)(keras.layers.GlobalAveragePooling1D()(hidden))
+    return keras.Model(inputs, outputs)
+
+
+def test_functional_model_save_load_and_fit(rng, tmp_path):
+    n_in, capacity, time = 30, 8, 5
+    x, dense = sparse_data(rng, 64, time, n_in, capacity, 0.15)
+    target = (dense[..., : n_in // 2].sum((1, 2)) - 2.0)[:, None].astype(np.float32)
+    model = build_model(capacity, n_in, time)
+    model.compile(keras.optimizers.Adam(0.02), "mse", **compile_kwargs())
+    first = model.evaluate(x, target, verbose=0)
+    model.fit(x, target, epochs=4, batch_size=16, verbose=0)
+    last = model.evaluate(x, target, verbose=0)
+    assert last < 0.5 * first, (first, last)
+
+    path = str(tmp_path / "sparse_model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded.get_layer("sparse_linear"), SparseLinear)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
+
+
+@pytest.mark.skipif(not KERAS_3, reason="Keras 3 only: explicit jit_compile=True training on CPU")
+def test_keras3_fit_with_jit_compile_uses_tf_path(rng):
+    n_in, capacity, time = 20, 6, 4
+    x, _ = sparse_data(rng, 32, time, n_in, capacity, 0.2)
+    target = rng.normal(size=(32, 1)).astype(np.float32)
+    model = build_model(capacity, n_in, time)
+    model.compile(keras.optimizers.Adam(0.01), "mse", jit_compile=True)
+    history = model.fit(x, target, epochs=2, batch_size=16, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_layer_gradients_flow_to_values_kernel_and_bias(rng, implementation):
+    layer = SparseLinear(5, input_dim=10, implementation=implementation)
+    spikes = random_spikes(rng, (6,), 10, 4, 0.3)
+    values = tf.Variable(spikes.values)
+    with tf.GradientTape() as tape:
+        y = layer(SparseSpikes(spikes.ids, values, spikes.count))
+        loss = tf.reduce_sum(y ** 2)
+    d_values, d_kernel, d_bias = tape.gradient(loss, [values, layer.kernel, layer.bias])
+    assert isinstance(d_kernel, tf.Tensor) and d_kernel.shape == (10, 5)
+    assert d_bias.shape == (5,)
+    padding = np.arange(4) >= spikes.count.numpy()[:, None]
+    assert np.all(d_values.numpy()[padding] == 0)
