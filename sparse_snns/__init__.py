@@ -22,6 +22,7 @@ from . import linear, ops
 from .linear import SparseLinear, sparse_linear
 from .selection import select_spikes
 from .blocks import SparseSNNDense, SparseToDense
+from .data import max_events_per_step, sparse_dataset, to_sparse_inputs
 
 __all__ = [
     "SparseLinear",
@@ -34,9 +35,12 @@ __all__ = [
     "from_dense",
     "from_dense_with_overflow",
     "linear",
+    "max_events_per_step",
     "ops",
     "select_spikes",
+    "sparse_dataset",
     "sparse_linear",
     "to_dense",
+    "to_sparse_inputs",
     "validate",
 ]
