@@ -21,11 +21,12 @@ from .format import (
 from . import linear, ops
 from .linear import SparseLinear, sparse_linear
 from .selection import select_spikes
-from .blocks import SparseSNNDense, SparseToDense
+from .blocks import SparseSNNBlock, SparseSNNDense, SparseToDense, pack_spikes, unpack_spikes
 from .data import max_events_per_step, sparse_dataset, to_sparse_inputs
 
 __all__ = [
     "SparseLinear",
+    "SparseSNNBlock",
     "SparseSNNDense",
     "SparseToDense",
     "SparseSpikes",
@@ -37,10 +38,12 @@ __all__ = [
     "linear",
     "max_events_per_step",
     "ops",
+    "pack_spikes",
     "select_spikes",
     "sparse_dataset",
     "sparse_linear",
     "to_dense",
     "to_sparse_inputs",
+    "unpack_spikes",
     "validate",
 ]

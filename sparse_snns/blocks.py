@@ -228,3 +228,129 @@ class SparseToDense(keras.layers.Layer):
         config = super().get_config()
         config["num_neurons"] = self.num_neurons
         return config
+
+
+def pack_spikes(spikes: SparseSpikes) -> tf.Tensor:
+    """SparseSpikes [..., K] -> one float tensor [..., 2K + 1]: ids | values | count.
+
+    The one-dense-output form that `keras.layers.RNN` carries on Keras 3 (ids and count are
+    exact in float32 up to 2**24). Gradients flow through the values part only.
+    """
+    values = spikes.values
+    ids = tf.stop_gradient(tf.cast(spikes.ids, values.dtype))
+    count = tf.stop_gradient(tf.cast(spikes.count, values.dtype))
+    return tf.concat([ids, values, count[..., None]], axis=-1)
+
+
+def unpack_spikes(packed: tf.Tensor, capacity: int) -> SparseSpikes:
+    """Inverse of `pack_spikes`: [..., 2K + 1] -> SparseSpikes with K = `capacity`."""
+    if packed.shape[-1] is not None and int(packed.shape[-1]) != 2 * capacity + 1:
+        raise ValueError(f"packed sparse spikes must have 2 * capacity + 1 = {2 * capacity + 1} features, "
+                         f"got shape {packed.shape}")
+    ids = tf.cast(tf.round(packed[..., :capacity]), tf.int32)
+    values = packed[..., capacity:2 * capacity]
+    count = tf.cast(tf.round(packed[..., 2 * capacity]), tf.int32)
+    return SparseSpikes(ids, values, count)
+
+
+@register(package="sparse_snns")
+class SparseSNNBlock(keras.layers.Layer):
+    """The sparse SNN block as a Keras RNN cell, sparse in and out (packed, see `pack_spikes`).
+
+    Per step: I = SparseLinear(input spikes) (+ SparseLinear(own previous spikes, R) if
+    self-recurrent), the neuron step, then `select_spikes` into K slots.
+
+    Args:
+        units, input_dim, capacity, second_threshold, neuron, self_recurrent, use_bias,
+        kernel_initializer, recurrent_initializer, bias_initializer, implementation: as
+        `SparseSNNDense`.
+        input_capacity: K_in of the packed input spikes (> 0).
+
+    Input: packed spikes [batch, 2 K_in + 1]. Output: packed spikes [batch, 2 K + 1].
+    State: the neuron's states [batch, units], then (if self-recurrent) the packed previous
+    spikes [batch, 2 K + 1]: the recurrent state is sparse too.
+    """
+
+    def __init__(self, units: int, input_dim: int, capacity: int, input_capacity: int, second_threshold=None,
+                 neuron="lif", self_recurrent: bool = False, use_bias: bool = True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal", bias_initializer="zeros",
+                 implementation: str = "auto", **kwargs):
+        super().__init__(**kwargs)
+        self.units = check_units(units)
+        for name, value in (("capacity", capacity), ("input_capacity", input_capacity)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {name}={value!r}")
+        if second_threshold is not None and not float(second_threshold) <= 0.0:
+            raise ValueError(f"second_threshold must be <= 0, got second_threshold={second_threshold!r}")
+        self.capacity = capacity
+        self.input_capacity = input_capacity
+        self.second_threshold = None if second_threshold is None else float(second_threshold)
+        self.self_recurrent = bool(self_recurrent)
+        self.synapse = SparseLinear(units, input_dim=input_dim, use_bias=use_bias, kernel_initializer=kernel_initializer,
+                                    bias_initializer=bias_initializer, implementation=implementation,
+                                    dtype=self.dtype_policy, name="synapse")
+        self.recurrent = None
+        if self.self_recurrent:
+            self.recurrent = SparseLinear(units, input_dim=units, use_bias=False,
+                                          kernel_initializer=recurrent_initializer, implementation=implementation,
+                                          dtype=self.dtype_policy, name="recurrent")
+        self.input_dim = self.synapse.input_dim
+        self.neuron = get_neuron(neuron, self.units, dtype=self.dtype_policy)
+
+    @property
+    def state_size(self):
+        return list(self.neuron.state_size) + ([2 * self.capacity + 1] if self.self_recurrent else [])
+
+    @property
+    def output_size(self) -> int:
+        return 2 * self.capacity + 1
+
+    def get_initial_state(self, inputs=None, batch_size=None, dtype=None):
+        from dense_snns.cells import zero_states
+
+        return zero_states(self, inputs, batch_size, dtype)
+
+    def build(self, input_shape=None):
+        if input_shape is not None and input_shape[-1] is not None and int(input_shape[-1]) != 2 * self.input_capacity + 1:
+            raise ValueError(f"`inputs` must be packed sparse spikes of 2 * input_capacity + 1 = "
+                             f"{2 * self.input_capacity + 1} features, got shape {input_shape}")
+        for layer in (self.synapse, self.recurrent):
+            if layer is not None and not layer.built:
+                layer.build()
+        if not self.neuron.built:
+            self.neuron.build((None, self.units))
+        self.built = True
+
+    def call(self, inputs, states, training=None):
+        states = tf.nest.flatten(states)
+        packed = tf.cast(inputs, self.compute_dtype)
+        current = self.synapse(unpack_spikes(packed, self.input_capacity))
+        n_neuron = len(self.neuron.state_size)
+        if self.self_recurrent:
+            current = current + self.recurrent(unpack_spikes(states[n_neuron], self.capacity))
+        params = self.neuron.params(current.dtype)
+        capture = _CapturingSpike(params.spike_fn)
+        _, neuron_states = type(self.neuron).step_fn(current, self.neuron.state_type(*states[:n_neuron]),
+                                                     params._replace(spike_fn=capture))
+        selected, _ = select_spikes(capture.x, self.capacity, self.second_threshold, self.neuron.spike_func)
+        output = pack_spikes(selected)
+        return output, list(neuron_states) + ([output] if self.self_recurrent else [])
+
+    def get_config(self):
+        config = super().get_config()
+        synapse = self.synapse.get_config()
+        config.update({
+            "units": self.units,
+            "input_dim": self.input_dim,
+            "capacity": self.capacity,
+            "input_capacity": self.input_capacity,
+            "second_threshold": self.second_threshold,
+            "neuron": serialize_neuron(self.neuron),
+            "self_recurrent": self.self_recurrent,
+            "use_bias": synapse["use_bias"],
+            "kernel_initializer": synapse["kernel_initializer"],
+            "recurrent_initializer": self.recurrent.get_config()["kernel_initializer"] if self.recurrent else "orthogonal",
+            "bias_initializer": synapse["bias_initializer"],
+            "implementation": synapse["implementation"],
+        })
+        return config

@@ -343,10 +343,13 @@ def sparse_linear(spikes, kernel, bias=None, implementation: str = "auto") -> tf
     chosen = _resolve(implementation, kernel.dtype)
 
     k = int(ids.shape[-1])
-    batch = _shape_list(ids)[:-1]
-    flat_ids = tf.reshape(ids, [-1, k])
-    flat_values = tf.reshape(values, [-1, k])
-    flat_count = tf.reshape(count, [-1])
+    flatten = ids.shape.rank != 2
+    if flatten:  # any leading shape -> M rows
+        flat_ids = tf.reshape(ids, [-1, k])
+        flat_values = tf.reshape(values, [-1, k])
+        flat_count = tf.reshape(count, [-1])
+    else:
+        flat_ids, flat_values, flat_count = ids, values, count
 
     if tf.executing_eagerly():
         if kernel.shape[0] is not None:
@@ -360,10 +363,15 @@ def sparse_linear(spikes, kernel, bias=None, implementation: str = "auto") -> tf
     else:
         flat = _tf_linear(flat_ids, flat_values, flat_count, kernel)
     if bias is not None:
-        flat = flat + bias
+        flat = tf.nn.bias_add(flat, bias)
+    if not flatten:
+        return flat
+    out_shape = ids.shape[:-1].concatenate(kernel.shape[1:])
+    if out_shape.is_fully_defined():
+        return tf.reshape(flat, out_shape.as_list())
     n_out = kernel.shape[1] if kernel.shape[1] is not None else tf.shape(kernel)[1]
-    output = tf.reshape(flat, batch + [n_out])
-    output.set_shape(ids.shape[:-1].concatenate([kernel.shape[1]]))
+    output = tf.reshape(flat, _shape_list(ids)[:-1] + [n_out])
+    output.set_shape(out_shape)
     return output
 
 
