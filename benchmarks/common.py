@@ -91,6 +91,20 @@ def other_load(before: Dict[str, float], after: Dict[str, float]) -> float:
     return max(0.0, other / wall)
 
 
+def wait_for_idle(max_wait: float, threshold: float, probe: float = 2.0) -> Dict[str, float]:
+    """Wait (at most `max_wait` s) until other processes use fewer than `threshold` cores,
+    measured over `probe`-second windows. Returns the waited time and the last load seen."""
+    start = time.perf_counter()
+    load = float("nan")
+    while True:
+        before = cpu_snapshot()
+        time.sleep(probe)
+        load = other_load(before, cpu_snapshot())
+        waited = time.perf_counter() - start
+        if not load >= threshold or waited >= max_wait:  # also stops on nan (no /proc/stat)
+            return {"waited": waited, "load": load}
+
+
 # -- TensorFlow process set-up and memory statistics ----------------------------------------
 def configure_threads(threads: int):
     """Import TensorFlow and pin its intra-/inter-op pools; must run before any TF op."""
