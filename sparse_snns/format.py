@@ -199,6 +199,43 @@ def _values_dtype(spikes_dtype: tf.DType, dtype) -> tf.DType:
     return dtype
 
 
+def compact_indices(first: tf.Tensor, then: Optional[tf.Tensor], capacity: int) -> Tuple[tf.Tensor, tf.Tensor]:
+    """Slots of the selected neurons of each vector, in O(N) (prefix sums, no sort).
+
+    Args:
+        first: bool [..., N], neurons selected first, in increasing index.
+        then: bool [..., N] or None, neurons that take the remaining slots, in increasing
+            index (entries also in `first` are ignored).
+        capacity: K.
+    Returns: (ids int32 [..., min(K, N)] with 0 at unused slots, count int32 [...]).
+    """
+    n = int(first.shape[-1])
+    k_eff = min(capacity, n)
+    lead = tf.shape(first)[:-1]
+    first_i = tf.cast(first, tf.int32)
+    slot = tf.cumsum(first_i, axis=-1, exclusive=True)
+    n_first = tf.reduce_sum(first_i, axis=-1)
+    selected = first
+    total = n_first
+    if then is not None:
+        second = tf.logical_and(then, tf.logical_not(first))
+        second_i = tf.cast(second, tf.int32)
+        slot = tf.where(second, n_first[..., None] + tf.cumsum(second_i, axis=-1, exclusive=True), slot)
+        selected = tf.logical_or(first, second)
+        total = total + tf.reduce_sum(second_i, axis=-1)
+    keep = tf.logical_and(selected, slot < k_eff)
+    # One segment per (vector, slot); whatever is not kept goes to an extra, discarded slot.
+    rows = tf.reshape(tf.range(tf.reduce_prod(lead)), tf.concat([lead, [1]], 0))
+    segment = rows * (k_eff + 1) + tf.where(keep, slot, k_eff)
+    iota = tf.broadcast_to(tf.range(n, dtype=tf.int32), tf.shape(first))
+    num_segments = tf.reduce_prod(lead) * (k_eff + 1)
+    best = tf.math.unsorted_segment_max(tf.reshape(iota, [-1]), tf.reshape(segment, [-1]), num_segments)
+    ids = tf.reshape(best, tf.concat([lead, [k_eff + 1]], 0))[..., :k_eff]
+    count = tf.minimum(total, k_eff)
+    ids = tf.where(tf.range(k_eff, dtype=tf.int32) < count[..., None], ids, tf.zeros_like(ids))
+    return ids, count
+
+
 def from_dense_with_overflow(
     spikes, capacity: int, strict: bool = False, dtype=None
 ) -> Tuple[SparseSpikes, tf.Tensor]:
@@ -227,16 +264,9 @@ def from_dense_with_overflow(
     count = tf.minimum(total, capacity)
     dropped = total - count
 
-    # Key ordering events first by increasing index, then non-events: events get N - i in
-    # [1, N], non-events -i in [-(N-1), 0]. All keys are distinct, so top_k is exact.
     k_eff = min(capacity, n)
-    iota = tf.range(n, dtype=tf.int32)
-    key = tf.where(mask, n - iota, -iota)
-    _, top = tf.math.top_k(key, k=k_eff, sorted=True)
-    top = tf.cast(top, tf.int32)
-
+    ids, _ = compact_indices(mask, None, capacity)
     valid = tf.range(k_eff, dtype=tf.int32) < tf.expand_dims(count, -1)
-    ids = tf.where(valid, top, tf.zeros_like(top))
     xf = tf.cast(x, out_dtype)
     gathered = tf.gather(xf, ids, axis=rank - 1, batch_dims=rank - 1)
     values = tf.where(valid, gathered, tf.zeros_like(gathered))

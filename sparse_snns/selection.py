@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from dense_snns import surrogates
 
-from .format import SparseSpikes, _check_capacity, _enforce_no_overflow
+from .format import SparseSpikes, _check_capacity, _enforce_no_overflow, compact_indices
 
 
 def select_spikes(
@@ -20,10 +20,10 @@ def select_spikes(
     """Select the neurons of `x` (membrane minus threshold, [..., N]) into K = `capacity` slots.
 
     Order of selection: neurons that spike (x > 0, the rule of `dense_snns.surrogates`) in
-    increasing index, then non-spiking neurons as gradient-only entries (value 0), closest to
-    threshold first, up to K. `second_threshold` (<= 0, same units as `x`) restricts the
-    gradient-only entries to x > second_threshold; without it every neuron may take a free
-    slot.
+    increasing index, then non-spiking neurons as gradient-only entries (value 0) in
+    increasing index, up to K. `second_threshold` (<= 0, same units as `x`) restricts the
+    gradient-only entries to x > second_threshold (near threshold); without it every neuron
+    may take a free slot. Selection is O(N) per vector (prefix sums, no sort).
 
     ``values = spike_fn(x)`` gathered at the selected ids, so the forward values are the
     spikes (1) and 0, and the backward pass gives the surrogate gradient to the selected
@@ -55,21 +55,13 @@ def select_spikes(
     n = int(x.shape[-1])
 
     spiking = x > 0
-    xf = tf.cast(x, tf.float32)
-    iota = tf.range(n, dtype=tf.float32)
-    # Keys: spikes 2 + (N - i) / N in (2, 3] (index order); candidates for gradient-only
-    # entries 1 / (1 - x) in (0, 1] (closest to threshold first); excluded neurons -1.
-    key = tf.where(spiking, 2.0 + (n - iota) / n, 1.0 / (1.0 - tf.minimum(xf, 0.0)))
-    if second_threshold is not None:
-        key = tf.where(tf.logical_or(spiking, xf > second_threshold), key, -tf.ones_like(key))
+    candidates = tf.ones_like(spiking) if second_threshold is None else x > second_threshold
     k_eff = min(capacity, n)
-    top_keys, top = tf.math.top_k(key, k=k_eff, sorted=True)
-    valid = top_keys > 0
-    count = tf.reduce_sum(tf.cast(valid, tf.int32), axis=-1)
+    ids, count = compact_indices(spiking, candidates, capacity)
+    valid = tf.range(k_eff, dtype=tf.int32) < count[..., None]
     total_spikes = tf.reduce_sum(tf.cast(spiking, tf.int32), axis=-1)
     dropped = tf.maximum(total_spikes - k_eff, 0)
 
-    ids = tf.where(valid, tf.cast(top, tf.int32), tf.zeros_like(top))
     spikes = spike_fn(x)
     gathered = tf.gather(spikes, ids, axis=rank - 1, batch_dims=rank - 1)
     values = tf.where(valid, gathered, tf.zeros_like(gathered))

@@ -86,9 +86,8 @@ def test_dropped_is_spikes_beyond_capacity(batch, n, k, seed):
     np.testing.assert_array_equal(dense, spiking * (dense > 0))  # values are 1 exactly at selected spikes
     np.testing.assert_array_equal((dense > 0).sum(axis=-1), np.minimum(spikes, k))
     ids = sparse.ids.numpy()
-    for row in range(batch):  # gradient-only entries are the non-spiking neurons closest to threshold
-        chosen = ids[row, :sparse.count.numpy()[row]]
-        rest = [i for i in range(n) if i not in set(chosen)]
-        grad_only = [i for i in chosen if not spiking[row, i]]
-        if grad_only and rest:
-            assert min(x.numpy()[row, grad_only]) >= max(x.numpy()[row, rest])
+    for row in range(batch):  # spikes in index order, then the other neurons in index order
+        chosen = ids[row, :sparse.count.numpy()[row]].tolist()
+        spiking_ids = np.flatnonzero(spiking[row]).tolist()
+        expected = (spiking_ids + [i for i in range(n) if not spiking[row, i]])[:min(k, n)]
+        assert chosen == expected
