@@ -447,7 +447,7 @@ def child_command(args, threads: int, check: bool, memory: bool = False) -> List
 
 def results_table(results: List[Dict[str, Any]]) -> str:
     headers = ["workload", "thr", "fused ms", "ref ms", "matmul ms", "fused/mm", "ref/fused",
-               "fused fwd ms", "mm fwd ms", "fwd f/mm", "compile s", "rate %", "n f/r/mm", "check", "other"]
+               "fused fwd ms", "mm fwd ms", "fwd f/mm", "1st call s", "rate %", "n f/r/mm", "check", "other"]
     rows = []
     for r in results:
         if "error" in r:
@@ -455,12 +455,11 @@ def results_table(results: List[Dict[str, Any]]) -> str:
             continue
         fused, ref, mm = r["fused_step"]["median"], r["ref_step"]["median"], r["mm_step"]["median"]
         ffwd, mfwd = r["fused_fwd"]["median"], r["mm_fwd"]["median"]
-        compile_s = r["fused_step"]["first"] - fused
         check = r.get("check")
         check_text = "-" if check is None else f"{sum(check['spike_mismatches'])} diff"
         rows.append([
             r["workload"], r["threads"], fmt_ms(fused), fmt_ms(ref), fmt_ms(mm), fmt_ratio(fused, mm),
-            fmt_ratio(ref, fused), fmt_ms(ffwd), fmt_ms(mfwd), fmt_ratio(ffwd, mfwd), f"{compile_s:.1f}",
+            fmt_ratio(ref, fused), fmt_ms(ffwd), fmt_ms(mfwd), fmt_ratio(ffwd, mfwd), f"{r['fused_step']['first']:.1f}",
             "/".join(f"{100 * x:.1f}" for x in r["rates"]),
             f"{r['fused_step']['n']}/{r['ref_step']['n']}/{r['mm_step']['n']}", check_text,
             f"{r['other_load']:.1f}",
@@ -495,6 +494,10 @@ def memory_report(memory: List[Dict[str, Any]]) -> str:
         "other live tensors are excluded; XLA temporaries and the returned gradients are included; BFC rounding "
         "adds a little per tensor).",
     ]
+    for r in memory:  # results saved by older versions: one step, no thread count
+        r.setdefault("threads", 0)
+        for name in ("fused", "ref", "matmul"):
+            r[name].setdefault("all", [r[name]["extra"]])
     threads = sorted({r["threads"] for r in memory})
     rows = []
     for name in ("fused", "ref", "matmul"):
@@ -540,18 +543,35 @@ def parent(args) -> int:
     workload_results = [r for r in results if "workload" in r and not r.get("memory")]
     workload_results.sort(key=lambda r: (args.workloads.index(r["workload"]), r["threads"]))
     end_info = machine_info()
+    info["loadavg_end"] = end_info["loadavg"]
+    info["total_seconds"] = time.perf_counter() - start
+    info["quick"] = args.quick
+    report(info, workload_results, memory)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": info, "results": workload_results, "memory": memory}, f, indent=1)
+        print(f"wrote {args.json}")
+    failed = [r for r in results if "error" in r or "child_error" in r]
+    return 1 if failed else 0
 
+
+def report(info: Dict[str, Any], workload_results: List[Dict[str, Any]], memory: List[Dict[str, Any]]) -> None:
     print("\n" + "=" * 100)
     print(f"Results ({info['date']}, {info['cpu']}, {info['cores']} cores; load average at start {info['loadavg']}, "
-          f"at end {end_info['loadavg']}; total {time.perf_counter() - start:.0f} s)")
-    for name in args.workloads:
-        spec = workload_spec(name, args.quick)
+          f"at end {info.get('loadavg_end')}; total {info.get('total_seconds', float('nan')):.0f} s)")
+    names = list(dict.fromkeys(r["workload"] for r in workload_results))
+    for name in names:
+        spec = workload_spec(name, bool(info.get("quick")))
+        sized = next((r for r in workload_results if r["workload"] == name and "time" in r), None)
+        if sized is not None:
+            spec.update(batch=sized["batch"], time=sized["time"], features=sized["features"])
         print(f"  {name}: {spec['title']}; batch {spec['batch']}, T {spec['time']}, input {spec['features']}")
     print(results_table(workload_results))
     print("Times: median ms per call. fused/mm = fused step / matmul roofline; ref/fused = speed-up of the fused "
-          "layer; compile s = first fused step - median; rate = firing rate per step of each spiking layer; "
-          "n = timed repeats; check = spike values differing between fused and reference (once, first thread "
-          "setting); other = cores used on average by other processes during the workload (timing noise).")
+          "layer; 1st call s = first fused training step (tracing + XLA compilation of both loops + one step); "
+          "rate = firing rate per step of each spiking layer; n = timed repeats; check = spike values differing "
+          "between fused and reference (once, first thread setting); other = cores used on average by other "
+          "processes during the workload (timing noise).")
     print("\nThe same with the fastest of the n repeats instead of the median (less sensitive to other processes):")
     print(best_of_table(workload_results))
     print("\nFused vs reference outputs:")
@@ -568,12 +588,6 @@ def parent(args) -> int:
     if memory:
         print()
         print(memory_report(memory))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": info, "results": workload_results, "memory": memory}, f, indent=1)
-        print(f"wrote {args.json}")
-    failed = [r for r in results if "error" in r or "child_error" in r]
-    return 1 if failed else 0
 
 
 def parse_args(argv=None):
@@ -601,6 +615,8 @@ def parse_args(argv=None):
                         help="before each workload wait up to this many seconds until other processes use fewer "
                              "than --idle-threshold cores (for shared machines; default 0: don't wait)")
     parser.add_argument("--idle-threshold", type=float, default=0.3, help="cores (default 0.3)")
+    parser.add_argument("--report", default=None, metavar="FILE.json",
+                        help="only print the tables of a run saved with --json")
     parser.add_argument("--json", default=None, help="also write all results to this JSON file")
     # internal
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -622,6 +638,12 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.report:
+        with open(args.report) as f:
+            saved = json.load(f)
+        memory = saved.get("memory") or []
+        report(saved["machine"], saved["results"], memory if isinstance(memory, list) else [memory])
+        return 0
     return child(args) if args.child else parent(args)
 
 

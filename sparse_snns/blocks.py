@@ -75,8 +75,8 @@ class SparseSNNDense(keras.layers.Layer):
         input_dim: number of input neurons N_in (> 0).
         capacity: K, slots per step for the output spikes (> 0); see
             `sparse_snns.default_capacity`.
-        second_threshold: None (free slots take the non-spiking neurons closest to threshold,
-            so with K >= N the gradient is exactly the dense one) or a number <= 0 in
+        second_threshold: None (free slots take non-spiking neurons in index order, so with
+            K >= N the gradient is exactly the dense one) or a number <= 0 in
             membrane-minus-threshold units restricting the gradient-only entries.
         neuron: neuron model (name, `NeuronCell` or config), default ``"lif"``.
         self_recurrent: recurrent weights from the previous step's spikes (a dense product

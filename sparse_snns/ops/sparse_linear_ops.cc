@@ -9,18 +9,32 @@
 // Entries k >= count[m] are padding and are never read (their ids may hold anything); the
 // values gradient is 0 there. The weight gradient is a dense [N_in, N_out] tensor.
 //
-// Memory layout and blocking. Every kernel walks the output columns in blocks of 256 bytes
-// (64 floats): for one block, the rows W[:, block] (N_in x 256 bytes, 1 MiB for N_in = 4096)
-// stay in the L2 cache while all samples are processed, and the accumulator of one sample
-// (64 floats) stays in vector registers while its K rows are summed. Rows are read
-// contiguously inside a block. Work is split among TensorFlow's intra-op threads:
-//   forward        by column ranges (and row ranges when there are few columns),
-//   weight grad    by column ranges only, so every thread owns disjoint columns of the
-//                  result (no races, no atomics); ranges start on 64-byte cache lines;
-//   values grad    by row ranges; each thread accumulates the dot products of its own rows
-//                  over the column blocks.
+// Memory layout and blocking. The kernels walk the output columns in blocks of up to 256
+// bytes (64 floats; narrower when N_in or M is large) and copy ("pack") the block of the
+// matrix they gather from into a contiguous scratch buffer of about 1 MiB that stays in L2
+// while all samples are processed. Without packing, the rows of a narrow column block are
+// N_out elements apart and, for power-of-two N_out, fall into a few cache sets and evict
+// each other. The accumulator of one output block (up to 64 floats) stays in vector
+// registers while its events are summed.
+//   forward       y[m, block] = sum_k values[m, k] * Wpack[ids[m, k]]: gather from packed W
+//                 (packing is skipped when there are fewer events than N_in / 2: no reuse);
+//   weight grad   the events are sorted by input neuron (counting sort), then
+//                 dW[i, block] = sum over the events of neuron i of value * dYpack[m]: a
+//                 gather from packed dY into registers, each dW element written once (no
+//                 zero fill, no read-modify-write scatter);
+//   values grad   dv[m, k] = sum over blocks of dot(dY[m, block], Wpack[ids[m, k]]).
+// Work is split among TensorFlow's intra-op threads: forward by column ranges (and row
+// ranges when there are few columns), weight gradient by column ranges only (every thread
+// owns disjoint columns of dW starting on a 64-byte line: no races, no atomics, no false
+// sharing), values gradient by row ranges (every thread owns its rows of dv).
+//
+// Instruction sets: the kernels are plain loops on GCC/Clang vector types, compiled once per
+// instruction set (SSE2, AVX2+FMA, AVX-512) in one portable library; the best one the CPU
+// supports is chosen at load time (DENSE_SNNS_ISA=generic|avx2|avx512 can lower it). No
+// -march=native is needed, so a cached library stays valid on another x86-64 machine.
 
 #include <algorithm>
+#include <climits>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -154,6 +168,9 @@ static absl::Status CheckShapes(const Tensor& ids, const Tensor* values, const T
                                                ids.shape().DebugString());
   }
   const i64 m = ids.dim_size(0);
+  if (m > static_cast<i64>(INT32_MAX)) {
+    return tensorflow::errors::InvalidArgument("`ids` has ", m, " rows; at most 2^31 - 1 are supported");
+  }
   if (values != nullptr && values->shape() != ids.shape()) {
     return tensorflow::errors::InvalidArgument("`values` must have the shape of `ids` ",
                                                ids.shape().DebugString(), ", got ",
@@ -238,14 +255,12 @@ static void ColumnRange(i64 n_out, i64 p, i64 parts, i64* begin, i64* end) {
 static const i64 kMinParallelWork = 1 << 16;
 
 // ------------------------------------------------------------------------------------------
-// inner kernels: one block of W columns [c0, c0 + width); W is a compile-time width except
-// in the *Tail variants (width < one cache line)
+// inner kernels: one block of output columns, NV cache lines wide (compile-time), or a
+// remainder narrower than one line (the *Tail variants)
 // ------------------------------------------------------------------------------------------
 
-// The inner kernels are written once as plain loops and force-inlined into one entry point
-// per instruction set (see "dispatch" below), where the compiler vectorises them for that
-// instruction set; the best one the CPU supports is picked at load time. So the library is
-// built with portable flags (no -march=native) and still uses AVX2/AVX-512 where present.
+// The inner kernels are force-inlined into one entry point per instruction set (see
+// "dispatch" below), where the compiler generates code for that instruction set.
 #if defined(__GNUC__) || defined(__clang__)
 #define DSNN_ALWAYS_INLINE inline __attribute__((always_inline))
 #else
@@ -259,9 +274,9 @@ struct Spikes {
   i64 k_cap;
 };
 
-// A vector of one 64-byte cache line (16 floats, 8 doubles) and half-size vectors for the
-// horizontal sum. The compiler maps it onto the registers of the target (one zmm, two ymm or
-// four xmm). Loads and stores go through memcpy: no alignment is assumed.
+// A vector of `Bytes` bytes (the register width of the instruction set: 16, 32 or 64) and
+// half-size vectors for the horizontal sum. Loads and stores go through memcpy: no alignment
+// is assumed (the compiler emits unaligned vector moves).
 template <typename T, int Bytes>
 struct VecOf {
   typedef T type __attribute__((vector_size(Bytes)));
@@ -270,7 +285,6 @@ struct VecOf {
 template <typename T>
 struct Line {
   static constexpr int kLanes = 64 / static_cast<int>(sizeof(T));
-  typedef typename VecOf<T, 64>::type V;
 };
 
 template <typename V, typename T>
@@ -285,8 +299,9 @@ DSNN_INLINE void StoreV(T* p, const V& v) {
   std::memcpy(p, &v, sizeof(V));
 }
 
-// Sum of the lanes of a vector in a fixed order (halves added pairwise), so results do not
-// depend on the instruction set beyond the usual rounding of a fixed-order sum.
+// Sum of the lanes of a vector in a fixed order (halves added pairwise). All kernels sum in
+// an order fixed by the shapes and the instruction set, never by the thread count: results
+// are reproducible run to run and for any number of threads.
 template <typename T, int Bytes>
 struct HorizontalSum {
   static DSNN_ALWAYS_INLINE T Of(const typename VecOf<T, Bytes>::type& v) {
@@ -303,22 +318,21 @@ struct HorizontalSum<T, 2 * sizeof(T)> {
   static DSNN_ALWAYS_INLINE T Of(const typename VecOf<T, 2 * sizeof(T)>::type& v) { return v[0] + v[1]; }
 };
 
-// The micro-kernels read a block of W columns as rows `src + r * stride` (r in [0, N_in)):
-// either W itself (stride N_out) or a packed copy of the block (stride = block width).
-// Packing matters: the rows of W are N_out apart, so for N_out a power of two all rows of a
-// narrow column block map onto a few cache sets and evict each other; the packed copy is
-// contiguous and stays in L2.
+// The forward and values-gradient micro-kernels read a block of W columns as rows
+// `src + r * stride` (r in [0, N_in)): either W itself (stride N_out) or its packed copy
+// (stride = block width).
 
 // out[m, 0:NV*lanes] = sum_k values[m, k] * src[ids[m, k], 0:NV*lanes] for rows [r0, r1);
 // the accumulators (two sets, for even and odd k) stay in vector registers.
-template <typename T, int NV>
+template <typename T, int VB, int NV>
 DSNN_INLINE void ForwardBlock(const Spikes& s, const T* values, const T* src, i64 stride, i64 r0, i64 r1,
                               T* out, i64 out_stride) {
-  typedef typename Line<T>::V V;
-  constexpr int L = Line<T>::kLanes;
+  typedef typename VecOf<T, VB>::type V;
+  constexpr int L = VB / static_cast<int>(sizeof(T));  // lanes per vector
+  constexpr int NVEC = NV * 64 / VB;                   // vectors per block of NV lines
   for (i64 m = r0; m < r1; ++m) {
-    V acc0[NV], acc1[NV];
-    for (int i = 0; i < NV; ++i) acc0[i] = acc1[i] = V{};
+    V acc0[NVEC], acc1[NVEC];
+    for (int i = 0; i < NVEC; ++i) acc0[i] = acc1[i] = V{};
     const i32* id = s.ids + m * s.k_cap;
     const T* v = values + m * s.k_cap;
     const i64 c = s.count[m];
@@ -327,7 +341,7 @@ DSNN_INLINE void ForwardBlock(const Spikes& s, const T* values, const T* src, i6
       const T* row0 = src + static_cast<i64>(id[k]) * stride;
       const T* row1 = src + static_cast<i64>(id[k + 1]) * stride;
       const T a0 = v[k], a1 = v[k + 1];
-      for (int i = 0; i < NV; ++i) {
+      for (int i = 0; i < NVEC; ++i) {
         acc0[i] += a0 * LoadV<V>(row0 + i * L);
         acc1[i] += a1 * LoadV<V>(row1 + i * L);
       }
@@ -335,10 +349,10 @@ DSNN_INLINE void ForwardBlock(const Spikes& s, const T* values, const T* src, i6
     if (k < c) {
       const T* row0 = src + static_cast<i64>(id[k]) * stride;
       const T a0 = v[k];
-      for (int i = 0; i < NV; ++i) acc0[i] += a0 * LoadV<V>(row0 + i * L);
+      for (int i = 0; i < NVEC; ++i) acc0[i] += a0 * LoadV<V>(row0 + i * L);
     }
     T* o = out + m * out_stride;
-    for (int i = 0; i < NV; ++i) StoreV(o + i * L, acc0[i] + acc1[i]);
+    for (int i = 0; i < NVEC; ++i) StoreV(o + i * L, acc0[i] + acc1[i]);
   }
 }
 
@@ -375,23 +389,24 @@ struct Csr {
 
 // dw[i, 0:NV*lanes] (=, or += if !first) sum_{entries p of i with m in [m0, m1)} values[p] *
 // pack[m - m0, :] for i in [0, n_in); cursor[i] is the first entry of i not yet consumed.
-template <typename T, int NV>
+template <typename T, int VB, int NV>
 DSNN_INLINE void GradWeightsBlock(const Csr<T>& csr, i64 n_in, const T* pack, i64 m0, i64 m1, i64* cursor,
                                   bool first, T* dw, i64 dw_stride) {
-  typedef typename Line<T>::V V;
-  constexpr int L = Line<T>::kLanes;
-  constexpr i64 W = NV * L;
+  typedef typename VecOf<T, VB>::type V;
+  constexpr int L = VB / static_cast<int>(sizeof(T));  // lanes per vector
+  constexpr int NVEC = NV * 64 / VB;                   // vectors per block of NV lines
+  constexpr i64 W = NV * Line<T>::kLanes;
   const i32 end_row = static_cast<i32>(m1);
   for (i64 i = 0; i < n_in; ++i) {
-    V acc0[NV], acc1[NV];
-    for (int j = 0; j < NV; ++j) acc0[j] = acc1[j] = V{};
+    V acc0[NVEC], acc1[NVEC];
+    for (int j = 0; j < NVEC; ++j) acc0[j] = acc1[j] = V{};
     i64 p = cursor[i];
     const i64 end = csr.start[i + 1];
     for (; p + 1 < end && csr.rows[p + 1] < end_row; p += 2) {
       const T* row0 = pack + (csr.rows[p] - m0) * W;
       const T* row1 = pack + (csr.rows[p + 1] - m0) * W;
       const T a0 = csr.values[p], a1 = csr.values[p + 1];
-      for (int j = 0; j < NV; ++j) {
+      for (int j = 0; j < NVEC; ++j) {
         acc0[j] += a0 * LoadV<V>(row0 + j * L);
         acc1[j] += a1 * LoadV<V>(row1 + j * L);
       }
@@ -399,12 +414,12 @@ DSNN_INLINE void GradWeightsBlock(const Csr<T>& csr, i64 n_in, const T* pack, i6
     if (p < end && csr.rows[p] < end_row) {
       const T* row0 = pack + (csr.rows[p] - m0) * W;
       const T a0 = csr.values[p];
-      for (int j = 0; j < NV; ++j) acc0[j] += a0 * LoadV<V>(row0 + j * L);
+      for (int j = 0; j < NVEC; ++j) acc0[j] += a0 * LoadV<V>(row0 + j * L);
       ++p;
     }
     cursor[i] = p;
     T* out = dw + i * dw_stride;
-    for (int j = 0; j < NV; ++j) {
+    for (int j = 0; j < NVEC; ++j) {
       const V sum = acc0[j] + acc1[j];
       StoreV(out + j * L, first ? sum : LoadV<V>(out + j * L) + sum);
     }
@@ -433,24 +448,25 @@ DSNN_INLINE void GradWeightsTail(const Csr<T>& csr, i64 n_in, const T* pack, int
 
 // dv[m, k] += dot(grad[m, 0:NV*lanes], src[ids[m, k], 0:NV*lanes]) for rows [r0, r1), k < count[m];
 // the products are summed lane-wise in one vector, then across lanes in a fixed order.
-template <typename T, int NV>
+template <typename T, int VB, int NV>
 DSNN_INLINE void GradValuesBlock(const Spikes& s, const T* src, i64 stride, const T* grad, i64 grad_stride,
                                  i64 r0, i64 r1, T* dv) {
-  typedef typename Line<T>::V V;
-  constexpr int L = Line<T>::kLanes;
+  typedef typename VecOf<T, VB>::type V;
+  constexpr int L = VB / static_cast<int>(sizeof(T));  // lanes per vector
+  constexpr int NVEC = NV * 64 / VB;                   // vectors per block of NV lines
   for (i64 m = r0; m < r1; ++m) {
     const i64 c = s.count[m];
     if (c == 0) continue;
-    V g[NV];
+    V g[NVEC];
     const T* gm = grad + m * grad_stride;
-    for (int i = 0; i < NV; ++i) g[i] = LoadV<V>(gm + i * L);
+    for (int i = 0; i < NVEC; ++i) g[i] = LoadV<V>(gm + i * L);
     const i32* id = s.ids + m * s.k_cap;
     T* d = dv + m * s.k_cap;
     for (i64 k = 0; k < c; ++k) {
       const T* row = src + static_cast<i64>(id[k]) * stride;
       V lanes = g[0] * LoadV<V>(row);
-      for (int i = 1; i < NV; ++i) lanes += g[i] * LoadV<V>(row + i * L);
-      d[k] += HorizontalSum<T, 64>::Of(lanes);
+      for (int i = 1; i < NVEC; ++i) lanes += g[i] * LoadV<V>(row + i * L);
+      d[k] += HorizontalSum<T, VB>::Of(lanes);
     }
   }
 }
@@ -513,7 +529,7 @@ DSNN_INLINE int NextBlock(i64 c0, i64 ce, int block_lines, int* nv) {
 }
 
 // Forward for columns [cb, ce) and rows [r0, r1); packs each block into `scratch` if `pack`.
-template <typename T>
+template <typename T, int VB>
 DSNN_INLINE void ForwardColumns(const Spikes& s, const T* values, const T* w, i64 n_in, i64 n_out, i64 cb,
                                 i64 ce, i64 r0, i64 r1, int block_lines, bool pack, T* scratch, T* out) {
   for (i64 c0 = cb; c0 < ce;) {
@@ -527,9 +543,9 @@ DSNN_INLINE void ForwardColumns(const Spikes& s, const T* values, const T* w, i6
       stride = width;
     }
     switch (nv) {
-      case 4: ForwardBlock<T, 4>(s, values, src, stride, r0, r1, out + c0, n_out); break;
-      case 2: ForwardBlock<T, 2>(s, values, src, stride, r0, r1, out + c0, n_out); break;
-      case 1: ForwardBlock<T, 1>(s, values, src, stride, r0, r1, out + c0, n_out); break;
+      case 4: ForwardBlock<T, VB, 4>(s, values, src, stride, r0, r1, out + c0, n_out); break;
+      case 2: ForwardBlock<T, VB, 2>(s, values, src, stride, r0, r1, out + c0, n_out); break;
+      case 1: ForwardBlock<T, VB, 1>(s, values, src, stride, r0, r1, out + c0, n_out); break;
       default: ForwardTail<T>(s, values, src, stride, width, r0, r1, out + c0, n_out); break;
     }
     c0 += width;
@@ -539,7 +555,7 @@ DSNN_INLINE void ForwardColumns(const Spikes& s, const T* values, const T* w, i6
 // Weight gradient for columns [cb, ce) (owned by the caller): for every block and every tile of
 // `tile_rows` samples, grad[tile, block] is packed into `scratch` (contiguous, it stays in L2)
 // and dw[:, block] is accumulated from it; `cursor` ([N_in]) tracks the CSR position per input.
-template <typename T>
+template <typename T, int VB>
 DSNN_INLINE void GradWeightsColumns(const Csr<T>& csr, i64 m_rows, const T* grad, i64 n_in, i64 n_out, i64 cb,
                                     i64 ce, int block_lines, i64 tile_rows, T* scratch, i64* cursor, T* dw) {
   for (i64 c0 = cb; c0 < ce;) {
@@ -553,9 +569,9 @@ DSNN_INLINE void GradWeightsColumns(const Csr<T>& csr, i64 m_rows, const T* grad
         std::memcpy(scratch + (m - m0) * width, grad + m * n_out + c0, sizeof(T) * width);
       }
       switch (nv) {
-        case 4: GradWeightsBlock<T, 4>(csr, n_in, scratch, m0, m1, cursor, first, dw + c0, n_out); break;
-        case 2: GradWeightsBlock<T, 2>(csr, n_in, scratch, m0, m1, cursor, first, dw + c0, n_out); break;
-        case 1: GradWeightsBlock<T, 1>(csr, n_in, scratch, m0, m1, cursor, first, dw + c0, n_out); break;
+        case 4: GradWeightsBlock<T, VB, 4>(csr, n_in, scratch, m0, m1, cursor, first, dw + c0, n_out); break;
+        case 2: GradWeightsBlock<T, VB, 2>(csr, n_in, scratch, m0, m1, cursor, first, dw + c0, n_out); break;
+        case 1: GradWeightsBlock<T, VB, 1>(csr, n_in, scratch, m0, m1, cursor, first, dw + c0, n_out); break;
         default: GradWeightsTail<T>(csr, n_in, scratch, width, m0, m1, cursor, first, dw + c0, n_out); break;
       }
     }
@@ -564,7 +580,7 @@ DSNN_INLINE void GradWeightsColumns(const Csr<T>& csr, i64 m_rows, const T* grad
 }
 
 // Values gradient for rows [r0, r1) over all columns; packs each block into `scratch` if `pack`.
-template <typename T>
+template <typename T, int VB>
 DSNN_INLINE void GradValuesColumns(const Spikes& s, const T* w, const T* grad, i64 n_in, i64 n_out, i64 r0,
                                    i64 r1, int block_lines, bool pack, T* scratch, T* dv) {
   for (i64 c0 = 0; c0 < n_out;) {
@@ -578,9 +594,9 @@ DSNN_INLINE void GradValuesColumns(const Spikes& s, const T* w, const T* grad, i
       stride = width;
     }
     switch (nv) {
-      case 4: GradValuesBlock<T, 4>(s, src, stride, grad + c0, n_out, r0, r1, dv); break;
-      case 2: GradValuesBlock<T, 2>(s, src, stride, grad + c0, n_out, r0, r1, dv); break;
-      case 1: GradValuesBlock<T, 1>(s, src, stride, grad + c0, n_out, r0, r1, dv); break;
+      case 4: GradValuesBlock<T, VB, 4>(s, src, stride, grad + c0, n_out, r0, r1, dv); break;
+      case 2: GradValuesBlock<T, VB, 2>(s, src, stride, grad + c0, n_out, r0, r1, dv); break;
+      case 1: GradValuesBlock<T, VB, 1>(s, src, stride, grad + c0, n_out, r0, r1, dv); break;
       default: GradValuesTail<T>(s, src, stride, grad + c0, n_out, width, r0, r1, dv); break;
     }
     c0 += width;
@@ -594,33 +610,36 @@ static bool WorthPacking(i64 events, i64 n_in) { return 2 * events >= n_in; }
 // dispatch: one entry point per instruction set
 // ------------------------------------------------------------------------------------------
 
-#define DSNN_ENTRIES(SUFFIX, ATTRIBUTES)                                                           \
-  template <typename T>                                                                            \
-  ATTRIBUTES void Forward##SUFFIX(const Spikes& s, const T* values, const T* w, i64 n_in, i64 n_out, \
-                                  i64 cb, i64 ce, i64 r0, i64 r1, int block_lines, bool pack,       \
-                                  T* scratch, T* out) {                                            \
-    ForwardColumns<T>(s, values, w, n_in, n_out, cb, ce, r0, r1, block_lines, pack, scratch, out); \
-  }                                                                                                \
-  template <typename T>                                                                            \
-  ATTRIBUTES void GradWeights##SUFFIX(const Csr<T>& csr, i64 m_rows, const T* grad, i64 n_in,       \
-                                      i64 n_out, i64 cb, i64 ce, int block_lines, i64 tile_rows,   \
-                                      T* scratch, i64* cursor, T* dw) {                            \
-    GradWeightsColumns<T>(csr, m_rows, grad, n_in, n_out, cb, ce, block_lines, tile_rows, scratch, \
-                          cursor, dw);                                                             \
-  }                                                                                                \
-  template <typename T>                                                                            \
-  ATTRIBUTES void GradValues##SUFFIX(const Spikes& s, const T* w, const T* grad, i64 n_in,          \
-                                     i64 n_out, i64 r0, i64 r1, int block_lines, bool pack,        \
-                                     T* scratch, T* dv) {                                          \
-    GradValuesColumns<T>(s, w, grad, n_in, n_out, r0, r1, block_lines, pack, scratch, dv);         \
+// VB: bytes of the vector type the kernels use, the register width of the instruction set
+// (a wider vector type than the registers makes GCC spill it to memory).
+#define DSNN_ENTRIES(SUFFIX, ATTRIBUTES, VB)                                                      \
+  template <typename T>                                                                           \
+  ATTRIBUTES void Forward##SUFFIX(const Spikes& s, const T* values, const T* w, i64 n_in,          \
+                                  i64 n_out, i64 cb, i64 ce, i64 r0, i64 r1, int block_lines,     \
+                                  bool pack, T* scratch, T* out) {                                \
+    ForwardColumns<T, VB>(s, values, w, n_in, n_out, cb, ce, r0, r1, block_lines, pack, scratch,  \
+                          out);                                                                   \
+  }                                                                                               \
+  template <typename T>                                                                           \
+  ATTRIBUTES void GradWeights##SUFFIX(const Csr<T>& csr, i64 m_rows, const T* grad, i64 n_in,      \
+                                      i64 n_out, i64 cb, i64 ce, int block_lines, i64 tile_rows,  \
+                                      T* scratch, i64* cursor, T* dw) {                           \
+    GradWeightsColumns<T, VB>(csr, m_rows, grad, n_in, n_out, cb, ce, block_lines, tile_rows,     \
+                              scratch, cursor, dw);                                               \
+  }                                                                                               \
+  template <typename T>                                                                           \
+  ATTRIBUTES void GradValues##SUFFIX(const Spikes& s, const T* w, const T* grad, i64 n_in,         \
+                                     i64 n_out, i64 r0, i64 r1, int block_lines, bool pack,       \
+                                     T* scratch, T* dv) {                                         \
+    GradValuesColumns<T, VB>(s, w, grad, n_in, n_out, r0, r1, block_lines, pack, scratch, dv);    \
   }
 
-DSNN_ENTRIES(Generic, static)
+DSNN_ENTRIES(Generic, static, 16)
 
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
 #define DSNN_X86_DISPATCH 1
-DSNN_ENTRIES(Avx2, static __attribute__((target("avx2,fma"))))
-DSNN_ENTRIES(Avx512, static __attribute__((target("avx512f,avx512vl,avx2,fma"))))
+DSNN_ENTRIES(Avx2, static __attribute__((target("avx2,fma"))), 32)
+DSNN_ENTRIES(Avx512, static __attribute__((target("avx512f,avx512vl,avx2,fma"))), 64)
 #endif
 
 enum class Isa { kGeneric = 0, kAvx2 = 1, kAvx512 = 2 };
