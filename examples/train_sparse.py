@@ -150,7 +150,7 @@ def main(argv=None):
         else:
             model = build_dense_model(config)
         start = time.time()
-        history = model.fit(train, epochs=args.epochs, validation_data=test, verbose=args.verbose)
+        history = model.fit(train, epochs=args.epochs, validation_data=test, verbose=args.verbose, shuffle=False)
         logs = model.evaluate(test, verbose=0, return_dict=True)
         results[kind] = {"test_accuracy": float(logs["acc"]), "train_time_s": round(time.time() - start, 1),
                          "history": {k: [float(v) for v in vals] for k, vals in history.history.items()}}

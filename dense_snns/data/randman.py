@@ -1,8 +1,10 @@
 """Randman: spike-timing classification on smooth random manifolds.
 
-The benchmark of Zenke & Vogels (2021), "The remarkable robustness of surrogate gradient
-learning for instilling complex function in spiking neural networks" (Neural Computation
-33(4)). Every class is its own random manifold of dimension `dim_manifold` embedded in
+A generator of the benchmark of Zenke & Vogels (2021), "The remarkable robustness of
+surrogate gradient learning for instilling complex function in spiking neural networks"
+(Neural Computation 33(4)), following the construction described there; the Fourier
+envelope is written 1/k**alpha for k = 1..K below, which may differ in detail from the
+authors' own generator, so data sets of the same seed are not identical to theirs. Every class is its own random manifold of dimension `dim_manifold` embedded in
 `nb_units` dimensions; a sample is a point of that manifold and each input unit fires one
 spike whose time encodes the unit's coordinate.
 
