@@ -164,7 +164,7 @@ class SNNSequenceLayer(keras.layers.Layer):
         rank = currents.shape.rank
         time_major = [1, 0] + list(range(2, rank))
         currents = tf.transpose(currents, time_major)
-        states = self._initial_states(tf.transpose(currents, time_major), initial_state, dtype)
+        states = self._initial_states(currents[0][:, None], initial_state, dtype)
         outputs, final_states = fused.fused_recurrence(
             type(self.neuron).step_fn,
             self.neuron.state_type,

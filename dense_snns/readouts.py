@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from . import neurons
+from . import fused, neurons
 from ._compat import keras, register
 from .cells import LeakyReadoutCell
 from .validation import as_numeric_tensor, check_rank
@@ -13,8 +13,9 @@ from .validation import as_numeric_tensor, check_rank
 class LeakyReadout(keras.layers.Layer):
     """Leaky-integrator readout over a whole sequence.
 
-    The projection of all steps is one matmul; only the linear leak runs in the time loop,
-    through the same step function as `LeakyReadoutCell` (whose arguments it takes).
+    The projection of all steps is one matmul; only the linear leak runs in the time loop
+    (`dense_snns.fused`), through the same step function as `LeakyReadoutCell` (whose
+    arguments it takes).
 
     Input: spikes [batch, time, features]. Output: membrane [batch, time, units], to be
     reduced over time by the losses of `dense_snns.losses` (max, mean).
@@ -47,14 +48,16 @@ class LeakyReadout(keras.layers.Layer):
         x = as_numeric_tensor(inputs, "inputs", self.compute_dtype)
         check_rank(x, 3, "inputs", "[batch, time, features]")
         current = self.cell.synaptic_current(x)  # [batch, time, units], one matmul
-        params = self.cell.params(current.dtype)
-
-        def step(v, current_t):
-            out, _ = neurons.leaky_integrator_step(current_t, neurons.LeakyIntegratorState(v), params)
-            return out
-
-        initial = tf.zeros_like(current[:, 0])
-        outputs = tf.scan(step, tf.transpose(current, [1, 0, 2]), initializer=initial)
+        time_major = tf.transpose(current, [1, 0, 2])
+        # The compiled loop with hand-written BPTT of the fused layers (no autodiff through a
+        # time loop, which XLA would make O(T^2)).
+        outputs, _ = fused.fused_recurrence(
+            neurons.leaky_integrator_step,
+            neurons.LeakyIntegratorState,
+            time_major,
+            [tf.zeros_like(time_major[0])],
+            self.cell.params(current.dtype),
+        )
         return tf.transpose(outputs, [1, 0, 2])
 
     def compute_output_shape(self, input_shape):
