@@ -38,15 +38,6 @@ def register(package: str = PACKAGE):
     return keras.utils.register_keras_serializable(package=package)
 
 
-def serialize_object(obj):
-    """Serialise a Keras object (initializer, regularizer, ...) to a config dict."""
-    if obj is None:
-        return None
-    if KERAS_3:
-        return keras.saving.serialize_keras_object(obj)
-    return keras.utils.serialize_keras_object(obj)
-
-
 def add_layer_metric(layer, metric_name: str, value):
     """Report `value` (a scalar) as a running-mean metric named `metric_name` in `fit` logs.
 

@@ -322,6 +322,7 @@ def _tf_linear(ids, values, count, kernel):
 # --------------------------------------------------------------------------------------------
 
 
+@tf.autograph.experimental.do_not_convert  # plain Python control flow only: trace it as is
 def sparse_linear(spikes, kernel, bias=None, implementation: str = "auto") -> tf.Tensor:
     """y[..., :] = sum_{k < count} values[..., k] * kernel[ids[..., k], :] (+ bias).
 

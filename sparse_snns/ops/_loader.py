@@ -4,8 +4,9 @@ The source `sparse_linear_ops.cc` ships with the package; no build step at insta
 the first call of `load()` (normally through `sparse_snns.sparse_linear`):
 
 1. The shared library is looked up in the cache directory, ``$DENSE_SNNS_CACHE`` or else
-   ``$XDG_CACHE_HOME/dense_snns`` (default ``~/.cache/dense_snns``), under a name keyed by
-   the TensorFlow version, the source hash, the compiler and all compiler/linker flags.
+   ``$XDG_CACHE_HOME/dense_snns`` (default ``~/.cache/dense_snns``; a per-user directory
+   under the system temp dir if that is not writable), under a name keyed by the
+   TensorFlow version, the source hash, the compiler and all compiler/linker flags.
 2. If it is missing, it is compiled with the C++ compiler ``$DENSE_SNNS_CXX`` (else ``$CXX``,
    else the first of ``c++``, ``g++``, ``clang++`` on the PATH) against the installed
    TensorFlow (`tf.sysconfig` flags). The compiler writes a temporary file that is then
@@ -38,6 +39,7 @@ __all__ = [
     "library_path",
     "load",
     "load_error",
+    "loaded_path",
     "op_available",
     "source_path",
 ]
@@ -103,7 +105,21 @@ def _command(cxx: str, output: str) -> List[str]:
     return [cxx] + BASE_FLAGS + compile_flags + [source_path(), "-o", output] + link_flags
 
 
-def library_path(cxx: str) -> str:
+def _fallback_cache_dir() -> str:
+    """A per-user directory under the system temp dir, used when the cache dir is not writable."""
+    user = str(os.getuid()) if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    return os.path.join(tempfile.gettempdir(), f"dense_snns-{user}")
+
+
+def _writable(directory: str) -> bool:
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(directory, os.W_OK | os.X_OK)
+
+
+def library_path(cxx: str, directory: Optional[str] = None) -> str:
     """Cache path of the library built by `cxx` for this source and TensorFlow."""
     compile_flags, link_flags, tf_version = _tf_flags()
     with open(source_path(), "rb") as f:
@@ -114,7 +130,8 @@ def library_path(cxx: str) -> str:
     ]:
         key.update(part)
         key.update(b"\0")
-    return os.path.join(cache_dir(), f"{LIBRARY_PREFIX}-tf{tf_version}-{key.hexdigest()[:20]}.so")
+    name = f"{LIBRARY_PREFIX}-tf{tf_version}-{key.hexdigest()[:20]}.so"
+    return os.path.join(directory if directory is not None else cache_dir(), name)
 
 
 def build(cxx: str, target: str) -> None:
@@ -124,7 +141,10 @@ def build(cxx: str, target: str) -> None:
         os.makedirs(directory, exist_ok=True)
     except OSError as err:
         raise RuntimeError(f"cannot create the cache directory {directory!r}: {err}") from None
-    fd, temporary = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=directory)
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=directory)
+    except OSError as err:
+        raise RuntimeError(f"cannot write to the cache directory {directory!r}: {err}") from None
     os.close(fd)
     try:
         command = _command(cxx, temporary)
@@ -166,6 +186,12 @@ def _load_or_build():
         target = library_path(cxx)
     except Exception as err:  # noqa: BLE001 - any failure means: no op, with the reason
         return None, f"cannot determine the TensorFlow build flags: {err}", None, True
+    if not os.path.exists(target):
+        fallback = library_path(cxx, _fallback_cache_dir())
+        if os.path.exists(fallback):
+            target = fallback
+        elif not _writable(os.path.dirname(target)) and _writable(os.path.dirname(fallback)):
+            target = fallback  # the cache directory is not writable: build under the temp dir
     if os.path.exists(target):
         try:
             return _load_file(target), None, target, False

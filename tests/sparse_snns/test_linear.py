@@ -161,7 +161,7 @@ def test_op_multithreaded_matches_large_layer(rng):
             np.testing.assert_allclose(a.numpy(), e, rtol=1e-4, atol=1e-4)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     rows=st.integers(1, 12),
     n_in=st.integers(1, 40),
