@@ -55,6 +55,8 @@ def test(args):
     # Library code keeps to Python 3.8 syntax (Graphcore's TensorFlow runs on 3.8).
     paths = [p for p in PACKAGES + ["examples", "benchmarks"] if os.path.isdir(os.path.join(ROOT, p))]
     run([os.path.join(VENV, "bin", "vermin"), "-q", "--no-tips", "--violations", "-t=3.8-"] + paths)
+    # Undefined names, unused imports and the like (pyflakes rules).
+    run([os.path.join(VENV, "bin", "ruff"), "check", "--quiet", "--select", "F", "--target-version", "py38"] + paths + ["tests"])
     # pytest exits 5 when it collects no test: run() treats every non-zero code as failure.
     print("=== test suite under Keras 3 ===", flush=True)
     run([PY, "-m", "pytest", "-q"] + args, env=env_with(TF_USE_LEGACY_KERAS="0"))

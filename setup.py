@@ -28,6 +28,7 @@ setup(
             "hypothesis>=6.50,<7",
             "tf-keras>=2.16,<2.22",
             "vermin>=1.5,<2",
+            "ruff>=0.5,<1",
         ],
     },
     license="Apache-2.0",

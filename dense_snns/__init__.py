@@ -60,6 +60,7 @@ __all__ = [
     "TimeReducedAccuracy",
     "TimeReducedCrossEntropy",
     "apply_layers",
+    "fused",
     "firing_rates",
     "get_neuron",
     "keras",

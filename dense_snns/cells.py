@@ -8,7 +8,7 @@ runs inside `keras.layers.RNN`, alone or stacked, under Keras 2 and Keras 3.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Sequence, Union
 
 import tensorflow as tf
 

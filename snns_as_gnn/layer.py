@@ -13,11 +13,11 @@ the first sees its input one step late (layer k lags the input by k-1 steps).
 from __future__ import annotations
 
 import contextlib
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping
 
 import tensorflow as tf
 
-from dense_snns import fused, neurons
+from dense_snns import fused
 from dense_snns._compat import keras, register
 from dense_snns.cells import get_neuron, zero_states
 from dense_snns.validation import as_numeric_tensor, check_features, check_rank

@@ -1,7 +1,5 @@
 """Saving and loading a model that uses every layer reproduces its outputs exactly."""
 import numpy as np
-import pytest
-import tensorflow as tf
 
 import dense_snns as ds
 from dense_snns import keras
