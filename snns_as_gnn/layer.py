@@ -182,15 +182,16 @@ class GraphSNNCell(keras.layers.Layer):
         if self.graph.input_size is not None and int(features) != self.graph.input_size:
             raise ValueError(f"`inputs` has {int(features)} features but the graph's input_size is {self.graph.input_size}")
         self.input_kernels = {}
-        for name in self.graph.inputs:
+        for i, name in enumerate(self.graph.inputs):
             self.input_kernels[name] = self.add_weight(
                 name=f"input_to_{name}", shape=(int(features), self.graph.node(name).units),
-                initializer=self.kernel_initializer,
+                initializer=self._kernel_initializer(i),
             )
+        offset = len(self.graph.inputs)
         self.edge_kernels = [
             self.add_weight(name=f"{s}_to_{t}", shape=(self.graph.node(s).units, self.graph.node(t).units),
-                            initializer=self.kernel_initializer)
-            for s, t in self.graph.edges
+                            initializer=self._kernel_initializer(offset + k))
+            for k, (s, t) in enumerate(self.graph.edges)
         ]
         self.biases = {}
         if self.use_bias:
@@ -202,6 +203,17 @@ class GraphSNNCell(keras.layers.Layer):
                 neuron.build((None, neuron.units))
         self._input_features = int(features)
         self.built = True
+
+    def _kernel_initializer(self, index: int):
+        """A distinct initializer per kernel: one (seeded) initializer object reused for every
+        kernel would give kernels of equal shape equal values."""
+        init = self.kernel_initializer
+        if not hasattr(init, "get_config"):
+            return init
+        config = dict(init.get_config())
+        if config.get("seed") is not None:
+            config["seed"] = int(config["seed"]) + index
+        return type(init).from_config(config)
 
     def graph_step(self, dtype) -> GraphStep:
         key = tf.as_dtype(dtype).name

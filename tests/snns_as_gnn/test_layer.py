@@ -193,3 +193,14 @@ def test_same_outputs_and_gradients_on_one_and_four_devices():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "same on 1 and 4 devices" in result.stdout
+
+
+@pytest.mark.parametrize("initializer", ["glorot_uniform", keras.initializers.RandomNormal(0.0, 1.0, seed=3)])
+def test_kernels_of_equal_shape_start_different(initializer):
+    graph = SNNGraph.from_adjacency(SEED_GRAPH, units=4, inputs=[0], outputs=[4])
+    layer = GraphSNN(graph, kernel_initializer=initializer)
+    layer(tf.zeros([1, 2, 3]))
+    kernels = [k.numpy() for k in layer.cell.edge_kernels]
+    for i in range(len(kernels)):
+        for j in range(i + 1, len(kernels)):
+            assert not np.array_equal(kernels[i], kernels[j])
