@@ -586,8 +586,9 @@ class SNNBlock(keras.layers.Layer):
             self.neuron.build((None, self.units))
         self.built = True
 
-    def synaptic_current(self, inputs: tf.Tensor) -> tf.Tensor:
-        """Feed-forward current x W (+ b); inputs [..., features] -> [..., units].
+    def synaptic_current(self, inputs: tf.Tensor, use_bias: bool = True) -> tf.Tensor:
+        """Feed-forward current x W (+ b unless `use_bias` is False); inputs [...,
+        features] -> [..., units].
 
         For a whole sequence [batch, time, features] this is one matmul over all steps.
         """
@@ -596,7 +597,7 @@ class SNNBlock(keras.layers.Layer):
             current = tf.matmul(inputs, kernel)
         else:
             current = tf.tensordot(inputs, kernel, axes=1)
-        if self.bias is not None:
+        if use_bias and self.bias is not None:
             current = current + tf.cast(self.bias, inputs.dtype)
         return current
 
@@ -715,11 +716,11 @@ class LeakyReadoutCell(keras.layers.Layer):
             return neurons.LeakyIntegratorParams(tf.constant(self.beta, dtype=dtype))
         return neurons.LeakyIntegratorParams(self.beta)
 
-    def synaptic_current(self, inputs: tf.Tensor) -> tf.Tensor:
-        """x W (+ b) for inputs [..., features] -> [..., units]."""
+    def synaptic_current(self, inputs: tf.Tensor, use_bias: bool = True) -> tf.Tensor:
+        """x W (+ b unless `use_bias` is False) for inputs [..., features] -> [..., units]."""
         kernel = tf.cast(self.kernel, inputs.dtype)
         current = tf.matmul(inputs, kernel) if inputs.shape.rank == 2 else tf.tensordot(inputs, kernel, axes=1)
-        if self.bias is not None:
+        if use_bias and self.bias is not None:
             current = current + tf.cast(self.bias, inputs.dtype)
         return current
 

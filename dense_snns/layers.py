@@ -46,9 +46,11 @@ class SNNSequenceLayer(keras.layers.Layer):
         stateful: bool = False,
         implementation: str = "auto",
         jit_compile: bool = True,
+        checkpoint_every: Optional[int] = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.checkpoint_every = fused.check_checkpoint_every(checkpoint_every)
         if implementation not in IMPLEMENTATIONS:
             raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got implementation={implementation!r}")
         self.return_sequences = bool(return_sequences)
@@ -64,8 +66,13 @@ class SNNSequenceLayer(keras.layers.Layer):
         raise NotImplementedError
 
     def _feedforward(self, inputs):
-        """[batch, time, ...] -> currents [batch, time, ..., units]."""
+        """[batch, time, ...] -> currents [batch, time, ..., units], without the bias of
+        `_loop_bias` (the fused loop adds that one)."""
         raise NotImplementedError
+
+    def _loop_bias(self, dtype):
+        """A [units] bias for the fused loop to add, or None if `_feedforward` includes it."""
+        return None
 
     def _feedforward_step(self, inputs_t):
         """[batch, ...] -> currents [batch, ..., units] of one step."""
@@ -149,7 +156,7 @@ class SNNSequenceLayer(keras.layers.Layer):
         if self.implementation == "loop":
             outputs, final_states = self._loop(x, mask, initial_state, dtype)
         else:
-            outputs, final_states = self._fused(x, mask, initial_state, dtype)
+            outputs, final_states = self._fused(x, mask, initial_state, dtype, training)
         if self.stateful:
             for variable, state in zip(self.state_variables, final_states):
                 variable.assign(tf.cast(state, variable.dtype))
@@ -159,23 +166,27 @@ class SNNSequenceLayer(keras.layers.Layer):
             return [result] + list(final_states)
         return result
 
-    def _fused(self, x, mask, initial_state, dtype):
+    def _fused(self, x, mask, initial_state, dtype, training=None):
         currents = tf.cast(self._feedforward(x), dtype)  # one matmul / conv over all steps
-        rank = currents.shape.rank
-        time_major = [1, 0] + list(range(2, rank))
-        currents = tf.transpose(currents, time_major)
-        states = self._initial_states(currents[0][:, None], initial_state, dtype)
-        outputs, final_states = fused.fused_recurrence(
+        states = self._initial_states(currents, initial_state, dtype)
+        checkpoint_every = self.checkpoint_every
+        if training is False and isinstance(currents.shape[1], int):
+            # Inference keeps no per-step state; a gradient, if one is still asked for, then
+            # recomputes the states from the initial ones.
+            checkpoint_every = currents.shape[1]
+        return fused.fused_recurrence(
             type(self.neuron).step_fn,
             self.neuron.state_type,
             currents,
             states,
             self.neuron.params(dtype),
             self._recurrent_kernel(dtype),
-            mask=None if mask is None else tf.transpose(mask),
+            mask=mask,
             jit_compile=self.jit_compile,
+            time_axis=1,
+            bias=self._loop_bias(dtype),
+            checkpoint_every=checkpoint_every,
         )
-        return tf.transpose(outputs, time_major), final_states
 
     def _loop(self, x, mask, initial_state, dtype):
         steps = fused.num_steps(x, 1)
@@ -212,6 +223,7 @@ class SNNSequenceLayer(keras.layers.Layer):
                 "stateful": self.stateful,
                 "implementation": self.implementation,
                 "jit_compile": self.jit_compile,
+                "checkpoint_every": self.checkpoint_every,
             }
         )
         return config
@@ -239,6 +251,10 @@ class SNNDense(SNNSequenceLayer):
             batch size); `reset_states()` zeroes them.
         implementation: ``"auto"`` | ``"fused"`` | ``"loop"`` (see the module docstring).
         jit_compile: compile the fused time loops with XLA. Default True.
+        checkpoint_every: None (default) keeps the neuron states of every step for the
+            backward pass; an int k keeps every k-th and recomputes the rest in the backward
+            pass (k-fold less state memory for long sequences, one more pass of the
+            recurrence).
 
     Call arguments: inputs [batch, time, features] (float, int or bool), `mask` [batch, time]
     (padded steps keep the state and emit no spike), `initial_state` (list of tensors).
@@ -261,9 +277,11 @@ class SNNDense(SNNSequenceLayer):
         stateful: bool = False,
         implementation: str = "auto",
         jit_compile: bool = True,
+        checkpoint_every: Optional[int] = None,
         **kwargs,
     ):
-        super().__init__(return_sequences, return_state, stateful, implementation, jit_compile, **kwargs)
+        super().__init__(return_sequences, return_state, stateful, implementation, jit_compile, checkpoint_every,
+                         **kwargs)
         self.cell = SNNBlock(
             units,
             neuron=neuron,
@@ -288,7 +306,10 @@ class SNNDense(SNNSequenceLayer):
             self.cell.build((None, input_shape[-1]))
 
     def _feedforward(self, inputs):
-        return self.cell.synaptic_current(inputs)
+        return self.cell.synaptic_current(inputs, use_bias=False)
+
+    def _loop_bias(self, dtype):
+        return None if self.cell.bias is None else tf.cast(self.cell.bias, dtype)
 
     def _feedforward_step(self, inputs_t):
         return self.cell.synaptic_current(inputs_t)
@@ -348,9 +369,11 @@ class _SNNConv(SNNSequenceLayer):
         stateful: bool = False,
         implementation: str = "auto",
         jit_compile: bool = True,
+        checkpoint_every: Optional[int] = None,
         **kwargs,
     ):
-        super().__init__(return_sequences, return_state, stateful, implementation, jit_compile, **kwargs)
+        super().__init__(return_sequences, return_state, stateful, implementation, jit_compile, checkpoint_every,
+                         **kwargs)
         self.filters = check_units(filters)
         self.conv = self.conv_class(
             self.filters,
@@ -373,9 +396,19 @@ class _SNNConv(SNNSequenceLayer):
         if not self.conv.built:
             self.conv.build((None,) + tuple(input_shape[2:]))
 
+    def _splits_bias(self) -> bool:
+        # Keras pads causal convolutions in `call`, before `convolution_op`.
+        return self.conv.use_bias and self.conv.padding != "causal"
+
+    def _loop_bias(self, dtype):
+        return tf.cast(self.conv.bias, dtype) if self._splits_bias() else None
+
     def _feedforward(self, inputs):
         frames = tf.reshape(inputs, [-1] + inputs.shape[2:].as_list())  # [batch*time, ...]: one conv call
-        currents = self.conv(frames)
+        if self._splits_bias():
+            currents = self.conv.convolution_op(frames, tf.cast(self.conv.kernel, frames.dtype))
+        else:
+            currents = self.conv(frames)
         dynamic = tf.shape(inputs)
         batch_time = [dynamic[i] if inputs.shape[i] is None else inputs.shape[i] for i in (0, 1)]
         return tf.reshape(currents, batch_time + currents.shape[1:].as_list())
@@ -426,7 +459,8 @@ class SNNConv2D(_SNNConv):
         filters: output channels = neurons per position (> 0).
         kernel_size, strides, padding: as `keras.layers.Conv2D`.
         neuron, use_bias, initializers, regularizers, return_sequences, return_state,
-        stateful, implementation, jit_compile: as `SNNDense` (no self-recurrence).
+        stateful, implementation, jit_compile, checkpoint_every: as `SNNDense` (no
+        self-recurrence).
 
     Output: spikes [batch, time, H', W', filters] (or the last step's if not
     `return_sequences`).

@@ -47,18 +47,20 @@ class LeakyReadout(keras.layers.Layer):
     def call(self, inputs):
         x = as_numeric_tensor(inputs, "inputs", self.compute_dtype)
         check_rank(x, 3, "inputs", "[batch, time, features]")
-        current = self.cell.synaptic_current(x)  # [batch, time, units], one matmul
-        time_major = tf.transpose(current, [1, 0, 2])
+        current = self.cell.synaptic_current(x, use_bias=False)  # [batch, time, units], one matmul
+        bias = None if self.cell.bias is None else tf.cast(self.cell.bias, current.dtype)
         # The compiled loop with hand-written BPTT of the fused layers (no autodiff through a
-        # time loop, which XLA would make O(T^2)).
+        # time loop, which XLA would make O(T^2)); it adds the bias.
         outputs, _ = fused.fused_recurrence(
             neurons.leaky_integrator_step,
             neurons.LeakyIntegratorState,
-            time_major,
-            [tf.zeros_like(time_major[0])],
+            current,
+            [tf.zeros_like(current[:, 0])],
             self.cell.params(current.dtype),
+            time_axis=1,
+            bias=bias,
         )
-        return tf.transpose(outputs, [1, 0, 2])
+        return outputs
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)

@@ -257,7 +257,10 @@ class GraphSNN(keras.layers.Layer):
     The input projection of all steps is one matmul; the steps run in a compiled loop with
     hand-written BPTT (`dense_snns.fused.compiled_recurrence`). With a placement over several
     devices the loop is not XLA-compiled, so that TensorFlow places each node's ops on its
-    device and runs independent nodes concurrently.
+    device. Logical CPU devices share one set of thread pools: on a CPU, placement changes
+    where ops run but not how fast (`benchmarks/bench_graph.py`); the parallelism of the
+    nodes of a step comes from TensorFlow's inter-op threads, which run independent nodes
+    concurrently when the loop is not XLA-compiled (XLA runs them one after another).
 
     Args:
         graph, placement, use_bias, kernel_initializer, bias_initializer: as `GraphSNNCell`.
@@ -265,7 +268,9 @@ class GraphSNN(keras.layers.Layer):
             (default) or at the last step only.
         implementation: ``"auto"`` / ``"fused"`` (compiled loop, hand-written BPTT) or
             ``"loop"`` (plain `tf.while_loop` with autodiff, the reference).
-        jit_compile: compile the fused loops with XLA when all nodes are on one device.
+        jit_compile: compile the fused loops with XLA when all nodes are on one device
+            (fewer, fused ops per step; without it, independent nodes can run in parallel:
+            which is faster depends on the node sizes and the thread settings).
 
     Weights: `cell.input_kernels`, `cell.edge_kernels` (graph edge order), `cell.biases`, and
     the neurons' own weights; the same as `keras.layers.RNN(layer.cell)`.
@@ -301,32 +306,32 @@ class GraphSNN(keras.layers.Layer):
         check_features(x.shape, self.cell._input_features, "inputs", what="the graph's input size")
         dtype = x.dtype
         step = self.cell.graph_step(dtype)
-        currents = tf.transpose(self.cell.external_current(x), [1, 0, 2])  # one matmul, time-major
+        currents = self.cell.external_current(x)  # [batch, time, ...], one matmul
         batch = tf.shape(x)[0]
         states = self.cell.get_initial_state(batch_size=batch, dtype=dtype)
         tensors = step.tensors(self.cell, dtype)
-        time_mask = None if mask is None else tf.transpose(tf.cast(mask, tf.bool))
+        mask = None if mask is None else tf.cast(mask, tf.bool)
         if self.implementation == "loop":
-            outputs = self._loop(step, currents, time_mask, states, tensors)
+            outputs = self._loop(step, currents, mask, states, tensors)
         else:
             single_device = len(set(self.cell.placement.values())) <= 1
-            outputs, _ = fused.compiled_recurrence(step, currents, states, tensors, time_mask,
-                                                   jit_compile=self.jit_compile and single_device)
-        outputs = tf.transpose(outputs, [1, 0, 2])
+            outputs, _ = fused.compiled_recurrence(step, currents, states, tensors, mask,
+                                                   jit_compile=self.jit_compile and single_device, time_axis=1)
         return outputs if self.return_sequences else outputs[:, -1]
 
     @staticmethod
     def _loop(step, currents, mask, states, tensors):
-        steps = fused.num_steps(currents, 0)
-        probe, _ = step(currents[0], None if mask is None else mask[0], states, tensors)
+        """Step by step with plain autodiff; batch-major in and out."""
+        steps = fused.num_steps(currents, 1)
+        probe, _ = step(currents[:, 0], None if mask is None else mask[:, 0], states, tensors)
         outputs = tf.TensorArray(probe.dtype, size=steps, element_shape=probe.shape)
 
         def body(t, states, outputs):
-            out, states = step(currents[t], None if mask is None else mask[t], states, tensors)
+            out, states = step(currents[:, t], None if mask is None else mask[:, t], states, tensors)
             return t + 1, states, outputs.write(t, out)
 
         _, _, outputs = tf.while_loop(lambda t, *_: t < steps, body, [tf.constant(0), states, outputs])
-        return outputs.stack()
+        return tf.transpose(outputs.stack(), [1, 0, 2])
 
     def compute_mask(self, inputs, mask=None):
         return mask if self.return_sequences else None

@@ -43,7 +43,8 @@ def compare_with_reference(rng, name, kwargs, self_recurrent, jit_compile, mask=
     float32: XLA sums in another order; 1e-10 in float64)."""
     x = tf.cast(inputs(rng), dtype)
     ref_cell = ds.SNNBlock(N, neuron=neuron(name, dtype=dtype, **kwargs), self_recurrent=self_recurrent,
-                           kernel_initializer=keras.initializers.RandomNormal(0.2, 0.6, seed=3), dtype=dtype)
+                           kernel_initializer=keras.initializers.RandomNormal(0.2, 0.6, seed=3),
+                           bias_initializer=keras.initializers.RandomNormal(0.0, 0.3, seed=4), dtype=dtype)
     reference = keras.layers.RNN(ref_cell, return_sequences=True, zero_output_for_mask=True, dtype=dtype)
     layer = SNNDense(N, neuron=neuron(name, dtype=dtype, **kwargs), self_recurrent=self_recurrent,
                      jit_compile=jit_compile, dtype=dtype)
@@ -167,11 +168,14 @@ def test_mixed_precision(rng):
         keras.mixed_precision.set_global_policy(previous)
 
 
-@pytest.mark.parametrize("conv_class,shape", [(SNNConv2D, (B, 6, 9, 9, 2)), (SNNConv1D, (B, 6, 11, 3))])
-def test_conv_fused_matches_loop(rng, conv_class, shape):
+@pytest.mark.parametrize("conv_class,shape,padding", [(SNNConv2D, (B, 6, 9, 9, 2), "same"),
+                                                     (SNNConv1D, (B, 6, 11, 3), "same"),
+                                                     (SNNConv1D, (B, 6, 11, 3), "causal")])
+def test_conv_fused_matches_loop(rng, conv_class, shape, padding):
     x = inputs(rng, shape)
-    kwargs = dict(filters=4, kernel_size=3, strides=2, padding="same", neuron=neuron("lif", 4, threshold=0.3))
-    fused_layer = conv_class(**kwargs, kernel_initializer=keras.initializers.RandomNormal(0.1, 0.5, seed=1))
+    kwargs = dict(filters=4, kernel_size=3, strides=2, padding=padding, neuron=neuron("lif", 4, threshold=0.3))
+    fused_layer = conv_class(**kwargs, kernel_initializer=keras.initializers.RandomNormal(0.1, 0.5, seed=1),
+                             bias_initializer=keras.initializers.RandomNormal(0.0, 0.2, seed=2))
     loop_layer = conv_class(**{**kwargs, "neuron": neuron("lif", 4, threshold=0.3)}, implementation="loop")
     fused_layer(x)
     loop_layer(x)
@@ -228,15 +232,73 @@ def test_bad_inputs_name_the_argument(rng):
 def test_compiled_loops_are_traced_once_per_configuration(rng):
     from dense_snns import fused
 
+    def tracing_counts():
+        return {key: (f.experimental_get_tracing_count(), b.experimental_get_tracing_count())
+                for key, (f, b) in fused._COMPILED.items()}
+
     x = inputs(rng)
-    forward, backward = fused._COMPILED[True]
     layer = SNNDense(N, neuron=neuron("lif", beta=0.77))
-    for _ in range(3):
+    for i in range(3):
         with tf.GradientTape() as tape:
             loss = tf.reduce_sum(layer(x))
         tape.gradient(loss, layer.trainable_weights)
-        if _ == 0:
-            counts = forward.experimental_get_tracing_count(), backward.experimental_get_tracing_count()
-    assert (forward.experimental_get_tracing_count(), backward.experimental_get_tracing_count()) == counts
+        if i == 0:
+            counts = tracing_counts()
+    assert tracing_counts() == counts
+    # A layer of another configuration gets its own loops and leaves these untouched.
+    other = SNNDense(N, neuron=neuron("alif", spike_func="boxcar"))
+    other(x)
+    after = tracing_counts()
+    assert all(after[key] == value for key, value in counts.items())
+    assert len(after) > len(counts)
     SNNDense(N, neuron=neuron("lif", beta=0.77))(x)  # an equal layer reuses the traces
-    assert forward.experimental_get_tracing_count() == counts[0]
+    assert all(tracing_counts()[key] == value for key, value in counts.items())
+
+
+@pytest.mark.parametrize("every", [1, 5, T, T + 3])
+@pytest.mark.parametrize("jit_compile", [True, False])
+def test_checkpointed_states_give_the_same_spikes_and_gradients(rng, every, jit_compile):
+    """checkpoint_every=k (T=12 not a multiple of 5) recomputes the states of each segment in
+    the backward pass: the result equals keeping every state."""
+    x = inputs(rng)
+    mask = tf.constant(np.arange(T)[None, :] < np.array([[T], [T - 4], [5]]))
+    kwargs = dict(neuron=neuron("alif"), self_recurrent=True, jit_compile=jit_compile,
+                  bias_initializer=keras.initializers.RandomNormal(0.0, 0.3, seed=4))
+    plain, checkpointed = SNNDense(N, **kwargs), SNNDense(N, checkpoint_every=every, **kwargs)
+    plain(x)
+    checkpointed(x)
+    checkpointed.set_weights(plain.get_weights())
+    results = []
+    for layer in (plain, checkpointed):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = layer(x, mask=mask)
+            loss = weighted_loss(out)
+        results.append([out] + tape.gradient(loss, [x] + layer.trainable_weights))
+    np.testing.assert_array_equal(results[1][0].numpy(), results[0][0].numpy())
+    assert 0 < results[0][0].numpy().sum() < results[0][0].numpy().size
+    for g, g_ref in zip(results[1][1:], results[0][1:]):
+        np.testing.assert_allclose(g.numpy(), g_ref.numpy(), rtol=1e-6, atol=1e-6 * np.abs(g_ref.numpy()).max())
+    assert SNNDense.from_config(checkpointed.get_config()).checkpoint_every == every
+
+
+def test_checkpoint_every_must_be_positive():
+    for bad in (0, -2, 2.5, True):
+        with pytest.raises(ValueError, match="checkpoint_every"):
+            SNNDense(N, checkpoint_every=bad)
+
+
+def test_inference_keeps_no_states_yet_gives_the_same_gradients(rng):
+    x = inputs(rng)
+    layer = SNNDense(N, neuron=neuron("cuba_lif"), self_recurrent=True,
+                     bias_initializer=keras.initializers.RandomNormal(0.0, 0.3, seed=4))
+    results = []
+    for training in (None, False):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = layer(x, training=training)
+            loss = weighted_loss(out)
+        results.append([out] + tape.gradient(loss, [x] + layer.trainable_weights))
+    np.testing.assert_array_equal(results[1][0].numpy(), results[0][0].numpy())
+    for g, g_ref in zip(results[1][1:], results[0][1:]):
+        np.testing.assert_allclose(g.numpy(), g_ref.numpy(), rtol=1e-6, atol=1e-6 * np.abs(g_ref.numpy()).max())
