@@ -5,7 +5,7 @@ import tensorflow as tf
 
 import sparse_snns
 from sparse_snns import rowops
-from sparse_snns.format import from_dense_with_overflow, to_dense
+from sparse_snns.format import SparseSpikes, from_dense_with_overflow, to_dense
 from sparse_snns.selection import select_spikes
 
 pytestmark = pytest.mark.skipif(not sparse_snns.ops.op_available(),
@@ -120,3 +120,27 @@ def test_errors_and_xla():
     auto = tf.function(lambda v: select_spikes(v, 2, -0.5), jit_compile=True)(x)  # auto: the pure-TF path
     for a, b in zip(auto[0], select_spikes(x, 2, -0.5)[0]):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_sparse_linear_op_with_zero_valued_entries_equals_tf(rng):
+    """Selections put gradient-only entries (value 0) after the spikes: the op skips them in
+    the forward sum and the weight gradient, with the same results as the pure-TF path."""
+    from sparse_snns import sparse_linear
+
+    x = tf.constant(rng.normal(-0.3, 0.5, (40, 90)).astype(np.float32))
+    spikes, _ = select_spikes(x, 30, implementation="op")
+    values = spikes.values * tf.constant(rng.uniform(0.5, 1.5, (40, 30)).astype(np.float32))
+    assert 0 < np.count_nonzero(values.numpy()) < np.count_nonzero(spikes.count.numpy()[:, None] > np.arange(30))
+    kernel = tf.constant(rng.normal(size=(90, 21)).astype(np.float32))
+    dy = tf.constant(rng.normal(size=(40, 21)).astype(np.float32))
+    results = {}
+    for impl in ("op", "tf"):
+        with tf.GradientTape() as tape:
+            tape.watch([values, kernel])
+            y = sparse_linear(SparseSpikes(spikes.ids, values, spikes.count), kernel, implementation=impl)
+        results[impl] = [y] + tape.gradient(y, [values, kernel], output_gradients=dy)
+    dense = to_dense(SparseSpikes(spikes.ids, values, spikes.count), 90)
+    np.testing.assert_allclose(results["op"][0].numpy(), (dense @ kernel).numpy(), rtol=1e-5, atol=1e-5)
+    for a, b in zip(results["op"], results["tf"]):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
+    assert np.all(results["op"][1].numpy() != 0)  # gradient-only entries still get a values gradient
