@@ -414,8 +414,12 @@ def main() -> None:
 
     print("# SparseLinear benchmark")
     print(json.dumps(machine_info()))
-    print(f"sizes {args.sizes}, activities {args.activities}%, M = {args.batch} x {args.time}, "
-          f"threads {args.threads}", flush=True)
+    if args.mode != "step":
+        print(f"kernels: sizes {args.sizes}, activities {args.activities}%, M = {args.batch} x {args.time}, "
+              f"threads {args.threads}", flush=True)
+    if args.mode != "kernels":
+        print(f"whole step: sizes {args.step_sizes}, input activities {args.step_activities}%, batch {args.batch}, "
+              f"T = {args.time}, threads {args.threads}", flush=True)
     # build the op once, before any child times anything
     run_child([python(), "-c", "import sparse_snns; print('C++ op available:', sparse_snns.ops.op_available(), "
                "sparse_snns.ops.load_error() or '')"], "build")
