@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Benchmark of SparseLinear (C++ op and pure-TF path) against the dense matmul.
+"""Benchmark of SparseLinear (C++ op and pure-TF path) against the dense matmul, and of a
+whole sparse training step against the dense fused one.
 
 For each layer size N_in -> N_out and input activity (fraction of active inputs per row),
 with M = batch x time rows (default 32 x 100 = 3200), this measures in one run, interleaved
@@ -18,12 +19,28 @@ Spikes are Bernoulli(activity) and converted with `from_dense` at capacity
 weight gradient, the training cost of a layer whose input needs no gradient); the
 break-even activity is where it crosses 1 (interpolated in log-log).
 
+Whole training step (``--mode step``): N_in -> N_h LIF -> 20 leaky readout units, batch 32,
+T = 100, input Bernoulli(activity), loss: cross-entropy of the readout's max over time;
+forward + gradients of all trainable weights in one `tf.function`:
+
+  dense:  `dense_snns.SNNDense(N_h, LIF)` (fused) + `LeakyReadout(20)` on the dense raster;
+  sparse: `SparseSNNDense` + `SparseLeakyReadout(20)` on input spikes converted by
+          `from_dense` outside the step (as a tf.data pipeline does), same weights.
+
+The LIF threshold is 0.5 at 700 -> 256 and 5% (the W1 workload of bench_layers.py) and is
+scaled with the standard deviation of the input current elsewhere, so the hidden layer fires
+at a few percent for every size and activity. The hidden capacity K_h covers the most
+spikes of one step measured in the dense model (no overflow; the dropped count is checked),
+at least `default_capacity(N_h, rate)`; free slots hold gradient-only entries. The dense
+step's cost does not depend on the activity: it is timed once per size, at 5%.
+
 Each thread setting runs in a fresh child process of this script (TensorFlow's thread pools
 are fixed when it initialises). The C++ op is built (once, cached) before timing.
 
     PYTHONPATH=. python benchmarks/bench_sparse.py              # full run (~10 min on 2 cores)
     PYTHONPATH=. python benchmarks/bench_sparse.py --quick      # small sizes (~1 min)
     PYTHONPATH=. python benchmarks/bench_sparse.py --sizes 4096x4096 --activities 1,5 --threads 1
+    PYTHONPATH=. python benchmarks/bench_sparse.py --mode step --step-sizes 700x256 --step-activities 5
 """
 from __future__ import annotations
 
@@ -70,6 +87,14 @@ QUICK = {
 
 #: The pure-TF path is timed only while M * K * N_out stays below this (it is slow on CPU).
 TF_PATH_MAX_WORK = 1.5e9
+
+#: Whole-step comparison: sizes and input activities (percent).
+STEP_FULL = {"step_sizes": "700x256,1024x1024,4096x4096", "step_activities": "0.5,1,2,5,10,20"}
+STEP_QUICK = {"step_sizes": "700x256,1024x1024", "step_activities": "1,5"}
+#: Readout units of the whole-step model.
+READOUT_UNITS = 20
+#: The activity at which the dense step is timed (its cost does not depend on it).
+DENSE_STEP_ACTIVITY = 0.05
 
 
 def parse_sizes(text: str) -> List[Tuple[int, int]]:
@@ -159,6 +184,100 @@ def child(args) -> None:
         })
 
 
+# -- child: whole training step ------------------------------------------------------------------
+def step_threshold(n_in: int, n_hidden: int, activity: float) -> float:
+    """LIF threshold: 0.5 at 700 -> 256 and 5% (W1), scaled with the input current's std."""
+    def current_std(n_in, n_hidden, activity):
+        return math.sqrt(activity * n_in) * math.sqrt(2.0 / (n_in + n_hidden))  # Glorot-uniform weights
+
+    return 0.5 * current_std(n_in, n_hidden, activity) / current_std(700, 256, 0.05)
+
+
+def child_step(args) -> None:
+    tf = configure_threads(args.threads)
+    import numpy as np
+
+    import dense_snns as ds
+    import sparse_snns
+    from dense_snns import keras
+    from dense_snns.losses import reduce_over_time
+
+    tf.get_logger().setLevel("ERROR")
+    sparse_snns.ops.load()
+    batch, steps = args.batch, args.time
+    rng = np.random.default_rng(args.seed)
+    labels = tf.constant(rng.integers(0, READOUT_UNITS, batch).astype(np.int32))
+
+    def loss_fn(outputs):
+        logits = reduce_over_time(outputs, "max")
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+
+    def train_step(layers, weights):
+        def step(*inputs):
+            with tf.GradientTape() as tape:
+                h = layers[0](list(inputs) if len(inputs) > 1 else inputs[0])
+                loss = loss_fn(layers[1](h))
+            return [loss] + tape.gradient(loss, weights)
+
+        return tf.function(step)
+
+    for n_in, n_hidden in parse_sizes(args.step_sizes):
+        entries = []
+        info: Dict[str, Any] = {}
+        dense_step = None
+        activities = parse_activities(args.step_activities)
+        for activity in sorted(set(activities + [DENSE_STEP_ACTIVITY])):
+            tag = f"{activity:g}"
+            threshold = step_threshold(n_in, n_hidden, activity)
+            neuron = {"class_name": "LIF", "config": {"threshold": threshold}}
+            x = tf.constant((rng.random((batch, steps, n_in)) < activity).astype(np.float32))
+            hidden = ds.SNNDense(n_hidden, neuron=neuron, kernel_initializer=keras.initializers.GlorotUniform(seed=1),
+                                 implementation="fused")
+            readout = ds.LeakyReadout(READOUT_UNITS, kernel_initializer=keras.initializers.GlorotUniform(seed=2))
+            readout(hidden(x[:, :2]))
+            spikes = hidden(x)
+            per_step = tf.reduce_sum(spikes, axis=-1)
+            rate = float(tf.reduce_mean(per_step)) / n_hidden
+            k_hidden = max(int(tf.reduce_max(per_step)), sparse_snns.default_capacity(n_hidden, max(rate, 1e-3)))
+            k_hidden = min(k_hidden, n_hidden)
+            k_in = sparse_snns.default_capacity(n_in, activity)
+            inputs, in_dropped = sparse_snns.from_dense_with_overflow(x, k_in)
+            if int(tf.reduce_sum(in_dropped)):  # the capacity is 4 sigma above the mean: rare
+                k_in = int(tf.reduce_max(inputs.count + in_dropped))
+                inputs = sparse_snns.from_dense(x, k_in)
+            s_hidden = sparse_snns.SparseSNNDense(n_hidden, input_dim=n_in, capacity=k_hidden, neuron=neuron)
+            s_readout = sparse_snns.SparseLeakyReadout(READOUT_UNITS, input_dim=n_hidden)
+            s_readout(s_hidden(list(inputs)))
+            s_hidden.set_weights(hidden.get_weights())  # kernel, bias (and the LIF's own weights, if any)
+            s_readout.set_weights(readout.get_weights())
+            sparse_fn = train_step([s_hidden, s_readout], s_hidden.trainable_weights + s_readout.trainable_weights)
+            sparse_out = sparse_fn(*inputs)
+            dense_fn = train_step([hidden, readout], hidden.trainable_weights + readout.trainable_weights)
+            dense_out = dense_fn(x)
+            s_hidden(list(inputs))  # eagerly: the dropped count of these inputs
+            info[tag] = {
+                "threshold": threshold, "hidden_rate": rate, "k_in": k_in, "k_hidden": k_hidden,
+                "mean_input_count": float(tf.reduce_mean(tf.cast(inputs.count, tf.float32))),
+                "dropped": int(tf.reduce_sum(s_hidden.last_dropped)),
+                "loss_dense": float(dense_out[0]), "loss_sparse": float(sparse_out[0]),
+                "kernel_grad_rel_diff": float(tf.norm(sparse_out[1] - dense_out[1]) / (tf.norm(dense_out[1]) + 1e-30)),
+            }
+            if activity in activities:
+                entries.append((f"sparse@{tag}", lambda f=sparse_fn, i=inputs: f(*i), (), None))
+            if activity == DENSE_STEP_ACTIVITY:
+                dense_step = (dense_fn, x)
+        entries.insert(0, ("dense", lambda f=dense_step[0], x=dense_step[1]: f(x), (), None))
+        print(f"step {n_in}->{n_hidden}: timing {len(entries)} training steps", flush=True)
+        before = cpu_snapshot()
+        results = measure(entries, repeats=args.repeats, min_repeats=args.min_repeats, budget=args.budget)
+        load = other_load(before, cpu_snapshot())
+        emit({
+            "kind": "step", "threads": args.threads, "n_in": n_in, "n_hidden": n_hidden, "batch": batch,
+            "time": steps, "median": {name: r["median"] for name, r in results.items()},
+            "n": {name: r["n"] for name, r in results.items()}, "info": info, "other_load": load,
+        })
+
+
 # -- parent: tables ------------------------------------------------------------------------------
 def break_even(activities: Sequence[float], speedups: Sequence[Optional[float]]) -> str:
     """Activity at which the speed-up crosses 1 (log-log interpolation between measurements)."""
@@ -192,7 +311,7 @@ def report(results: List[Dict[str, Any]], activities: List[float]) -> Dict[str, 
     for threads in sorted({r["threads"] for r in results if "threads" in r}):
         rows_out = []
         breaks = []
-        for r in [r for r in results if r.get("threads") == threads]:
+        for r in [r for r in results if r.get("threads") == threads and r.get("kind") != "step"]:
             med = r["median"]
             dense = med["dense_fwd"] + med["dense_wgrad"]
             speedups = []
@@ -228,6 +347,39 @@ def report(results: List[Dict[str, Any]], activities: List[float]) -> Dict[str, 
     return summary
 
 
+def step_report(results: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Tables of the whole-step comparison; returns the speed-ups by thread/size/activity."""
+    summary: Dict[str, Any] = {}
+    for threads in sorted({r["threads"] for r in results}):
+        rows_out, breaks = [], []
+        for r in [r for r in results if r["threads"] == threads]:
+            med = r["median"]
+            dense = med["dense"]
+            activities, speedups = [], []
+            for name in sorted((k for k in med if k.startswith("sparse@")), key=lambda k: float(k.split("@")[1])):
+                tag = name.split("@")[1]
+                info = r["info"][tag]
+                speedup = ratio(dense, med[name])
+                activities.append(float(tag))
+                speedups.append(speedup)
+                summary[f"t{threads}_{r['n_in']}x{r['n_hidden']}_{tag}"] = speedup
+                rows_out.append([
+                    f"{r['n_in']}->{r['n_hidden']}->{READOUT_UNITS}", f"{float(tag) * 100:g}%", info["k_in"],
+                    f"{info['hidden_rate'] * 100:.1f}%", info["k_hidden"], info["dropped"], fmt_ms(med[name]),
+                    fmt_ms(dense), fmt_x(speedup), f"{info['loss_sparse']:.4f}/{info['loss_dense']:.4f}",
+                ])
+            breaks.append([f"{r['n_in']}->{r['n_hidden']}", break_even(activities, speedups),
+                           f"{r['other_load']:.2f}", min(r["n"].values())])
+        print(f"\n## whole training step, {threads} thread{'s' if threads > 1 else ''} (ms, medians; batch "
+              f"{results[0]['batch']}, T = {results[0]['time']})\n")
+        print(format_table(["model", "input activity", "K_in", "hidden rate", "K_h", "dropped", "sparse step",
+                            "dense step", "speed-up", "loss sparse/dense"], rows_out))
+        print()
+        print(format_table(["size", "sparse step stops paying at (input activity)", "other load (cores)", "repeats"],
+                           breaks))
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, fewer activities and repeats")
@@ -240,34 +392,48 @@ def main() -> None:
     parser.add_argument("--min-repeats", type=int, default=None)
     parser.add_argument("--budget", type=float, default=None, help="seconds per function after min repeats")
     parser.add_argument("--no-tf", action="store_true", help="skip the pure-TF path")
+    parser.add_argument("--mode", default="all", choices=["all", "kernels", "step"],
+                        help="SparseLinear kernels, whole training steps, or both")
+    parser.add_argument("--step-sizes", default=None, help="whole-step sizes N_in x N_hidden, e.g. 700x256")
+    parser.add_argument("--step-activities", default=None, help="whole-step input activities in percent")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="write all results to this file")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     defaults = QUICK if args.quick else FULL
-    for key, value in defaults.items():
+    for key, value in list(defaults.items()) + list((STEP_QUICK if args.quick else STEP_FULL).items()):
         if getattr(args, key) is None:
             setattr(args, key, value)
     if args.child:
         args.threads = int(args.threads)
-        child(args)
+        if args.mode == "step":
+            child_step(args)
+        else:
+            child(args)
         return
 
     print("# SparseLinear benchmark")
     print(json.dumps(machine_info()))
-    print(f"sizes {args.sizes}, activities {args.activities}%, M = {args.batch} x {args.time}, "
-          f"threads {args.threads}", flush=True)
+    if args.mode != "step":
+        print(f"kernels: sizes {args.sizes}, activities {args.activities}%, M = {args.batch} x {args.time}, "
+              f"threads {args.threads}", flush=True)
+    if args.mode != "kernels":
+        print(f"whole step: sizes {args.step_sizes}, input activities {args.step_activities}%, batch {args.batch}, "
+              f"T = {args.time}, threads {args.threads}", flush=True)
     # build the op once, before any child times anything
     run_child([python(), "-c", "import sparse_snns; print('C++ op available:', sparse_snns.ops.op_available(), "
                "sparse_snns.ops.load_error() or '')"], "build")
     results: List[Dict[str, Any]] = []
-    for threads in [int(t) for t in str(args.threads).split(",")]:
-        cmd = [python(), os.path.abspath(__file__), "--child", "--threads", str(threads), "--sizes", args.sizes,
-               "--activities", args.activities, "--batch", str(args.batch), "--time", str(args.time),
-               "--repeats", str(args.repeats), "--min-repeats", str(args.min_repeats), "--budget", str(args.budget),
-               "--seed", str(args.seed)] + (["--no-tf"] if args.no_tf else [])
-        results += run_child(cmd, f"{threads} thread{'s' if threads > 1 else ''}")
-    good = [r for r in results if "median" in r]
+    modes = ["kernels", "step"] if args.mode == "all" else [args.mode]
+    for mode in modes:
+        for threads in [int(t) for t in str(args.threads).split(",")]:
+            cmd = [python(), os.path.abspath(__file__), "--child", "--mode", mode, "--threads", str(threads),
+                   "--sizes", args.sizes, "--activities", args.activities, "--step-sizes", args.step_sizes,
+                   "--step-activities", args.step_activities, "--batch", str(args.batch), "--time", str(args.time),
+                   "--repeats", str(args.repeats), "--min-repeats", str(args.min_repeats),
+                   "--budget", str(args.budget), "--seed", str(args.seed)] + (["--no-tf"] if args.no_tf else [])
+            results += run_child(cmd, f"{mode}, {threads} thread{'s' if threads > 1 else ''}")
+    good = [r for r in results if "median" in r and r.get("kind") != "step"]
     summary = report(good, parse_activities(args.activities)) if good else {}
     for threads in sorted({r["threads"] for r in good}):
         for activity, target in ((0.01, 8.0), (0.05, 2.5)):
@@ -275,6 +441,14 @@ def main() -> None:
             if entry and entry["speedup_fwd_wgrad"] is not None:
                 print(f"{threads} thread(s), 4096->4096 at {activity * 100:g}%: forward + weight gradient "
                       f"{entry['speedup_fwd_wgrad']:.1f}x faster than dense (target {target:g}x)")
+    steps = [r for r in results if r.get("kind") == "step"]
+    if steps:
+        summary["step"] = step_report(steps)
+        for threads in sorted({r["threads"] for r in steps}):
+            speedup = summary["step"].get(f"t{threads}_700x256_0.05")
+            if speedup is not None:
+                print(f"{threads} thread(s), W1 (700->256->20, 5% input): whole sparse training step "
+                      f"{speedup:.2f}x faster than the dense fused step (target 2x)")
     errors = [r for r in results if "child_error" in r]
     if errors:
         print(f"\nchild errors: {errors}")

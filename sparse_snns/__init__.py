@@ -22,9 +22,12 @@ from . import linear, ops
 from .linear import SparseLinear, sparse_linear
 from .selection import select_spikes
 from .blocks import SparseSNNBlock, SparseSNNDense, SparseToDense, pack_spikes, unpack_spikes
+from .readouts import SparseLeakyReadout
+from . import rowops
 from .data import max_events_per_step, sparse_dataset, to_sparse_inputs
 
 __all__ = [
+    "SparseLeakyReadout",
     "SparseLinear",
     "SparseSNNBlock",
     "SparseSNNDense",
@@ -39,6 +42,7 @@ __all__ = [
     "max_events_per_step",
     "ops",
     "pack_spikes",
+    "rowops",
     "select_spikes",
     "sparse_dataset",
     "sparse_linear",

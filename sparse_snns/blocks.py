@@ -84,7 +84,8 @@ class SparseSNNDense(keras.layers.Layer):
         strict: raise when spikes do not fit K (eager: ValueError; graph: assertion; compiled
             out under XLA).
         use_bias, kernel_initializer, recurrent_initializer, bias_initializer: as `SNNDense`.
-        implementation: of the sparse product: ``"auto"``, ``"op"`` (C++) or ``"tf"``.
+        implementation: of the sparse product and of the spike selection: ``"auto"``,
+            ``"op"`` (C++ ops) or ``"tf"`` (pure TensorFlow).
         jit_compile: compile the neuron loop with XLA. Default True.
 
     Input: sparse spikes ``[ids [B, T, K_in], values [B, T, K_in], count [B, T]]`` (a list or
@@ -149,21 +150,27 @@ class SparseSNNDense(keras.layers.Layer):
         if isinstance(mask, (list, tuple)):  # Keras gives one mask per input tensor
             mask = mask[0]
         spikes = self._as_sparse_input(inputs)
-        currents = self.synapse(spikes)  # [B, T, N]: one sparse product over all steps
-        dtype = currents.dtype
+        # Time-major from the start: transposing the small [B, T, K] input spikes (and the
+        # [T, B, K] output spikes) is cheaper than transposing [B, T, N] currents and x.
+        time_major_spikes = [tf.transpose(spikes.ids, [1, 0, 2]), tf.transpose(spikes.values, [1, 0, 2]),
+                             tf.transpose(spikes.count)]
+        time_major = self.synapse(time_major_spikes)  # [T, B, N]: one sparse product over all steps
+        dtype = time_major.dtype
         params = self.neuron.params(dtype)
         kernel = tf.cast(self.recurrent_kernel, dtype) if self.self_recurrent else None
         step = SparseBlockStep(type(self.neuron).step_fn, self.neuron.state_type, params, kernel is not None)
         step = _STEPS.setdefault(step._key, step)
-        time_major = tf.transpose(currents, [1, 0, 2])
         zeros = tf.zeros_like(time_major[0])
         states = [zeros] * (len(self.neuron.state_size) + (1 if self.self_recurrent else 0))
         x, _ = fused.compiled_recurrence(step, time_major, states, step.split(params, kernel),
                                          None if mask is None else tf.transpose(tf.cast(mask, tf.bool)),
                                          jit_compile=self.jit_compile)
-        x = tf.transpose(x, [1, 0, 2])  # [B, T, N] membrane minus threshold
+        # x [T, B, N]: membrane minus threshold
         selected, dropped = select_spikes(x, self.capacity, self.second_threshold, self.neuron.spike_func,
-                                          strict=self.strict)
+                                          strict=self.strict, implementation=self.synapse.implementation)
+        selected = SparseSpikes(tf.transpose(selected.ids, [1, 0, 2]), tf.transpose(selected.values, [1, 0, 2]),
+                                tf.transpose(selected.count))
+        dropped = tf.transpose(dropped)
         self.last_dropped = dropped
         add_layer_metric(self, self.metric_name, tf.reduce_mean(tf.cast(dropped, tf.float32)))
         return [selected.ids, selected.values, selected.count]

@@ -26,8 +26,11 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
+from .rowops import compact_indices, gather_rows, scatter_rows, select_indices
+
 __all__ = [
     "SparseSpikes",
+    "compact_indices",
     "default_capacity",
     "describe",
     "from_dense",
@@ -199,45 +202,8 @@ def _values_dtype(spikes_dtype: tf.DType, dtype) -> tf.DType:
     return dtype
 
 
-def compact_indices(first: tf.Tensor, then: Optional[tf.Tensor], capacity: int) -> Tuple[tf.Tensor, tf.Tensor]:
-    """Slots of the selected neurons of each vector, in O(N) (prefix sums, no sort).
-
-    Args:
-        first: bool [..., N], neurons selected first, in increasing index.
-        then: bool [..., N] or None, neurons that take the remaining slots, in increasing
-            index (entries also in `first` are ignored).
-        capacity: K.
-    Returns: (ids int32 [..., min(K, N)] with 0 at unused slots, count int32 [...]).
-    """
-    n = int(first.shape[-1])
-    k_eff = min(capacity, n)
-    lead = tf.shape(first)[:-1]
-    first_i = tf.cast(first, tf.int32)
-    slot = tf.cumsum(first_i, axis=-1, exclusive=True)
-    n_first = tf.reduce_sum(first_i, axis=-1)
-    selected = first
-    total = n_first
-    if then is not None:
-        second = tf.logical_and(then, tf.logical_not(first))
-        second_i = tf.cast(second, tf.int32)
-        slot = tf.where(second, n_first[..., None] + tf.cumsum(second_i, axis=-1, exclusive=True), slot)
-        selected = tf.logical_or(first, second)
-        total = total + tf.reduce_sum(second_i, axis=-1)
-    keep = tf.logical_and(selected, slot < k_eff)
-    # One segment per (vector, slot); whatever is not kept goes to an extra, discarded slot.
-    rows = tf.reshape(tf.range(tf.reduce_prod(lead)), tf.concat([lead, [1]], 0))
-    segment = rows * (k_eff + 1) + tf.where(keep, slot, k_eff)
-    iota = tf.broadcast_to(tf.range(n, dtype=tf.int32), tf.shape(first))
-    num_segments = tf.reduce_prod(lead) * (k_eff + 1)
-    best = tf.math.unsorted_segment_max(tf.reshape(iota, [-1]), tf.reshape(segment, [-1]), num_segments)
-    ids = tf.reshape(best, tf.concat([lead, [k_eff + 1]], 0))[..., :k_eff]
-    count = tf.minimum(total, k_eff)
-    ids = tf.where(tf.range(k_eff, dtype=tf.int32) < count[..., None], ids, tf.zeros_like(ids))
-    return ids, count
-
-
 def from_dense_with_overflow(
-    spikes, capacity: int, strict: bool = False, dtype=None
+    spikes, capacity: int, strict: bool = False, dtype=None, implementation: str = "auto"
 ) -> Tuple[SparseSpikes, tf.Tensor]:
     """Dense spikes [..., N] -> (SparseSpikes with K = `capacity`, dropped int32 [...]).
 
@@ -251,6 +217,9 @@ def from_dense_with_overflow(
     executing eagerly; inside `tf.function` a `tf.debugging.Assert` (InvalidArgumentError at
     run time). XLA (`jit_compile=True`) compiles assertions out, so under XLA rely on
     `dropped`. Gradients flow from `values` back to the kept entries of `spikes`.
+
+    `implementation` (``"auto"``, ``"op"``, ``"tf"``): the selection and gather of
+    `sparse_snns.rowops` (a C++ op, or pure TensorFlow, which is what XLA compiles).
     """
     capacity = _check_capacity(capacity)
     x = _as_spike_tensor(spikes)
@@ -259,17 +228,14 @@ def from_dense_with_overflow(
     rank = x.shape.rank
     n = int(x.shape[-1])
 
-    mask = x if in_dtype.is_bool else tf.not_equal(x, tf.zeros([], in_dtype))
-    total = tf.reduce_sum(tf.cast(mask, tf.int32), axis=-1)
-    count = tf.minimum(total, capacity)
-    dropped = total - count
-
-    k_eff = min(capacity, n)
-    ids, _ = compact_indices(mask, None, capacity)
-    valid = tf.range(k_eff, dtype=tf.int32) < tf.expand_dims(count, -1)
     xf = tf.cast(x, out_dtype)
-    gathered = tf.gather(xf, ids, axis=rank - 1, batch_dims=rank - 1)
-    values = tf.where(valid, gathered, tf.zeros_like(gathered))
+    # The events are selected on the values cast to `out_dtype` when the cast keeps every
+    # nonzero entry nonzero (bool, integers, a float no wider than out_dtype), else on `x`.
+    exact_cast = not in_dtype.is_floating or in_dtype.size <= out_dtype.size
+    ids, count, total = select_indices(xf if exact_cast else x, capacity, first="nonzero",
+                                       implementation=implementation)
+    dropped = total - count
+    values = gather_rows(xf, ids, count, implementation=implementation)
 
     if capacity > n:  # K > N: the extra slots are always padding
         paddings = [[0, 0]] * (rank - 1) + [[0, capacity - n]]
@@ -307,26 +273,19 @@ def _enforce_no_overflow(result: SparseSpikes, dropped: tf.Tensor, capacity: int
     return result, dropped
 
 
-def from_dense(spikes, capacity: int, strict: bool = False, dtype=None) -> SparseSpikes:
+def from_dense(spikes, capacity: int, strict: bool = False, dtype=None, implementation: str = "auto") -> SparseSpikes:
     """Dense spikes [..., N] -> SparseSpikes with K = `capacity`.
 
     Same as `from_dense_with_overflow` without the dropped count; with `strict=False` use
     that function when overflow is possible, so dropped events are seen.
     """
-    result, _ = from_dense_with_overflow(spikes, capacity, strict=strict, dtype=dtype)
+    result, _ = from_dense_with_overflow(spikes, capacity, strict=strict, dtype=dtype, implementation=implementation)
     return result
 
 
 # --------------------------------------------------------------------------------------------
 # sparse -> dense
 # --------------------------------------------------------------------------------------------
-
-
-def _shape_list(x: tf.Tensor) -> list:
-    """The shape of `x` with static dims as ints and unknown dims as scalar tensors."""
-    static = x.shape.as_list()
-    dynamic = tf.shape(x)
-    return [dim if dim is not None else dynamic[i] for i, dim in enumerate(static)]
 
 
 def _check_structure(spikes) -> SparseSpikes:
@@ -340,11 +299,12 @@ def _check_structure(spikes) -> SparseSpikes:
     return spikes
 
 
-def to_dense(spikes: SparseSpikes, num_neurons: int) -> tf.Tensor:
+def to_dense(spikes: SparseSpikes, num_neurons: int, implementation: str = "auto") -> tf.Tensor:
     """SparseSpikes -> float [..., num_neurons]: values summed at their ids, padding adds 0.
 
     Ids must be in [0, num_neurons) (see `validate`): out-of-range ids raise on CPU but
-    are dropped silently by XLA and GPU scatters.
+    are dropped silently by XLA and GPU scatters. `implementation`: the scatter of
+    `sparse_snns.rowops` (``"auto"``, ``"op"``, ``"tf"``).
     """
     spikes = _check_structure(spikes)
     n = _check_num_neurons(num_neurons)
@@ -353,19 +313,8 @@ def to_dense(spikes: SparseSpikes, num_neurons: int) -> tf.Tensor:
     count = tf.convert_to_tensor(spikes.count)
     if ids.shape.rank is None or ids.shape.rank == 0 or ids.shape[-1] is None:
         raise ValueError(f"`ids` must have a static shape [..., K], got shape {ids.shape}")
-    k = int(ids.shape[-1])
-    batch = _shape_list(ids)[:-1]
-
-    valid = tf.range(k, dtype=count.dtype) < tf.expand_dims(count, -1)
-    values = tf.where(valid, values, tf.zeros_like(values))
-
-    flat_ids = tf.reshape(ids, [-1, k])
-    flat_values = tf.reshape(values, [-1, k])
-    rows = tf.shape(flat_ids)[0]
-    row_index = tf.broadcast_to(tf.range(rows, dtype=flat_ids.dtype)[:, None], tf.shape(flat_ids))
-    indices = tf.stack([row_index, flat_ids], axis=-1)  # [M, K, 2]
-    dense = tf.tensor_scatter_nd_add(tf.zeros(tf.stack([rows, n]), values.dtype), indices, flat_values)
-    return tf.reshape(dense, batch + [n])
+    ids, count = tf.cast(ids, tf.int32), tf.cast(count, tf.int32)
+    return scatter_rows(ids, count, values, n, implementation=implementation)
 
 
 # --------------------------------------------------------------------------------------------

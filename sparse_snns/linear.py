@@ -38,6 +38,7 @@ from dense_snns._compat import KERAS_3, keras, register
 
 from . import ops as _ops
 from .format import SparseSpikes
+from .rowops import in_xla_context
 
 __all__ = ["IMPLEMENTATIONS", "SparseLinear", "in_xla_context", "sparse_linear"]
 
@@ -55,20 +56,6 @@ TF_CHUNK_ELEMENTS = 1 << 18
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
-
-
-def in_xla_context() -> bool:
-    """True while TensorFlow traces a function for XLA (``tf.function(jit_compile=True)``)."""
-    if tf.executing_eagerly():
-        return False
-    try:
-        from tensorflow.python.ops import control_flow_util
-    except ImportError:  # pragma: no cover - very old or stripped TensorFlow
-        return False
-    try:
-        return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
-    except Exception:  # noqa: BLE001 - internal API: never fail because of the probe
-        return False
 
 
 def _check_implementation(implementation) -> str:

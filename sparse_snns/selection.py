@@ -7,7 +7,8 @@ import tensorflow as tf
 
 from dense_snns import surrogates
 
-from .format import SparseSpikes, _check_capacity, _enforce_no_overflow, compact_indices
+from .format import SparseSpikes, _check_capacity, _enforce_no_overflow
+from .rowops import check_implementation, gather_rows, select_indices
 
 
 def select_spikes(
@@ -16,6 +17,7 @@ def select_spikes(
     second_threshold: Optional[float] = None,
     spike_fn=None,
     strict: bool = False,
+    implementation: str = "auto",
 ) -> Tuple[SparseSpikes, tf.Tensor]:
     """Select the neurons of `x` (membrane minus threshold, [..., N]) into K = `capacity` slots.
 
@@ -23,9 +25,10 @@ def select_spikes(
     increasing index, then non-spiking neurons as gradient-only entries (value 0) in
     increasing index, up to K. `second_threshold` (<= 0, same units as `x`) restricts the
     gradient-only entries to x > second_threshold (near threshold); without it every neuron
-    may take a free slot. Selection is O(N) per vector (prefix sums, no sort).
+    may take a free slot. Selection is O(N) per vector, no sort: one pass of a C++ op, or
+    prefix sums in pure TensorFlow (see `sparse_snns.rowops`).
 
-    ``values = spike_fn(x)`` gathered at the selected ids, so the forward values are the
+    ``values = spike_fn(x[ids])`` (x gathered at the selected ids), so the forward values are the
     spikes (1) and 0, and the backward pass gives the surrogate gradient to the selected
     neurons only: with K >= N and no second threshold every neuron is selected and this is
     exactly the dense gradient; otherwise it is the dense gradient masked to the selected
@@ -39,6 +42,8 @@ def select_spikes(
             ``superspike``.
         strict: raise when spikes do not fit (ValueError naming the capacity when eager; a
             run-time assertion in graph mode; XLA compiles assertions out: use `dropped`).
+        implementation: ``"auto"`` (the C++ op when available, the dtype is float32/float64
+            and the call is not compiled by XLA), ``"op"`` or ``"tf"`` (pure TensorFlow).
     Returns: (SparseSpikes, dropped int32 [...]: spikes that did not fit; gradient-only
     entries that do not fit are not counted).
     """
@@ -54,17 +59,20 @@ def select_spikes(
     rank = x.shape.rank
     n = int(x.shape[-1])
 
-    spiking = x > 0
-    candidates = tf.ones_like(spiking) if second_threshold is None else x > second_threshold
+    check_implementation(implementation)
     k_eff = min(capacity, n)
-    ids, count = compact_indices(spiking, candidates, capacity)
+    if second_threshold is None:
+        ids, count, total_spikes = select_indices(x, capacity, "positive", "all", implementation=implementation)
+    else:
+        ids, count, total_spikes = select_indices(x, capacity, "positive", "above", float(second_threshold),
+                                                  implementation=implementation)
     valid = tf.range(k_eff, dtype=tf.int32) < count[..., None]
-    total_spikes = tf.reduce_sum(tf.cast(spiking, tf.int32), axis=-1)
     dropped = tf.maximum(total_spikes - k_eff, 0)
 
-    spikes = spike_fn(x)
-    gathered = tf.gather(spikes, ids, axis=rank - 1, batch_dims=rank - 1)
-    values = tf.where(valid, gathered, tf.zeros_like(gathered))
+    # The spike function is elementwise: applied to the K gathered entries only, its
+    # gradient reaches x at the selected neurons only.
+    spikes = spike_fn(gather_rows(x, ids, count, implementation=implementation))
+    values = tf.where(valid, spikes, tf.zeros_like(spikes))
     if capacity > n:
         paddings = [[0, 0]] * (rank - 1) + [[0, capacity - n]]
         ids = tf.pad(ids, paddings)

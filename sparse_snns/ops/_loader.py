@@ -1,12 +1,14 @@
-"""Builds the C++ SparseLinear kernels at first use and loads them into TensorFlow.
+"""Builds the C++ kernels of sparse_snns at first use and loads them into TensorFlow.
 
-The source `sparse_linear_ops.cc` ships with the package; no build step at install time. At
+The sources `sparse_linear_ops.cc` (SparseLinear) and `select_ops.cc` (spike selection, row
+gathers and scatters) ship with the package and are built into one shared library; no build
+step at install time. At
 the first call of `load()` (normally through `sparse_snns.sparse_linear`):
 
 1. The shared library is looked up in the cache directory, ``$DENSE_SNNS_CACHE`` or else
    ``$XDG_CACHE_HOME/dense_snns`` (default ``~/.cache/dense_snns``; a per-user directory
    under the system temp dir if that is not writable), under a name keyed by the
-   TensorFlow version, the source hash, the compiler and all compiler/linker flags.
+   TensorFlow version, the hash of the sources, the compiler and all compiler/linker flags.
 2. If it is missing, it is compiled with the C++ compiler ``$DENSE_SNNS_CXX`` (else ``$CXX``,
    else the first of ``c++``, ``g++``, ``clang++`` on the PATH) against the installed
    TensorFlow (`tf.sysconfig` flags). The compiler writes a temporary file that is then
@@ -42,9 +44,12 @@ __all__ = [
     "loaded_path",
     "op_available",
     "source_path",
+    "source_paths",
 ]
 
 SOURCE_NAME = "sparse_linear_ops.cc"
+#: Further sources compiled into the same library.
+EXTRA_SOURCE_NAMES = ("select_ops.cc",)
 LIBRARY_PREFIX = "dense_snns_sparse_linear_ops"
 
 #: Flags of every build, besides TensorFlow's own compile and link flags.
@@ -65,8 +70,14 @@ _state = {"tried": False, "module": None, "error": None, "path": None, "warned":
 
 
 def source_path() -> str:
-    """Absolute path of the C++ source of the ops."""
+    """Absolute path of the C++ source of the SparseLinear ops."""
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), SOURCE_NAME)
+
+
+def source_paths() -> List[str]:
+    """Absolute paths of all C++ sources of the library (the SparseLinear source first)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    return [source_path()] + [os.path.join(here, name) for name in EXTRA_SOURCE_NAMES]
 
 
 def cache_dir() -> str:
@@ -102,7 +113,7 @@ def _tf_flags() -> Tuple[List[str], List[str], str]:
 
 def _command(cxx: str, output: str) -> List[str]:
     compile_flags, link_flags, _ = _tf_flags()
-    return [cxx] + BASE_FLAGS + compile_flags + [source_path(), "-o", output] + link_flags
+    return [cxx] + BASE_FLAGS + compile_flags + source_paths() + ["-o", output] + link_flags
 
 
 def _fallback_cache_dir() -> str:
@@ -122,10 +133,12 @@ def _writable(directory: str) -> bool:
 def library_path(cxx: str, directory: Optional[str] = None) -> str:
     """Cache path of the library built by `cxx` for this source and TensorFlow."""
     compile_flags, link_flags, tf_version = _tf_flags()
-    with open(source_path(), "rb") as f:
-        source = f.read()
+    sources = []
+    for path in source_paths():
+        with open(path, "rb") as f:
+            sources.append(f.read())
     key = hashlib.sha256()
-    for part in [source, tf_version.encode(), cxx.encode(), sys.platform.encode()] + [
+    for part in sources + [tf_version.encode(), cxx.encode(), sys.platform.encode()] + [
         flag.encode() for flag in BASE_FLAGS + compile_flags + ["|"] + link_flags
     ]:
         key.update(part)
@@ -177,8 +190,9 @@ def _load_file(path: str):
 def _load_or_build():
     if os.environ.get("DENSE_SNNS_DISABLE_OP", "").strip().lower() in ("1", "true", "yes", "on"):
         return None, "disabled by DENSE_SNNS_DISABLE_OP", None, False
-    if not os.path.exists(source_path()):
-        return None, f"the C++ source {source_path()!r} is missing from the installation", None, True
+    missing = [path for path in source_paths() if not os.path.exists(path)]
+    if missing:
+        return None, f"the C++ source {missing[0]!r} is missing from the installation", None, True
     cxx, how = compiler()
     if cxx is None:
         return None, how, None, True

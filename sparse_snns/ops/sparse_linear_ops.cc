@@ -18,7 +18,8 @@
 // registers while its events are summed.
 //   forward       y[m, block] = sum_k values[m, k] * Wpack[ids[m, k]]: gather from packed W
 //                 (packing is skipped when there are fewer events than N_in / 2: no reuse);
-//   weight grad   the events are sorted by input neuron (counting sort), then
+//                 trailing entries of value 0 in a row are skipped;
+//   weight grad   the events of nonzero value are sorted by input neuron (counting sort), then
 //                 dW[i, block] = sum over the events of neuron i of value * dYpack[m]: a
 //                 gather from packed dY into registers, each dW element written once (no
 //                 zero fill, no read-modify-write scatter);
@@ -322,6 +323,14 @@ struct HorizontalSum<T, 2 * sizeof(T)> {
 // `src + r * stride` (r in [0, N_in)): either W itself (stride N_out) or its packed copy
 // (stride = block width).
 
+// The entries of a row up to its last nonzero value: trailing entries of value 0 (the
+// gradient-only entries a selection puts after the spikes) add nothing to the forward sum.
+template <typename T>
+DSNN_INLINE i64 Used(const T* v, i64 count) {
+  while (count > 0 && v[count - 1] == T(0)) --count;
+  return count;
+}
+
 // out[m, 0:NV*lanes] = sum_k values[m, k] * src[ids[m, k], 0:NV*lanes] for rows [r0, r1);
 // the accumulators (two sets, for even and odd k) stay in vector registers.
 template <typename T, int VB, int NV>
@@ -335,7 +344,7 @@ DSNN_INLINE void ForwardBlock(const Spikes& s, const T* values, const T* src, i6
     for (int i = 0; i < NVEC; ++i) acc0[i] = acc1[i] = V{};
     const i32* id = s.ids + m * s.k_cap;
     const T* v = values + m * s.k_cap;
-    const i64 c = s.count[m];
+    const i64 c = Used(v, s.count[m]);
     i64 k = 0;
     for (; k + 1 < c; k += 2) {
       const T* row0 = src + static_cast<i64>(id[k]) * stride;
@@ -364,7 +373,7 @@ DSNN_INLINE void ForwardTail(const Spikes& s, const T* values, const T* src, i64
     for (int j = 0; j < width; ++j) acc[j] = T(0);
     const i32* id = s.ids + m * s.k_cap;
     const T* v = values + m * s.k_cap;
-    const i64 c = s.count[m];
+    const i64 c = Used(v, s.count[m]);
     for (i64 k = 0; k < c; ++k) {
       const T* row = src + static_cast<i64>(id[k]) * stride;
       const T a = v[k];
@@ -794,17 +803,20 @@ class SparseLinearGradWeightsOp : public OpKernel {
       const i32* id = ids.flat<i32>().data();
       const i32* cnt = count.flat<i32>().data();
       const T* v = values.flat<T>().data();
+      // Entries of value 0 (gradient-only entries of a selection) add nothing to dw: skipped.
       std::fill(start, start + n_in + 1, i64(0));
       for (i64 m = 0; m < m_rows; ++m) {
-        for (i64 k = 0; k < cnt[m]; ++k) ++start[id[m * k_cap + k] + 1];
+        for (i64 k = 0; k < cnt[m]; ++k) start[id[m * k_cap + k] + 1] += (v[m * k_cap + k] != T(0));
       }
       for (i64 i = 0; i < n_in; ++i) start[i + 1] += start[i];
       std::memcpy(next, start, sizeof(i64) * n_in);
       for (i64 m = 0; m < m_rows; ++m) {
         for (i64 k = 0; k < cnt[m]; ++k) {
+          const T value = v[m * k_cap + k];
+          if (value == T(0)) continue;
           const i64 p = next[id[m * k_cap + k]]++;
           csr_rows[p] = static_cast<i32>(m);
-          csr_values[p] = v[m * k_cap + k];
+          csr_values[p] = value;
         }
       }
     }

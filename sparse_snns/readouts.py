@@ -1,0 +1,102 @@
+"""A leaky-integrator readout whose input is sparse spikes."""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from dense_snns import fused, neurons
+from dense_snns._compat import KERAS_3, keras, register
+from dense_snns.cells import LeakyReadoutCell
+
+from .format import SparseSpikes
+from .linear import _as_spikes, _check_implementation, _check_positive_int, sparse_linear
+from .rowops import scatter_rows
+
+#: Accepted values of `product`.
+PRODUCTS = ("auto", "sparse", "dense")
+
+#: ``product="auto"`` takes the dense product when capacity * DENSE_PRODUCT_RATIO >= input_dim.
+DENSE_PRODUCT_RATIO = 4
+
+
+@register(package="sparse_snns")
+class SparseLeakyReadout(keras.layers.Layer):
+    """`dense_snns.LeakyReadout` for sparse spikes: ``V[t] = beta V[t-1] + SparseLinear(s[t])``.
+
+    The current of all steps is one `sparse_linear` (cost O(K * units) per step instead of
+    O(input_dim * units)), or, when K is not much smaller than input_dim, one dense matmul
+    on the spikes scattered to [T, B, input_dim] (with few readout units a BLAS matmul beats
+    the gather-accumulate of the sparse product); the leak runs in the compiled loop of
+    `dense_snns.fused`. The gradient reaches the input `values` at their K entries only (and
+    so, through a sparse block's selection, only the selected neurons). Same weights as `LeakyReadout` (``layer.cell``: kernel
+    [input_dim, units], bias, optional beta_logit), so `set_weights(get_weights())` moves
+    them between the two.
+
+    Args:
+        units: readout units (> 0), e.g. the number of classes.
+        input_dim: number of input neurons (> 0): sparse spikes carry only ids.
+        beta, use_bias, kernel_initializer, bias_initializer, trainable_decay: as
+            `LeakyReadout`.
+        product: ``"sparse"`` (`sparse_linear`), ``"dense"`` (scatter + matmul) or ``"auto"``
+            (dense when K * 4 >= input_dim). Both give the same result.
+        implementation: of the sparse product and the scatter: ``"auto"``, ``"op"`` (C++)
+            or ``"tf"``.
+
+    Input: sparse spikes ``[ids [B, T, K], values [B, T, K], count [B, T]]`` (a list or a
+    `SparseSpikes`). Output: membrane [B, T, units].
+    """
+
+    def __init__(self, units: int, input_dim: int, beta=0.9, use_bias: bool = True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros", trainable_decay: bool = False,
+                 product: str = "auto", implementation: str = "auto", **kwargs):
+        super().__init__(**kwargs)
+        self.input_dim = _check_positive_int(input_dim, "input_dim")
+        if product not in PRODUCTS:
+            raise ValueError(f"`product` must be one of {PRODUCTS}, got product={product!r}")
+        self.product = product
+        self.implementation = _check_implementation(implementation)
+        self.cell = LeakyReadoutCell(units, beta=beta, use_bias=use_bias, kernel_initializer=kernel_initializer,
+                                     bias_initializer=bias_initializer, trainable_decay=trainable_decay,
+                                     dtype=self.dtype_policy, name="cell")
+        self.units = self.cell.units
+
+    def build(self, input_shape=None):
+        if not self.cell.built:
+            self.cell.build((self.input_dim,))
+        self.built = True
+
+    def call(self, inputs):
+        spikes = _as_spikes(inputs)
+        if spikes.ids.shape.rank != 3:
+            raise ValueError(f"sparse `inputs` must have ids of rank 3 [batch, time, K], got shape {spikes.ids.shape}")
+        dtype = self.compute_dtype
+        # time-major on the small [B, T, K] spikes; the product gives [T, B, units] directly
+        time_major = SparseSpikes(tf.transpose(spikes.ids, [1, 0, 2]),
+                                  tf.transpose(tf.cast(spikes.values, dtype), [1, 0, 2]), tf.transpose(spikes.count))
+        k = int(spikes.ids.shape[-1])
+        product = self.product
+        if product == "auto":
+            product = "dense" if k * DENSE_PRODUCT_RATIO >= self.input_dim else "sparse"
+        if product == "dense":
+            dense = scatter_rows(time_major.ids, time_major.count, time_major.values, self.input_dim,
+                                 implementation=self.implementation)
+            current = self.cell.synaptic_current(dense)
+        else:
+            bias = tf.cast(self.cell.bias, dtype) if self.cell.bias is not None else None
+            current = sparse_linear(time_major, tf.cast(self.cell.kernel, dtype), bias,
+                                    implementation=self.implementation)
+        outputs, _ = fused.fused_recurrence(neurons.leaky_integrator_step, neurons.LeakyIntegratorState, current,
+                                            [tf.zeros_like(current[0])], self.cell.params(dtype))
+        return tf.transpose(outputs, [1, 0, 2])
+
+    def compute_output_shape(self, input_shape):
+        ids_shape = input_shape[0] if isinstance(input_shape[0], (list, tuple, tf.TensorShape)) else input_shape
+        shape = tuple(ids_shape)[:-1] + (self.units,)
+        return shape if KERAS_3 else tf.TensorShape(shape)
+
+    def get_config(self):
+        config = super().get_config()
+        cell_config = self.cell.get_config()
+        for key in ("units", "beta", "use_bias", "kernel_initializer", "bias_initializer", "trainable_decay"):
+            config[key] = cell_config[key]
+        config.update({"input_dim": self.input_dim, "product": self.product, "implementation": self.implementation})
+        return config

@@ -1,0 +1,146 @@
+"""C++ selection / gather / scatter ops against the pure-TF path (values, gradients, errors)."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import sparse_snns
+from sparse_snns import rowops
+from sparse_snns.format import SparseSpikes, from_dense_with_overflow, to_dense
+from sparse_snns.selection import select_spikes
+
+pytestmark = pytest.mark.skipif(not sparse_snns.ops.op_available(),
+                                reason=f"C++ op unavailable: {sparse_snns.ops.load_error()}")
+
+RULES = [("positive", None), ("positive", "all"), ("positive", "above"), ("nonzero", None), ("nonzero", "all"),
+         ("nonzero", "above")]
+
+
+def data(rng, shape, dtype=np.float32, zeros=0.5):
+    x = rng.normal(-0.3, 0.6, shape)
+    x[rng.random(shape) < zeros] = 0.0
+    return tf.constant(x.astype(dtype))
+
+
+@pytest.mark.parametrize("first,second", RULES)
+@pytest.mark.parametrize("n,capacity", [(1, 1), (5, 3), (63, 70), (64, 10), (65, 64), (130, 17), (200, 200)])
+def test_select_indices_op_equals_tf(rng, first, second, n, capacity):
+    x = data(rng, (3, 4, n))
+    op = rowops.select_indices(x, capacity, first, second, -0.4, implementation="op")
+    ref = rowops.select_indices(x, capacity, first, second, -0.4, implementation="tf")
+    for a, b in zip(op, ref):
+        assert a.shape == b.shape and a.dtype == b.dtype == tf.int32
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_select_indices_nan_float64_and_rank1(rng):
+    x = rng.normal(size=(6, 70))
+    x[0, 3] = np.nan
+    x[2, :] = np.nan
+    x = tf.constant(x)  # float64
+    for first, second in RULES:
+        op = rowops.select_indices(x, 50, first, second, -0.5, implementation="op")
+        ref = rowops.select_indices(x, 50, first, second, -0.5, implementation="tf")
+        for a, b in zip(op, ref):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    vector = x[1]
+    for a, b in zip(rowops.select_indices(vector, 7, implementation="op"),
+                    rowops.select_indices(vector, 7, implementation="tf")):
+        assert a.shape == b.shape
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_overflow_counts_are_exact(rng):
+    x = tf.constant(rng.normal(0.5, 1.0, (50, 100)).astype(np.float32))
+    ids, count, total = rowops.select_indices(x, 10, implementation="op")
+    np.testing.assert_array_equal(total.numpy(), (x.numpy() > 0).sum(-1))
+    np.testing.assert_array_equal(count.numpy(), np.minimum(total.numpy(), 10))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gather_and_scatter_rows_with_gradients(rng, dtype):
+    x = data(rng, (2, 3, 40), dtype)
+    ids, count, _ = rowops.select_indices(x, 12, "nonzero", "above", -0.2, implementation="tf")
+    updates = tf.constant(rng.normal(size=ids.shape).astype(dtype))
+    weights = tf.constant(rng.normal(size=(2, 3, 40)).astype(dtype))
+    results = {}
+    for impl in ("op", "tf"):
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch([x, updates])
+            gathered = rowops.gather_rows(x, ids, count, implementation=impl)
+            scattered = rowops.scatter_rows(ids, count, updates, 40, implementation=impl)
+            loss = tf.reduce_sum(gathered * updates) + tf.reduce_sum(scattered * weights)
+        results[impl] = [gathered, scattered] + tape.gradient(loss, [x, updates])
+    for a, b in zip(results["op"], results["tf"]):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-12)
+    valid = np.arange(12) < count.numpy()[..., None]
+    assert np.all(results["op"][0].numpy()[~valid] == 0)
+
+
+@pytest.mark.parametrize("second_threshold", [None, -0.3])
+def test_select_spikes_op_equals_tf_with_gradient(rng, second_threshold):
+    x = tf.constant(rng.normal(-0.4, 0.5, (4, 6, 90)).astype(np.float32))
+    weights = tf.constant(rng.normal(size=(4, 6, 90)).astype(np.float32))
+    results = {}
+    for impl in ("op", "tf"):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            spikes, dropped = select_spikes(x, 20, second_threshold, "triangle", implementation=impl)
+            loss = tf.reduce_sum(to_dense(spikes, 90, implementation=impl) * weights)
+        results[impl] = list(spikes) + [dropped, tape.gradient(loss, x)]
+    for a, b in zip(results["op"], results["tf"]):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6)
+    assert results["op"][3].numpy().sum() > 0  # overflow happened and is counted alike
+
+
+def test_from_dense_op_equals_tf(rng):
+    raster = (rng.random((3, 5, 80)) < 0.2)
+    for spikes in (raster, raster.astype(np.int32) * 3, raster.astype(np.float64) * 0.5):
+        x = tf.constant(spikes)
+        op, op_dropped = from_dense_with_overflow(x, 12, implementation="op")
+        ref, ref_dropped = from_dense_with_overflow(x, 12, implementation="tf")
+        for a, b in zip(list(op) + [op_dropped], list(ref) + [ref_dropped]):
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    with pytest.raises(ValueError, match="capacity=2"):
+        from_dense_with_overflow(tf.constant(raster), 2, strict=True, implementation="op")
+
+
+def test_errors_and_xla():
+    x = tf.constant([[0.5, -1.0, 2.0]])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="ids"):
+        rowops.gather_rows(x, tf.constant([[5]]), tf.constant([1]), implementation="op")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="count"):
+        rowops.scatter_rows(tf.constant([[0]]), tf.constant([2]), tf.constant([[1.0]]), 3, implementation="op")
+    with pytest.raises(TypeError, match="float32 and float64"):
+        rowops.select_indices(tf.constant([[1.0]], tf.float16), 1, implementation="op")
+    with pytest.raises(ValueError, match="implementation"):
+        rowops.select_indices(x, 1, implementation="fast")
+    with pytest.raises(ValueError, match="XLA"):
+        tf.function(lambda v: rowops.select_indices(v, 2, implementation="op"), jit_compile=True)(x)
+    auto = tf.function(lambda v: select_spikes(v, 2, -0.5), jit_compile=True)(x)  # auto: the pure-TF path
+    for a, b in zip(auto[0], select_spikes(x, 2, -0.5)[0]):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_sparse_linear_op_with_zero_valued_entries_equals_tf(rng):
+    """Selections put gradient-only entries (value 0) after the spikes: the op skips them in
+    the forward sum and the weight gradient, with the same results as the pure-TF path."""
+    from sparse_snns import sparse_linear
+
+    x = tf.constant(rng.normal(-0.3, 0.5, (40, 90)).astype(np.float32))
+    spikes, _ = select_spikes(x, 30, implementation="op")
+    values = spikes.values * tf.constant(rng.uniform(0.5, 1.5, (40, 30)).astype(np.float32))
+    assert 0 < np.count_nonzero(values.numpy()) < np.count_nonzero(spikes.count.numpy()[:, None] > np.arange(30))
+    kernel = tf.constant(rng.normal(size=(90, 21)).astype(np.float32))
+    dy = tf.constant(rng.normal(size=(40, 21)).astype(np.float32))
+    results = {}
+    for impl in ("op", "tf"):
+        with tf.GradientTape() as tape:
+            tape.watch([values, kernel])
+            y = sparse_linear(SparseSpikes(spikes.ids, values, spikes.count), kernel, implementation=impl)
+        results[impl] = [y] + tape.gradient(y, [values, kernel], output_gradients=dy)
+    dense = to_dense(SparseSpikes(spikes.ids, values, spikes.count), 90)
+    np.testing.assert_allclose(results["op"][0].numpy(), (dense @ kernel).numpy(), rtol=1e-5, atol=1e-5)
+    for a, b in zip(results["op"], results["tf"]):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
+    assert np.all(results["op"][1].numpy() != 0)  # gradient-only entries still get a values gradient

@@ -1,0 +1,61 @@
+"""SparseLeakyReadout: equal to SparseToDense + LeakyReadout (outputs and gradients), serialises."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import dense_snns as ds
+from dense_snns import keras
+from sparse_snns import SparseLeakyReadout, SparseSpikes, SparseToDense, from_dense
+
+B, T, N, K, U = 3, 7, 12, 5, 4
+
+
+def spikes(rng):
+    raster = rng.random((B, T, N)) < 0.3
+    values = raster * rng.uniform(0.5, 1.5, (B, T, N))  # non-binary values check the weighting
+    return list(from_dense(tf.constant(values.astype(np.float32)), K))
+
+
+@pytest.mark.parametrize("product", ["sparse", "dense", "auto"])
+@pytest.mark.parametrize("implementation", ["auto", "tf"])
+def test_equals_dense_readout_with_gradients(rng, product, implementation):
+    inputs = spikes(rng)
+    sparse = SparseLeakyReadout(U, input_dim=N, trainable_decay=True, product=product, implementation=implementation,
+                                bias_initializer="glorot_uniform")
+    dense = ds.LeakyReadout(U, trainable_decay=True)
+    sparse(inputs)
+    dense(tf.zeros([B, T, N]))
+    dense.set_weights(sparse.get_weights())
+    values = inputs[1]
+    weights = tf.constant(rng.normal(size=(B, T, U)).astype(np.float32))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(values)
+        a = sparse([inputs[0], values, inputs[2]])
+        b = dense(SparseToDense(N)([inputs[0], values, inputs[2]]))
+        la, lb = tf.reduce_sum(a * weights), tf.reduce_sum(b * weights)
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+    for ga, gb in zip(tape.gradient(la, [values] + sparse.trainable_weights),
+                      tape.gradient(lb, [values] + dense.trainable_weights)):
+        np.testing.assert_allclose(ga.numpy(), gb.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_config_save_load_and_errors(tmp_path, rng):
+    layer = SparseLeakyReadout(U, input_dim=N, beta=0.8, product="sparse", name="readout")
+    clone = SparseLeakyReadout.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    ids = keras.Input((T, K), dtype="int32")
+    values = keras.Input((T, K))
+    count = keras.Input((T,), dtype="int32")
+    model = keras.Model([ids, values, count], layer([ids, values, count]))
+    inputs = [np.asarray(t) for t in spikes(rng)]
+    first = np.asarray(model(inputs))
+    assert first.shape == (B, T, U)
+    path = str(tmp_path / "readout.keras")
+    model.save(path)
+    np.testing.assert_allclose(np.asarray(keras.models.load_model(path)(inputs)), first, rtol=1e-6)
+    with pytest.raises(ValueError, match="product"):
+        SparseLeakyReadout(U, input_dim=N, product="fast")
+    with pytest.raises(ValueError, match="input_dim"):
+        SparseLeakyReadout(U, input_dim=0)
+    with pytest.raises(ValueError, match="rank 3"):
+        SparseLeakyReadout(U, input_dim=N)(SparseSpikes(*[t[0] for t in spikes(rng)]))
