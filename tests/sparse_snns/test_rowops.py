@@ -144,3 +144,63 @@ def test_sparse_linear_op_with_zero_valued_entries_equals_tf(rng):
     for a, b in zip(results["op"], results["tf"]):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
     assert np.all(results["op"][1].numpy() != 0)  # gradient-only entries still get a values gradient
+
+
+@pytest.mark.parametrize("implementation", ["op", "tf"])
+def test_index_arguments_checked_alike_on_both_paths(implementation):
+    """int32 ids/count (TypeError naming them) and count in [0, K] on the op and the TF path."""
+    x = tf.constant([[0.5, -1.0, 2.0]])
+    ids, count, updates = tf.constant([[2]]), tf.constant([1]), tf.constant([[1.0]])
+    with pytest.raises(TypeError, match="`ids` must be int32"):
+        rowops.gather_rows(x, tf.constant([[2]], tf.int64), count, implementation=implementation)
+    with pytest.raises(TypeError, match="`count` must be int32"):
+        rowops.scatter_rows(ids, tf.constant([1], tf.int64), updates, 3, implementation=implementation)
+    with pytest.raises(ValueError, match="`count` must have the shape"):
+        rowops.gather_rows(x, ids, tf.constant([[1]]), implementation=implementation)
+    for bad in ([2], [-1]):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="count"):
+            rowops.gather_rows(x, ids, tf.constant(bad), implementation=implementation)
+        with pytest.raises(tf.errors.InvalidArgumentError, match="count"):
+            rowops.scatter_rows(ids, tf.constant(bad), updates, 3, implementation=implementation)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="ids"):
+        rowops.scatter_rows(tf.constant([[3]]), count, updates, 3, implementation=implementation)
+    graph = tf.function(lambda c: rowops.gather_rows(x, ids, c, implementation=implementation))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="count"):
+        graph(tf.constant([2]))
+    np.testing.assert_array_equal(graph(tf.constant([1])).numpy(), [[2.0]])
+
+
+def test_select_indices_argument_errors():
+    x = tf.constant([[0.5, -1.0, 2.0]])
+    for capacity in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="capacity"):
+            rowops.select_indices(x, capacity)
+    with pytest.raises(ValueError, match="rank"):
+        rowops.select_indices(tf.constant(1.0), 1)
+    with pytest.raises(TypeError, match="floating"):
+        rowops.select_indices(tf.constant([[1, 0]]), 1)
+    with pytest.raises(ValueError, match="last dimension"):
+        tf.function(lambda v: rowops.select_indices(v, 1),
+                    input_signature=[tf.TensorSpec([2, None])]).get_concrete_function()
+
+
+def test_second_order_gradients_op_equals_tf(rng):
+    """Gather and scatter are each other's gradient on the op path too, to any order."""
+    x = tf.constant(rng.normal(size=(3, 20)).astype(np.float64))
+    ids, count, _ = rowops.select_indices(x, 8, "nonzero", "all", implementation="tf")
+    updates = tf.constant(rng.normal(size=(3, 8)))
+    results = {}
+    for impl in ("op", "tf"):
+        with tf.GradientTape(persistent=True) as outer:
+            outer.watch([x, updates])
+            with tf.GradientTape(persistent=True) as inner:
+                inner.watch([x, updates])
+                gathered = rowops.gather_rows(x * x, ids, count, implementation=impl)
+                scattered = rowops.scatter_rows(ids, count, updates * updates, 20, implementation=impl)
+                loss = tf.reduce_sum(gathered ** 2) + tf.reduce_sum(tf.sin(scattered))
+            dx, du = inner.gradient(loss, [x, updates])
+            second = tf.reduce_sum(dx * tf.cos(x)) + tf.reduce_sum(du ** 2)
+        results[impl] = [dx, du] + outer.gradient(second, [x, updates])
+    for a, b in zip(results["op"], results["tf"]):
+        assert a is not None and b is not None
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-12)

@@ -59,3 +59,24 @@ def test_config_save_load_and_errors(tmp_path, rng):
         SparseLeakyReadout(U, input_dim=0)
     with pytest.raises(ValueError, match="rank 3"):
         SparseLeakyReadout(U, input_dim=N)(SparseSpikes(*[t[0] for t in spikes(rng)]))
+
+
+@pytest.mark.parametrize("product", ["sparse", "dense"])
+@pytest.mark.parametrize("implementation", ["auto", "tf"])
+def test_inputs_checked_for_both_products(rng, product, implementation):
+    layer = SparseLeakyReadout(U, input_dim=N, product=product, implementation=implementation)
+    ids, values, count = spikes(rng)
+    layer([ids, values, count])
+    too_many = tf.tensor_scatter_nd_update(count, [[0, 0]], [K + 1])
+    with pytest.raises(ValueError, match=r"`count` > K"):
+        layer([ids, values, too_many])
+    out_of_range = tf.tensor_scatter_nd_update(ids, [[0, 0, 0]], [N])
+    with pytest.raises(ValueError, match="`ids` out of range"):
+        layer([out_of_range, values, tf.maximum(count, 1)])
+    with pytest.raises(TypeError, match="`ids` must be int32"):
+        layer([tf.cast(ids, tf.int64), values, count])
+    with pytest.raises(ValueError, match="`count` must have the shape"):
+        layer([ids, values, count[..., None]])
+    graph = tf.function(lambda c: layer([ids, values, c]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="count"):
+        graph(too_many)
