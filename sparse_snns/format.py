@@ -29,7 +29,7 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from ._common import resolve
+from ._common import check_positive_int, resolve
 from .rowops import _gather, compact_indices, scatter_rows, select_indices
 
 __all__ = [
@@ -49,14 +49,7 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 
-def _check_positive_int(value, name: str) -> int:
-    """`value` must be a positive Python/NumPy integer (not bool); returns it as int."""
-    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
-        raise ValueError(f"`{name}` must be a positive integer, got {name}={value!r}")
-    value = int(value)
-    if value <= 0:
-        raise ValueError(f"`{name}` must be a positive integer, got {name}={value}")
-    return value
+_check_positive_int = check_positive_int
 
 
 def _check_capacity(capacity) -> int:
