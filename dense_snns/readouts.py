@@ -9,6 +9,10 @@ from .cells import LeakyReadoutCell
 from .validation import as_numeric_tensor, check_rank
 
 
+#: The constructor arguments of `LeakyReadout` that live in its cell's config.
+CELL_CONFIG_KEYS = ("units", "beta", "use_bias", "kernel_initializer", "bias_initializer", "trainable_decay")
+
+
 @register()
 class LeakyReadout(keras.layers.Layer):
     """Leaky-integrator readout over a whole sequence.
@@ -68,6 +72,6 @@ class LeakyReadout(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         cell_config = self.cell.get_config()
-        for key in ("units", "beta", "use_bias", "kernel_initializer", "bias_initializer", "trainable_decay"):
+        for key in CELL_CONFIG_KEYS:
             config[key] = cell_config[key]
         return config

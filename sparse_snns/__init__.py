@@ -4,7 +4,14 @@ Builds on `dense_snns` (same neuron math and surrogates). Spikes travel between 
 `SparseSpikes` (ids int32 [..., K], values float [..., K], count int32 [...]): at most K
 events per vector, padded to a static capacity K, so the same code runs eagerly, in
 `tf.function`, under XLA and on the IPU. Which neurons are active changes every step; the
-tensor shapes never do. The format itself (`sparse_snns.format`) depends on TensorFlow only.
+tensor shapes never do.
+
+The C++ CPU kernels (`sparse_snns.ops`: SparseLinear, spike selection, row gathers and
+scatters, one library) are built from source at the first call that may use them: any
+``implementation="auto"`` or ``"op"`` call of `sparse_linear`, `select_spikes`,
+`from_dense` or `to_dense` and the layers built on them. Without a C++ compiler everything
+runs in pure TensorFlow (with one warning); ``implementation="tf"`` never builds or loads
+the library, e.g. for a SavedModel that must not need it.
 """
 from __future__ import annotations
 

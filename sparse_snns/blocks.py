@@ -15,8 +15,9 @@ from dense_snns._compat import KERAS_3, add_layer_metric, declare_layer_metric, 
 from dense_snns.cells import get_neuron, serialize_neuron
 from dense_snns.validation import check_units
 
-from .format import SparseSpikes, from_dense, to_dense
-from .linear import SparseLinear, _as_spikes
+from ._common import check_implementation
+from .format import SparseSpikes, _as_spikes, _swap_batch_time, from_dense, to_dense
+from .linear import SparseLinear
 from .selection import select_spikes
 
 #: Stand-in for membrane-minus-threshold at padded (masked) steps: far below any threshold.
@@ -84,8 +85,9 @@ class SparseSNNDense(keras.layers.Layer):
         strict: raise when spikes do not fit K (eager: ValueError; graph: assertion; compiled
             out under XLA).
         use_bias, kernel_initializer, recurrent_initializer, bias_initializer: as `SNNDense`.
-        implementation: of the sparse product and of the spike selection: ``"auto"``,
-            ``"op"`` (C++ ops) or ``"tf"`` (pure TensorFlow).
+        implementation: of the sparse product, the spike selection and the conversion of a
+            dense-raster input: ``"auto"``, ``"op"`` (C++ ops) or ``"tf"`` (pure TensorFlow:
+            no custom op is built, used or needed by a saved model).
         jit_compile: compile the neuron loop with XLA. Default True.
 
     Input: sparse spikes ``[ids [B, T, K_in], values [B, T, K_in], count [B, T]]`` (a list or
@@ -141,7 +143,8 @@ class SparseSNNDense(keras.layers.Layer):
                                  f"[batch, time, input_dim], got shape {dense.shape}")
             if dense.shape[-1] is not None and int(dense.shape[-1]) != self.input_dim:
                 raise ValueError(f"`inputs` has {int(dense.shape[-1])} features but input_dim is {self.input_dim}")
-            spikes = from_dense(dense, self.input_dim, dtype=self.compute_dtype)
+            spikes = from_dense(dense, self.input_dim, dtype=self.compute_dtype,
+                                implementation=self.synapse.implementation)
         if spikes.ids.shape.rank != 3:
             raise ValueError(f"sparse `inputs` must have ids of rank 3 [batch, time, K], got shape {spikes.ids.shape}")
         return spikes
@@ -152,9 +155,7 @@ class SparseSNNDense(keras.layers.Layer):
         spikes = self._as_sparse_input(inputs)
         # Time-major from the start: transposing the small [B, T, K] input spikes (and the
         # [T, B, K] output spikes) is cheaper than transposing [B, T, N] currents and x.
-        time_major_spikes = [tf.transpose(spikes.ids, [1, 0, 2]), tf.transpose(spikes.values, [1, 0, 2]),
-                             tf.transpose(spikes.count)]
-        time_major = self.synapse(time_major_spikes)  # [T, B, N]: one sparse product over all steps
+        time_major = self.synapse(list(_swap_batch_time(spikes)))  # [T, B, N]: one sparse product over all steps
         dtype = time_major.dtype
         params = self.neuron.params(dtype)
         kernel = tf.cast(self.recurrent_kernel, dtype) if self.self_recurrent else None
@@ -168,8 +169,7 @@ class SparseSNNDense(keras.layers.Layer):
         # x [T, B, N]: membrane minus threshold
         selected, dropped = select_spikes(x, self.capacity, self.second_threshold, self.neuron.spike_func,
                                           strict=self.strict, implementation=self.synapse.implementation)
-        selected = SparseSpikes(tf.transpose(selected.ids, [1, 0, 2]), tf.transpose(selected.values, [1, 0, 2]),
-                                tf.transpose(selected.count))
+        selected = _swap_batch_time(selected)
         dropped = tf.transpose(dropped)
         self.last_dropped = dropped
         add_layer_metric(self, self.metric_name, tf.reduce_mean(tf.cast(dropped, tf.float32)))
@@ -215,16 +215,20 @@ class SparseToDense(keras.layers.Layer):
     """``[ids, values, count]`` sparse spikes [..., K] -> dense spikes [..., num_neurons].
 
     For a readout or any dense layer after a sparse block; gradients flow to `values`.
+    `implementation`: of the scatter (`sparse_snns.to_dense`): ``"auto"``, ``"op"`` (C++)
+    or ``"tf"`` (pure TensorFlow: a saved model then needs no custom op library).
     """
 
-    def __init__(self, num_neurons: int, **kwargs):
+    def __init__(self, num_neurons: int, implementation: str = "auto", **kwargs):
         super().__init__(**kwargs)
         self.num_neurons = check_units(num_neurons)
+        self.implementation = check_implementation(implementation)
 
     def call(self, inputs):
         spikes = _as_spikes(inputs)
         values = tf.cast(spikes.values, self.compute_dtype)
-        return to_dense(SparseSpikes(spikes.ids, values, spikes.count), self.num_neurons)
+        return to_dense(SparseSpikes(spikes.ids, values, spikes.count), self.num_neurons,
+                        implementation=self.implementation)
 
     def compute_output_shape(self, input_shape):
         ids_shape = input_shape[0] if isinstance(input_shape[0], (list, tuple, tf.TensorShape)) else input_shape
@@ -233,7 +237,7 @@ class SparseToDense(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config["num_neurons"] = self.num_neurons
+        config.update({"num_neurons": self.num_neurons, "implementation": self.implementation})
         return config
 
 
@@ -339,7 +343,8 @@ class SparseSNNBlock(keras.layers.Layer):
         capture = _CapturingSpike(params.spike_fn)
         _, neuron_states = type(self.neuron).step_fn(current, self.neuron.state_type(*states[:n_neuron]),
                                                      params._replace(spike_fn=capture))
-        selected, _ = select_spikes(capture.x, self.capacity, self.second_threshold, self.neuron.spike_func)
+        selected, _ = select_spikes(capture.x, self.capacity, self.second_threshold, self.neuron.spike_func,
+                                    implementation=self.synapse.implementation)
         output = pack_spikes(selected)
         return output, list(neuron_states) + ([output] if self.self_recurrent else [])
 

@@ -8,16 +8,18 @@ from typing import Optional
 
 import tensorflow as tf
 
+from ._common import check_implementation
 from .format import from_dense_with_overflow
 
 
-def to_sparse_inputs(raster, capacity: int, strict: bool = False):
+def to_sparse_inputs(raster, capacity: int, strict: bool = False, implementation: str = "auto"):
     """A raster [..., N] -> ``(ids, values, count)`` with K = `capacity` (see `from_dense`).
 
     With ``strict=True`` a vector with more than K events raises (eagerly: ValueError naming
-    the capacity; in tf.data: InvalidArgumentError at iteration).
+    the capacity; in tf.data: InvalidArgumentError at iteration). `implementation`: of the
+    conversion (``"auto"``, ``"op"``, ``"tf"``; see `from_dense`).
     """
-    spikes, _ = from_dense_with_overflow(raster, capacity, strict=strict)
+    spikes, _ = from_dense_with_overflow(raster, capacity, strict=strict, implementation=implementation)
     return spikes.ids, spikes.values, spikes.count
 
 
@@ -31,7 +33,8 @@ def max_events_per_step(dataset: tf.data.Dataset) -> int:
     return largest
 
 
-def sparse_dataset(dataset: tf.data.Dataset, capacity: Optional[int] = None, strict: bool = True) -> tf.data.Dataset:
+def sparse_dataset(dataset: tf.data.Dataset, capacity: Optional[int] = None, strict: bool = True,
+                   implementation: str = "auto") -> tf.data.Dataset:
     """Map a dataset of ``(raster [batch, time, N], label)`` to ``((ids, values, count), label)``.
 
     Args:
@@ -39,16 +42,19 @@ def sparse_dataset(dataset: tf.data.Dataset, capacity: Optional[int] = None, str
         capacity: K per time step; None takes N (exact, no overflow possible).
         strict: raise when a step has more than K input events (default True: input events are
             never dropped silently).
+        implementation: of the conversion: ``"auto"``, ``"op"`` (C++) or ``"tf"``; see
+            `from_dense`.
     Returns: a dataset whose first element is the tuple ``(ids int32 [batch, time, K],
     values float32 [batch, time, K], count int32 [batch, time])``, to feed a model with three
     inputs or a sparse layer.
     """
+    check_implementation(implementation)
     n = dataset.element_spec[0].shape[-1]
     if n is None:
         raise ValueError("the rasters of `dataset` need a static last dimension (number of input neurons)")
     capacity = int(n) if capacity is None else capacity
 
     def convert(raster, label):
-        return to_sparse_inputs(raster, capacity, strict=strict), label
+        return to_sparse_inputs(raster, capacity, strict=strict, implementation=implementation), label
 
     return dataset.map(convert, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -15,7 +15,10 @@ dimension of ``ids``), so the format flows through ``tf.nest``, ``tf.function``,
 Overflow (more than K events in one vector) is never silent: ``from_dense_with_overflow``
 returns the number of dropped events per vector, and ``strict=True`` raises.
 
-This module depends on TensorFlow only (not on Keras).
+This module does not use Keras. With ``implementation="auto"`` (the default) or ``"op"``,
+`from_dense` and `to_dense` use the C++ ops of `sparse_snns.rowops`, which are built from
+source at the first such call (pure TensorFlow without a compiler, with a warning);
+``implementation="tf"`` never touches them.
 """
 from __future__ import annotations
 
@@ -26,7 +29,8 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from .rowops import compact_indices, gather_rows, scatter_rows, select_indices
+from ._common import check_positive_int, resolve
+from .rowops import _gather, compact_indices, scatter_rows, select_indices
 
 __all__ = [
     "SparseSpikes",
@@ -45,14 +49,7 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 
-def _check_positive_int(value, name: str) -> int:
-    """`value` must be a positive Python/NumPy integer (not bool); returns it as int."""
-    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
-        raise ValueError(f"`{name}` must be a positive integer, got {name}={value!r}")
-    value = int(value)
-    if value <= 0:
-        raise ValueError(f"`{name}` must be a positive integer, got {name}={value}")
-    return value
+_check_positive_int = check_positive_int
 
 
 def _check_capacity(capacity) -> int:
@@ -149,20 +146,21 @@ class SparseSpikes(NamedTuple):
         return tf.TensorShape(self.ids.shape)[:-1]
 
     @classmethod
-    def from_dense(cls, spikes, capacity: int, strict: bool = False, dtype=None) -> "SparseSpikes":
+    def from_dense(cls, spikes, capacity: int, strict: bool = False, dtype=None,
+                   implementation: str = "auto") -> "SparseSpikes":
         """Dense spikes [..., N] -> SparseSpikes with capacity K (see module `from_dense`)."""
-        return from_dense(spikes, capacity, strict=strict, dtype=dtype)
+        return from_dense(spikes, capacity, strict=strict, dtype=dtype, implementation=implementation)
 
     @classmethod
     def from_dense_with_overflow(
-        cls, spikes, capacity: int, strict: bool = False, dtype=None
+        cls, spikes, capacity: int, strict: bool = False, dtype=None, implementation: str = "auto"
     ) -> Tuple["SparseSpikes", tf.Tensor]:
         """Dense spikes [..., N] -> (SparseSpikes, dropped int32 [...])."""
-        return from_dense_with_overflow(spikes, capacity, strict=strict, dtype=dtype)
+        return from_dense_with_overflow(spikes, capacity, strict=strict, dtype=dtype, implementation=implementation)
 
-    def to_dense(self, num_neurons: int) -> tf.Tensor:
+    def to_dense(self, num_neurons: int, implementation: str = "auto") -> tf.Tensor:
         """Scatter the values at their ids: float [..., num_neurons]."""
-        return to_dense(self, num_neurons)
+        return to_dense(self, num_neurons, implementation=implementation)
 
     def validate(self, num_neurons: int) -> "SparseSpikes":
         """Check this value against the format (see module `validate`)."""
@@ -202,6 +200,13 @@ def _values_dtype(spikes_dtype: tf.DType, dtype) -> tf.DType:
     return dtype
 
 
+def _exact_cast(in_dtype: tf.DType, out_dtype: tf.DType) -> bool:
+    """True when casting `in_dtype` to `out_dtype` keeps every nonzero value nonzero: bool and
+    integers, the same dtype, or a strictly wider float (float16 -> float32, bfloat16 ->
+    float32; not bfloat16 -> float16, whose range is smaller)."""
+    return not in_dtype.is_floating or in_dtype == out_dtype or out_dtype.size > in_dtype.size
+
+
 def from_dense_with_overflow(
     spikes, capacity: int, strict: bool = False, dtype=None, implementation: str = "auto"
 ) -> Tuple[SparseSpikes, tf.Tensor]:
@@ -230,12 +235,11 @@ def from_dense_with_overflow(
 
     xf = tf.cast(x, out_dtype)
     # The events are selected on the values cast to `out_dtype` when the cast keeps every
-    # nonzero entry nonzero (bool, integers, a float no wider than out_dtype), else on `x`.
-    exact_cast = not in_dtype.is_floating or in_dtype.size <= out_dtype.size
-    ids, count, total = select_indices(xf if exact_cast else x, capacity, first="nonzero",
+    # nonzero entry nonzero (see `_exact_cast`), else on `x`.
+    ids, count, total = select_indices(xf if _exact_cast(in_dtype, out_dtype) else x, capacity, first="nonzero",
                                        implementation=implementation)
     dropped = total - count
-    values = gather_rows(xf, ids, count, implementation=implementation)
+    values = _gather(xf, ids, count, resolve(implementation, out_dtype))
 
     if capacity > n:  # K > N: the extra slots are always padding
         paddings = [[0, 0]] * (rank - 1) + [[0, capacity - n]]
@@ -288,31 +292,47 @@ def from_dense(spikes, capacity: int, strict: bool = False, dtype=None, implemen
 # --------------------------------------------------------------------------------------------
 
 
-def _check_structure(spikes) -> SparseSpikes:
-    if not isinstance(spikes, SparseSpikes):
-        if isinstance(spikes, tuple) and len(spikes) == 3:
-            spikes = SparseSpikes(*spikes)
-        else:
-            raise TypeError(
-                f"`spikes` must be a SparseSpikes (ids, values, count), got {type(spikes).__name__}"
-            )
-    return spikes
+def _as_spikes(spikes) -> SparseSpikes:
+    """A SparseSpikes from itself, a list/tuple ``[ids, values, count]`` or a dict of the fields."""
+    if isinstance(spikes, SparseSpikes):
+        return spikes
+    if isinstance(spikes, (tuple, list)) and len(spikes) == 3:
+        return SparseSpikes(*spikes)
+    if isinstance(spikes, dict) and set(spikes) == set(SparseSpikes._fields):
+        return SparseSpikes(**spikes)
+    raise TypeError(
+        "`spikes` must be a SparseSpikes (ids, values, count) or a list/tuple [ids, values, count], "
+        f"got {type(spikes).__name__}"
+    )
+
+
+
+def _swap_batch_time(spikes: SparseSpikes) -> SparseSpikes:
+    """Spikes [B, T, K] (count [B, T]) -> [T, B, K] (count [T, B]), and back."""
+    return SparseSpikes(tf.transpose(spikes.ids, [1, 0, 2]), tf.transpose(spikes.values, [1, 0, 2]),
+                        tf.transpose(spikes.count))
+
 
 
 def to_dense(spikes: SparseSpikes, num_neurons: int, implementation: str = "auto") -> tf.Tensor:
     """SparseSpikes -> float [..., num_neurons]: values summed at their ids, padding adds 0.
 
-    Ids must be in [0, num_neurons) (see `validate`): out-of-range ids raise on CPU but
-    are dropped silently by XLA and GPU scatters. `implementation`: the scatter of
-    `sparse_snns.rowops` (``"auto"``, ``"op"``, ``"tf"``).
+    ids and count: integer tensors (cast to int32; TypeError naming the field otherwise).
+    Ids must be in [0, num_neurons) and count in [0, K] (see `validate`): otherwise an
+    InvalidArgumentError, except under XLA, which compiles the checks out (and whose scatter
+    drops out-of-range ids). `implementation`: the scatter of `sparse_snns.rowops`
+    (``"auto"``, ``"op"``, ``"tf"``).
     """
-    spikes = _check_structure(spikes)
+    spikes = _as_spikes(spikes)
     n = _check_num_neurons(num_neurons)
     ids = tf.convert_to_tensor(spikes.ids)
     values = tf.convert_to_tensor(spikes.values)
     count = tf.convert_to_tensor(spikes.count)
     if ids.shape.rank is None or ids.shape.rank == 0 or ids.shape[-1] is None:
         raise ValueError(f"`ids` must have a static shape [..., K], got shape {ids.shape}")
+    for name, field in (("ids", ids), ("count", count)):
+        if not field.dtype.is_integer:
+            raise TypeError(f"`{name}` must be an integer tensor (int32), got dtype {field.dtype.name}")
     ids, count = tf.cast(ids, tf.int32), tf.cast(count, tf.int32)
     return scatter_rows(ids, count, values, n, implementation=implementation)
 
@@ -332,7 +352,7 @@ def validate(spikes, num_neurons: int) -> SparseSpikes:
     `tf.debugging` assertions (InvalidArgumentError at run time; compiled out under XLA) and
     the returned tensors depend on them.
     """
-    spikes = _check_structure(spikes)
+    spikes = _as_spikes(spikes)
     n = _check_num_neurons(num_neurons)
     fields = {}
     for name in SparseSpikes._fields:

@@ -18,7 +18,15 @@ Two implementations with one contract, tested against each other and against
   are processed in row chunks so the gathered rows never exceed about 32 MiB.
 
 ``implementation="auto"`` takes the op when it is available, the dtype is float32/float64
-and the call is not being compiled by XLA; otherwise the pure-TF path.
+and the call is not being compiled by XLA; otherwise (float16, bfloat16, XLA, no compiler)
+the pure-TF path.
+
+Entries of value 0 (the gradient-only entries of a selection) contribute nothing to the
+output and to the kernel gradient, by definition, and the op skips them (those at the end of
+a row in the forward sum, all of them in the kernel gradient); they still receive a values
+gradient. So where a kernel row or an output gradient holds Inf or NaN, the pure-TF path
+computes 0 * Inf = NaN for such an entry and the op may give a finite result; with finite
+kernels and gradients the two agree.
 
 Inputs are checked: the structure and dtypes of the spikes (ids and count int32, values of
 the kernel's floating dtype), shapes, and the values: ids in [0, N_in) and count in [0, K]
@@ -28,91 +36,33 @@ whatever their ids.
 """
 from __future__ import annotations
 
-import numbers
 from typing import Optional, Sequence, Tuple
 
-import numpy as np
 import tensorflow as tf
 
 from dense_snns._compat import KERAS_3, keras, register
 
 from . import ops as _ops
-from .format import SparseSpikes
-from .rowops import in_xla_context
+from ._common import (
+    IMPLEMENTATIONS,
+    as_tensor as _as_tensor,
+    check_ids_count,
+    check_implementation as _check_implementation,
+    check_positive_int as _check_positive_int,
+    check_values_eagerly,
+    in_xla_context,
+    resolve,
+    shape_list as _shape_list,
+    valid_mask,
+    with_value_assertions,
+)
+from .format import SparseSpikes, _as_spikes
 
 __all__ = ["IMPLEMENTATIONS", "SparseLinear", "in_xla_context", "sparse_linear"]
-
-#: Accepted values of `implementation`.
-IMPLEMENTATIONS = ("auto", "op", "tf")
-
-#: Dtypes of the C++ kernels.
-OP_DTYPES = (tf.float32, tf.float64)
 
 #: Elements of the gathered [rows, K, N_out] block of the pure-TF path above which it works
 #: in row chunks (2**18 float32 = 1 MiB: the block stays in cache, the loop overhead is small).
 TF_CHUNK_ELEMENTS = 1 << 18
-
-
-# --------------------------------------------------------------------------------------------
-# helpers
-# --------------------------------------------------------------------------------------------
-
-
-def _check_implementation(implementation) -> str:
-    if implementation not in IMPLEMENTATIONS:
-        raise ValueError(f"`implementation` must be one of {IMPLEMENTATIONS}, got implementation={implementation!r}")
-    return implementation
-
-
-def _as_tensor(value, name: str) -> tf.Tensor:
-    if isinstance(value, tf.Tensor):
-        return value
-    try:
-        return tf.convert_to_tensor(value)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"`{name}` must be a tensor, could not convert it: {err}") from None
-
-
-def _as_spikes(spikes) -> SparseSpikes:
-    if isinstance(spikes, SparseSpikes):
-        return spikes
-    if isinstance(spikes, (tuple, list)) and len(spikes) == 3:
-        return SparseSpikes(*spikes)
-    if isinstance(spikes, dict) and set(spikes) == set(SparseSpikes._fields):
-        return SparseSpikes(**spikes)
-    raise TypeError(
-        "`spikes` must be a SparseSpikes or a list/tuple [ids, values, count], "
-        f"got {type(spikes).__name__}"
-    )
-
-
-def _resolve(implementation: str, dtype: tf.DType) -> str:
-    """The implementation that will run: "op" or "tf"."""
-    if implementation == "tf":
-        return "tf"
-    if implementation == "op":
-        if in_xla_context():
-            raise ValueError(
-                "implementation='op' cannot be compiled by XLA (jit_compile=True): the C++ op has "
-                "no XLA kernel; use implementation='auto' or 'tf'"
-            )
-        if dtype not in OP_DTYPES:
-            raise TypeError(
-                f"implementation='op' supports float32 and float64, got dtype {dtype.name}; "
-                "use implementation='auto' or 'tf'"
-            )
-        if not _ops.op_available():
-            raise RuntimeError(f"implementation='op' requested but the C++ op is unavailable: {_ops.load_error()}")
-        return "op"
-    if dtype in OP_DTYPES and not in_xla_context() and _ops.op_available():
-        return "op"
-    return "tf"
-
-
-def _shape_list(x: tf.Tensor) -> list:
-    static = x.shape.as_list()
-    dynamic = tf.shape(x)
-    return [dim if dim is not None else dynamic[i] for i, dim in enumerate(static)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -121,16 +71,13 @@ def _shape_list(x: tf.Tensor) -> list:
 
 
 def _check_inputs(spikes, kernel, bias):
+    """Static checks of sparse spikes against a kernel [N_in, N_out] and an optional bias:
+    TypeError or ValueError naming the argument. Returns the tensors."""
     spikes = _as_spikes(spikes)
-    ids = _as_tensor(spikes.ids, "ids")
+    ids, count = check_ids_count(spikes.ids, spikes.count)
     values = _as_tensor(spikes.values, "values")
-    count = _as_tensor(spikes.count, "count")
     kernel = _as_tensor(kernel, "kernel")
 
-    if ids.dtype != tf.int32:
-        raise TypeError(f"`ids` must be int32, got dtype {ids.dtype.name}")
-    if count.dtype != tf.int32:
-        raise TypeError(f"`count` must be int32, got dtype {count.dtype.name}")
     if not kernel.dtype.is_floating:
         raise TypeError(f"`kernel` must be floating, got dtype {kernel.dtype.name}")
     if not values.dtype.is_floating:
@@ -143,12 +90,8 @@ def _check_inputs(spikes, kernel, bias):
 
     if kernel.shape.rank != 2:
         raise ValueError(f"`kernel` must have rank 2 [N_in, N_out], got shape {kernel.shape}")
-    if ids.shape.rank is None or ids.shape.rank == 0 or ids.shape[-1] is None:
-        raise ValueError(f"`ids` must have a static shape [..., K] (K known), got shape {ids.shape}")
     if not ids.shape.is_compatible_with(values.shape):
         raise ValueError(f"`values` must have the shape of `ids` {ids.shape}, got {values.shape}")
-    if not count.shape.is_compatible_with(ids.shape[:-1]):
-        raise ValueError(f"`count` must have the shape {ids.shape[:-1]} (ids without K), got {count.shape}")
 
     if bias is not None:
         bias = _as_tensor(bias, "bias")
@@ -161,38 +104,18 @@ def _check_inputs(spikes, kernel, bias):
     return ids, values, count, kernel, bias
 
 
-def _check_values_eagerly(ids: tf.Tensor, count: tf.Tensor, kernel: tf.Tensor) -> None:
-    """ids of valid entries in [0, N_in) and count in [0, K]: ValueError naming the field."""
-    k = int(ids.shape[-1])
-    n_in = int(kernel.shape[0])
-    count_np = np.asarray(count.numpy())
-    ids_np = np.asarray(ids.numpy())
-    if count_np.size:
-        if count_np.min() < 0:
-            raise ValueError(f"`count` must be >= 0, got min count {count_np.min()}")
-        if count_np.max() > k:
-            raise ValueError(f"`count` > K (capacity={k}, the last dimension of `ids`): got max count {count_np.max()}")
-    valid = np.arange(k) < count_np[..., None]
-    used = ids_np[valid]
-    if used.size and (used.min() < 0 or used.max() >= n_in):
-        raise ValueError(
-            f"`ids` out of range: must be in [0, N_in={n_in}) (the first dimension of `kernel`), "
-            f"got min {used.min()}, max {used.max()}"
-        )
-
-
-def _value_assertions(ids: tf.Tensor, count: tf.Tensor, kernel: tf.Tensor):
-    """Graph-mode assertions of the pure-TF path (compiled out by XLA)."""
-    k = int(ids.shape[-1])
-    n_in = tf.shape(kernel, out_type=tf.int32)[0]
-    valid = tf.range(k, dtype=tf.int32) < tf.expand_dims(count, -1)
-    used = tf.where(valid, ids, tf.zeros_like(ids))
-    return [
-        tf.debugging.assert_greater_equal(count, 0, message="`count` must be >= 0"),
-        tf.debugging.assert_less_equal(count, k, message=f"`count` > K (capacity={k}, the last dimension of `ids`)"),
-        tf.debugging.assert_greater_equal(used, 0, message="`ids` out of range [0, N_in)"),
-        tf.debugging.assert_less(used, n_in, message="`ids` out of range [0, N_in) (N_in: first dimension of `kernel`)"),
-    ]
+def _check_values(ids: tf.Tensor, count: tf.Tensor, kernel: tf.Tensor, chosen: str) -> tf.Tensor:
+    """Value checks: ids of valid entries in [0, N_in), count in [0, K]. Eagerly a ValueError
+    naming the field; in a graph the op checks them itself and the pure-TF path gets
+    assertions (compiled out by XLA). Returns `ids` (depending on the assertions)."""
+    where = "the first dimension of `kernel`"
+    if tf.executing_eagerly():
+        if kernel.shape[0] is not None:
+            check_values_eagerly(ids, count, int(kernel.shape[0]), "N_in", where)
+        return ids
+    if chosen == "tf":
+        return with_value_assertions(ids, count, tf.shape(kernel, out_type=tf.int32)[0], "N_in", where)
+    return ids
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,7 +198,7 @@ def _tf_linear(ids, values, count, kernel):
     k = int(ids.shape[-1])
     rows = _chunk_rows(k, kernel.shape[1])
     single = isinstance(ids.shape[0], int) and ids.shape[0] <= rows
-    valid = tf.range(k, dtype=tf.int32) < tf.expand_dims(count, -1)
+    valid = valid_mask(count, k)
     safe_ids = tf.where(valid, ids, tf.zeros_like(ids))  # padding: a valid index with weight 0
 
     @tf.custom_gradient
@@ -328,8 +251,13 @@ def sparse_linear(spikes, kernel, bias=None, implementation: str = "auto") -> tf
     """
     implementation = _check_implementation(implementation)
     ids, values, count, kernel, bias = _check_inputs(spikes, kernel, bias)
-    chosen = _resolve(implementation, kernel.dtype)
+    chosen = resolve(implementation, kernel.dtype)
+    ids = _check_values(ids, count, kernel, chosen)
+    return _sparse_linear(ids, values, count, kernel, bias, chosen)
 
+
+def _sparse_linear(ids, values, count, kernel, bias, chosen: str) -> tf.Tensor:
+    """`sparse_linear` on checked arguments with the resolved implementation `chosen`."""
     k = int(ids.shape[-1])
     flatten = ids.shape.rank != 2
     if flatten:  # any leading shape -> M rows
@@ -338,13 +266,6 @@ def sparse_linear(spikes, kernel, bias=None, implementation: str = "auto") -> tf
         flat_count = tf.reshape(count, [-1])
     else:
         flat_ids, flat_values, flat_count = ids, values, count
-
-    if tf.executing_eagerly():
-        if kernel.shape[0] is not None:
-            _check_values_eagerly(ids, count, kernel)
-    elif chosen == "tf" and not in_xla_context():
-        with tf.control_dependencies(_value_assertions(flat_ids, flat_count, kernel)):
-            flat_ids = tf.identity(flat_ids)
 
     if chosen == "op":
         flat = _op_linear(flat_ids, flat_values, flat_count, kernel)
@@ -366,12 +287,6 @@ def sparse_linear(spikes, kernel, bias=None, implementation: str = "auto") -> tf
 # --------------------------------------------------------------------------------------------
 # Keras layer
 # --------------------------------------------------------------------------------------------
-
-
-def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)) or int(value) <= 0:
-        raise ValueError(f"`{name}` must be a positive integer, got {name}={value!r}")
-    return int(value)
 
 
 def _spike_shapes(input_shape) -> Tuple[tf.TensorShape, tf.TensorShape, tf.TensorShape]:

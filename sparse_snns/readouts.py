@@ -6,10 +6,12 @@ import tensorflow as tf
 from dense_snns import fused, neurons
 from dense_snns._compat import KERAS_3, keras, register
 from dense_snns.cells import LeakyReadoutCell
+from dense_snns.readouts import CELL_CONFIG_KEYS
 
-from .format import SparseSpikes
-from .linear import _as_spikes, _check_implementation, _check_positive_int, sparse_linear
-from .rowops import scatter_rows
+from ._common import as_tensor, check_implementation, check_positive_int, resolve
+from .format import SparseSpikes, _as_spikes, _swap_batch_time
+from .linear import _check_inputs, _check_values, _sparse_linear
+from .rowops import _scatter
 
 #: Accepted values of `product`.
 PRODUCTS = ("auto", "sparse", "dense")
@@ -25,11 +27,11 @@ class SparseLeakyReadout(keras.layers.Layer):
     The current of all steps is one `sparse_linear` (cost O(K * units) per step instead of
     O(input_dim * units)), or, when K is not much smaller than input_dim, one dense matmul
     on the spikes scattered to [T, B, input_dim] (with few readout units a BLAS matmul beats
-    the gather-accumulate of the sparse product); the leak runs in the compiled loop of
-    `dense_snns.fused`. The gradient reaches the input `values` at their K entries only (and
-    so, through a sparse block's selection, only the selected neurons). Same weights as `LeakyReadout` (``layer.cell``: kernel
-    [input_dim, units], bias, optional beta_logit), so `set_weights(get_weights())` moves
-    them between the two.
+    the gather-accumulate of the sparse product); the leak and the bias run in the compiled
+    loop of `dense_snns.fused`. The gradient reaches the input `values` at their K entries
+    only (and so, through a sparse block's selection, only the selected neurons). Same
+    weights as `LeakyReadout` (``layer.cell``: kernel [input_dim, units], bias, optional
+    beta_logit), so `set_weights(get_weights())` moves them between the two.
 
     Args:
         units: readout units (> 0), e.g. the number of classes.
@@ -42,18 +44,20 @@ class SparseLeakyReadout(keras.layers.Layer):
             or ``"tf"``.
 
     Input: sparse spikes ``[ids [B, T, K], values [B, T, K], count [B, T]]`` (a list or a
-    `SparseSpikes`). Output: membrane [B, T, units].
+    `SparseSpikes`), checked as by `sparse_linear` whichever the product (dtypes and shapes;
+    ids in [0, input_dim) and count in [0, K]: ValueError eagerly, InvalidArgumentError in a
+    graph, not checked under XLA). Output: membrane [B, T, units].
     """
 
     def __init__(self, units: int, input_dim: int, beta=0.9, use_bias: bool = True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", trainable_decay: bool = False,
                  product: str = "auto", implementation: str = "auto", **kwargs):
         super().__init__(**kwargs)
-        self.input_dim = _check_positive_int(input_dim, "input_dim")
+        self.input_dim = check_positive_int(input_dim, "input_dim")
         if product not in PRODUCTS:
             raise ValueError(f"`product` must be one of {PRODUCTS}, got product={product!r}")
         self.product = product
-        self.implementation = _check_implementation(implementation)
+        self.implementation = check_implementation(implementation)
         self.cell = LeakyReadoutCell(units, beta=beta, use_bias=use_bias, kernel_initializer=kernel_initializer,
                                      bias_initializer=bias_initializer, trainable_decay=trainable_decay,
                                      dtype=self.dtype_policy, name="cell")
@@ -64,28 +68,36 @@ class SparseLeakyReadout(keras.layers.Layer):
             self.cell.build((self.input_dim,))
         self.built = True
 
+    def resolved_product(self, capacity: int) -> str:
+        """The product `call` uses for spikes of capacity K: "sparse" or "dense"."""
+        if self.product != "auto":
+            return self.product
+        return "dense" if capacity * DENSE_PRODUCT_RATIO >= self.input_dim else "sparse"
+
     def call(self, inputs):
         spikes = _as_spikes(inputs)
-        if spikes.ids.shape.rank != 3:
-            raise ValueError(f"sparse `inputs` must have ids of rank 3 [batch, time, K], got shape {spikes.ids.shape}")
+        values = as_tensor(spikes.values, "values")
+        if not (values.dtype.is_floating or values.dtype.is_integer or values.dtype.is_bool):
+            raise TypeError(f"`values` must be numeric, got dtype {values.dtype.name}")
         dtype = self.compute_dtype
+        kernel = tf.cast(self.cell.kernel, dtype)
+        bias = tf.cast(self.cell.bias, dtype) if self.cell.bias is not None else None
+        # One check of the spikes for both products (those of `sparse_linear`).
+        ids, values, count, kernel, bias = _check_inputs(SparseSpikes(spikes.ids, tf.cast(values, dtype), spikes.count),
+                                                         kernel, bias)
+        if ids.shape.rank != 3:
+            raise ValueError(f"sparse `inputs` must have ids of rank 3 [batch, time, K], got shape {ids.shape}")
+        chosen = resolve(self.implementation, kernel.dtype)
+        ids = _check_values(ids, count, kernel, chosen)
         # time-major on the small [B, T, K] spikes; the product gives [T, B, units] directly
-        time_major = SparseSpikes(tf.transpose(spikes.ids, [1, 0, 2]),
-                                  tf.transpose(tf.cast(spikes.values, dtype), [1, 0, 2]), tf.transpose(spikes.count))
-        k = int(spikes.ids.shape[-1])
-        product = self.product
-        if product == "auto":
-            product = "dense" if k * DENSE_PRODUCT_RATIO >= self.input_dim else "sparse"
-        if product == "dense":
-            dense = scatter_rows(time_major.ids, time_major.count, time_major.values, self.input_dim,
-                                 implementation=self.implementation)
-            current = self.cell.synaptic_current(dense)
+        time_major = _swap_batch_time(SparseSpikes(ids, values, count))
+        if self.resolved_product(int(ids.shape[-1])) == "dense":
+            dense = _scatter(time_major.ids, time_major.count, time_major.values, self.input_dim, chosen)
+            current = tf.tensordot(dense, kernel, axes=1)
         else:
-            bias = tf.cast(self.cell.bias, dtype) if self.cell.bias is not None else None
-            current = sparse_linear(time_major, tf.cast(self.cell.kernel, dtype), bias,
-                                    implementation=self.implementation)
+            current = _sparse_linear(time_major.ids, time_major.values, time_major.count, kernel, None, chosen)
         outputs, _ = fused.fused_recurrence(neurons.leaky_integrator_step, neurons.LeakyIntegratorState, current,
-                                            [tf.zeros_like(current[0])], self.cell.params(dtype))
+                                            [tf.zeros_like(current[0])], self.cell.params(dtype), bias=bias)
         return tf.transpose(outputs, [1, 0, 2])
 
     def compute_output_shape(self, input_shape):
@@ -96,7 +108,7 @@ class SparseLeakyReadout(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         cell_config = self.cell.get_config()
-        for key in ("units", "beta", "use_bias", "kernel_initializer", "bias_initializer", "trainable_decay"):
+        for key in CELL_CONFIG_KEYS:
             config[key] = cell_config[key]
         config.update({"input_dim": self.input_dim, "product": self.product, "implementation": self.implementation})
         return config

@@ -15,13 +15,21 @@ Three building blocks of the sparse format, on vectors of size N with any leadin
 
 Two implementations with one contract, tested against each other:
 
-* ``"op"``: C++ CPU kernels (`sparse_snns.ops`, ``select_ops.cc``): one pass per vector,
-  multi-threaded over vectors; float32/float64.
+* ``"op"``: C++ CPU kernels (`sparse_snns.ops`, ``select_ops.cc``, built from source with the
+  SparseLinear kernels into one library at first use): multi-threaded over vectors;
+  float32/float64.
 * ``"tf"``: pure TensorFlow (prefix sums and a segment max for the selection, no sort;
   batched gather; scatter-add); compiles under XLA.
 
 ``implementation="auto"`` takes the op when it is available, the dtype is float32/float64
-and the call is not being compiled by XLA. This module depends on TensorFlow only.
+and the call is not being compiled by XLA; float16 and bfloat16 take the pure-TF path. The
+first ``"auto"`` or ``"op"`` call builds the C++ library (a C++ compiler is needed; without
+one the pure-TF path runs, with a warning); ``"tf"`` never touches it.
+
+ids and count must be int32 (TypeError naming the argument). Their values (count in [0, K],
+ids of valid entries in [0, N)) are checked by the op, and on the pure-TF path by
+`tf.debugging` assertions (InvalidArgumentError on both paths; XLA compiles the assertions
+out).
 """
 from __future__ import annotations
 
@@ -30,9 +38,22 @@ from typing import Optional, Tuple
 import tensorflow as tf
 
 from . import ops as _ops
+from ._common import (
+    IMPLEMENTATIONS,
+    OP_DTYPES,
+    check_ids_count,
+    check_implementation,
+    check_positive_int,
+    in_xla_context,
+    resolve,
+    valid_mask,
+    with_value_assertions,
+)
 
 __all__ = [
     "IMPLEMENTATIONS",
+    "OP_DTYPES",
+    "check_implementation",
     "compact_indices",
     "gather_rows",
     "in_xla_context",
@@ -41,58 +62,8 @@ __all__ = [
     "select_indices",
 ]
 
-#: Accepted values of `implementation`.
-IMPLEMENTATIONS = ("auto", "op", "tf")
-
-#: Dtypes of the C++ kernels.
-OP_DTYPES = (tf.float32, tf.float64)
-
 _FIRST_RULES = ("positive", "nonzero")
 _SECOND_RULES = (None, "all", "above")
-
-
-def in_xla_context() -> bool:
-    """True while TensorFlow traces a function for XLA (``tf.function(jit_compile=True)``)."""
-    if tf.executing_eagerly():
-        return False
-    try:
-        from tensorflow.python.ops import control_flow_util
-    except ImportError:  # pragma: no cover - very old or stripped TensorFlow
-        return False
-    try:
-        return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
-    except Exception:  # noqa: BLE001 - internal API: never fail because of the probe
-        return False
-
-
-def check_implementation(implementation) -> str:
-    if implementation not in IMPLEMENTATIONS:
-        raise ValueError(f"`implementation` must be one of {IMPLEMENTATIONS}, got implementation={implementation!r}")
-    return implementation
-
-
-def resolve(implementation: str, dtype: tf.DType, what: str = "the C++ op") -> str:
-    """The implementation that will run for `dtype`: "op" or "tf" (errors for an impossible "op")."""
-    check_implementation(implementation)
-    if implementation == "tf":
-        return "tf"
-    if implementation == "op":
-        if in_xla_context():
-            raise ValueError(
-                f"implementation='op' cannot be compiled by XLA (jit_compile=True): {what} has no XLA "
-                "kernel; use implementation='auto' or 'tf'"
-            )
-        if dtype not in OP_DTYPES:
-            raise TypeError(
-                f"implementation='op' supports float32 and float64, got dtype {dtype.name}; "
-                "use implementation='auto' or 'tf'"
-            )
-        if not _ops.op_available():
-            raise RuntimeError(f"implementation='op' requested but {what} is unavailable: {_ops.load_error()}")
-        return "op"
-    if dtype in OP_DTYPES and not in_xla_context() and _ops.op_available():
-        return "op"
-    return "tf"
 
 
 def _flat(x: tf.Tensor, width: int) -> tf.Tensor:
@@ -166,8 +137,9 @@ def select_indices(
     """Select up to Ke = min(`capacity`, N) neurons of each vector of `x` [..., N].
 
     Args:
-        x: [..., N] with a static N (float; the op needs float32/float64).
-        capacity: K > 0 (checked by the callers).
+        x: floating [..., N] with a static N >= 1 (the op needs float32/float64; float16
+            and bfloat16 take the pure-TF path under ``"auto"``).
+        capacity: K > 0.
         first: ``"positive"`` (x > 0) or ``"nonzero"`` (x != 0): the neurons taken first.
         second: None, ``"all"`` (every other neuron) or ``"above"`` (the others with
             x > `second_threshold`): the neurons that take the free slots.
@@ -180,13 +152,21 @@ def select_indices(
         raise ValueError(f"`first` must be one of {_FIRST_RULES}, got first={first!r}")
     if second not in _SECOND_RULES:
         raise ValueError(f"`second` must be one of {_SECOND_RULES}, got second={second!r}")
+    capacity = check_positive_int(capacity, "capacity")
+    x = tf.convert_to_tensor(x)
+    if not x.dtype.is_floating:
+        raise TypeError(f"`x` must be floating, got dtype {x.dtype.name}")
+    if x.shape.rank is None or x.shape.rank == 0:
+        raise ValueError(f"`x` must have a static rank >= 1 ([..., N]), got shape {x.shape}")
+    if x.shape[-1] is None or x.shape[-1] == 0:
+        raise ValueError(f"`x` must have a static last dimension N >= 1, got shape {x.shape}")
     n = int(x.shape[-1])
-    k_eff = min(int(capacity), n)
+    k_eff = min(capacity, n)
     x = tf.stop_gradient(x)
     if resolve(implementation, x.dtype) == "op":
         lead = _lead_shape(x)
         ids, count, first_total = _ops.load().dense_snns_select_spikes(
-            _flat(x, n), tf.constant(second_threshold, x.dtype), capacity=int(capacity), first=first,
+            _flat(x, n), tf.constant(second_threshold, x.dtype), capacity=capacity, first=first,
             second="none" if second is None else second,
         )
         count_shape = lead if lead else []
@@ -208,13 +188,9 @@ def select_indices(
 # --------------------------------------------------------------------------------------------
 
 
-def _valid(count: tf.Tensor, k: int) -> tf.Tensor:
-    return tf.range(k, dtype=tf.int32) < tf.expand_dims(count, -1)
-
-
 def _tf_gather(x, ids, count):
     rank = x.shape.rank
-    valid = _valid(count, int(ids.shape[-1]))
+    valid = valid_mask(count, int(ids.shape[-1]))
     safe_ids = tf.where(valid, ids, tf.zeros_like(ids))
     gathered = tf.gather(x, safe_ids, axis=rank - 1, batch_dims=rank - 1)
     return tf.where(valid, gathered, tf.zeros_like(gathered))
@@ -222,7 +198,7 @@ def _tf_gather(x, ids, count):
 
 def _tf_scatter(ids, count, updates, n):
     k = int(ids.shape[-1])
-    valid = _valid(count, k)
+    valid = valid_mask(count, k)
     updates = tf.where(valid, updates, tf.zeros_like(updates))
     safe_ids = tf.where(valid, ids, tf.zeros_like(ids))
     lead = _lead_shape(ids)
@@ -235,56 +211,99 @@ def _tf_scatter(ids, count, updates, n):
     return tf.reshape(dense, lead + [n])
 
 
-def _op_gather(x, ids, count):
-    lead, k, n = _lead_shape(ids), int(ids.shape[-1]), int(x.shape[-1])
-    flat_ids, flat_count = _flat(ids, k), tf.reshape(count, [-1])
+# The op versions work on flat rows: ids [M, K], count [M]. Each one's gradient is the other
+# one, called through its own custom gradient, so gradients of any order exist.
+
+
+def _op_gather_flat(x, ids, count):
+    """x [M, N] -> [M, K]; gradient to x: `_op_scatter_flat`."""
+    n = int(x.shape[-1])
 
     @tf.custom_gradient
     def gather(x):
-        out = _ops.load().dense_snns_gather_rows(_flat(x, n), flat_ids, flat_count)
-
         def grad(dy):
-            return tf.reshape(_ops.load().dense_snns_scatter_rows(flat_ids, flat_count, _flat(dy, k), num_columns=n),
-                              tf.shape(x))
+            return _op_scatter_flat(ids, count, dy, n)
 
-        return _restore(out, lead, k), grad
+        return _ops.load().dense_snns_gather_rows(x, ids, count), grad
 
     return gather(x)
 
 
-def _op_scatter(ids, count, updates, n):
-    lead, k = _lead_shape(ids), int(ids.shape[-1])
-    flat_ids, flat_count = _flat(ids, k), tf.reshape(count, [-1])
+def _op_scatter_flat(ids, count, updates, n):
+    """updates [M, K] -> [M, n]; gradient to updates: `_op_gather_flat`."""
 
     @tf.custom_gradient
     def scatter(updates):
-        out = _ops.load().dense_snns_scatter_rows(flat_ids, flat_count, _flat(updates, k), num_columns=n)
-
         def grad(dy):
-            return tf.reshape(_ops.load().dense_snns_gather_rows(_flat(dy, n), flat_ids, flat_count), tf.shape(updates))
+            return _op_gather_flat(dy, ids, count)
 
-        return _restore(out, lead, n), grad
+        return _ops.load().dense_snns_scatter_rows(ids, count, updates, num_columns=n), grad
 
     return scatter(updates)
+
+
+def _op_gather(x, ids, count):
+    lead, k, n = _lead_shape(ids), int(ids.shape[-1]), int(x.shape[-1])
+    out = _op_gather_flat(_flat(x, n), _flat(ids, k), tf.reshape(count, [-1]))
+    return _restore(out, lead, k)
+
+
+def _op_scatter(ids, count, updates, n):
+    lead, k = _lead_shape(ids), int(ids.shape[-1])
+    out = _op_scatter_flat(_flat(ids, k), tf.reshape(count, [-1]), _flat(updates, k), n)
+    return _restore(out, lead, n)
+
+
+def _gather(x, ids, count, chosen: str):
+    """`gather_rows` without argument checks, on the resolved implementation."""
+    return _op_gather(x, ids, count) if chosen == "op" else _tf_gather(x, ids, count)
+
+
+def _scatter(ids, count, updates, n: int, chosen: str):
+    """`scatter_rows` without argument checks, on the resolved implementation."""
+    return _op_scatter(ids, count, updates, n) if chosen == "op" else _tf_scatter(ids, count, updates, n)
+
+
+def _checked(ids, count, other, other_name: str, n: int, chosen: str):
+    """Checks shared by `gather_rows` and `scatter_rows`; the pure-TF path gets the value
+    assertions the op makes itself."""
+    ids, count = check_ids_count(ids, count)
+    if not ids.shape[:-1].is_compatible_with(other.shape[:-1]):
+        raise ValueError(f"`{other_name}` must have the leading shape of `ids` {ids.shape[:-1]}, got {other.shape}")
+    if chosen == "tf":
+        ids = with_value_assertions(ids, count, n, "N", f"the last dimension of the dense rows, {n}")
+    return ids, count
 
 
 def gather_rows(x, ids, count, implementation: str = "auto") -> tf.Tensor:
     """``x[..., ids[..., k]]`` for ``k < count[...]``, 0 at padding: [..., K].
 
     `x` [..., N] (static N), ids int32 [..., K] (static K; entries past count may hold any
-    value), count int32 [...]. Gradient to `x` (a scatter of the K entries).
+    value), count int32 [...] in [0, K]. Gradient to `x` (a scatter of the K entries), of
+    any order.
     """
-    if resolve(implementation, x.dtype) == "op":
-        return _op_gather(x, ids, count)
-    return _tf_gather(x, ids, count)
+    check_implementation(implementation)
+    x = tf.convert_to_tensor(x)
+    if x.shape.rank is None or x.shape.rank == 0 or x.shape[-1] is None:
+        raise ValueError(f"`x` must have a static shape [..., N] (N known), got shape {x.shape}")
+    chosen = resolve(implementation, x.dtype)
+    ids, count = _checked(ids, count, x, "x", int(x.shape[-1]), chosen)
+    return _gather(x, ids, count, chosen)
 
 
 def scatter_rows(ids, count, updates, num_columns: int, implementation: str = "auto") -> tf.Tensor:
     """Zeros [..., num_columns] plus ``updates[..., k]`` added at ``ids[..., k]`` for ``k < count``.
 
-    Gradient to `updates` (a gather of the K entries). Ids must be in [0, num_columns): the
-    op and TensorFlow's CPU scatter raise otherwise (XLA and GPU scatters drop them).
+    ids int32 [..., K], count int32 [...] in [0, K], updates [..., K]. Gradient to `updates`
+    (a gather of the K entries), of any order. Ids of valid entries must be in
+    [0, num_columns): the op and the assertions of the pure-TF path raise otherwise (under
+    XLA, whose scatter drops them, they are not checked).
     """
-    if resolve(implementation, updates.dtype) == "op":
-        return _op_scatter(ids, count, updates, int(num_columns))
-    return _tf_scatter(ids, count, updates, int(num_columns))
+    check_implementation(implementation)
+    updates = tf.convert_to_tensor(updates)
+    num_columns = check_positive_int(num_columns, "num_columns")
+    chosen = resolve(implementation, updates.dtype)
+    ids, count = _checked(ids, count, updates, "updates", num_columns, chosen)
+    if not ids.shape.is_compatible_with(updates.shape):
+        raise ValueError(f"`updates` must have the shape of `ids` {ids.shape}, got {updates.shape}")
+    return _scatter(ids, count, updates, num_columns, chosen)

@@ -8,7 +8,8 @@ import tensorflow as tf
 from dense_snns import surrogates
 
 from .format import SparseSpikes, _check_capacity, _enforce_no_overflow
-from .rowops import check_implementation, gather_rows, select_indices
+from ._common import check_implementation, resolve, valid_mask
+from .rowops import _gather, select_indices
 
 
 def select_spikes(
@@ -42,8 +43,9 @@ def select_spikes(
             ``superspike``.
         strict: raise when spikes do not fit (ValueError naming the capacity when eager; a
             run-time assertion in graph mode; XLA compiles assertions out: use `dropped`).
-        implementation: ``"auto"`` (the C++ op when available, the dtype is float32/float64
-            and the call is not compiled by XLA), ``"op"`` or ``"tf"`` (pure TensorFlow).
+        implementation: ``"auto"`` (the C++ ops when available, the dtype is float32/float64
+            and the call is not compiled by XLA; the first such call builds them), ``"op"``
+            or ``"tf"`` (pure TensorFlow, e.g. for a SavedModel without the custom library).
     Returns: (SparseSpikes, dropped int32 [...]: spikes that did not fit; gradient-only
     entries that do not fit are not counted).
     """
@@ -66,12 +68,13 @@ def select_spikes(
     else:
         ids, count, total_spikes = select_indices(x, capacity, "positive", "above", float(second_threshold),
                                                   implementation=implementation)
-    valid = tf.range(k_eff, dtype=tf.int32) < count[..., None]
+    valid = valid_mask(count, k_eff)
     dropped = tf.maximum(total_spikes - k_eff, 0)
 
     # The spike function is elementwise: applied to the K gathered entries only, its
     # gradient reaches x at the selected neurons only.
-    spikes = spike_fn(gather_rows(x, ids, count, implementation=implementation))
+    # (ids and count come from the selection: no argument checks needed)
+    spikes = spike_fn(_gather(x, ids, count, resolve(implementation, x.dtype)))
     values = tf.where(valid, spikes, tf.zeros_like(spikes))
     if capacity > n:
         paddings = [[0, 0]] * (rank - 1) + [[0, capacity - n]]

@@ -1,4 +1,5 @@
-"""The C++ CPU kernels of SparseLinear, built from source at first use (see `_loader`).
+"""The C++ CPU kernels of sparse_snns (SparseLinear; spike selection, row gathers and
+scatters), built from source into one library at first use (see `_loader`).
 
 `op_available()` builds and loads them on the first call; `load_error()` says why they are
 unavailable. Everything in `sparse_snns` works without them (pure-TensorFlow path).

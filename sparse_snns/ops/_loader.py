@@ -1,14 +1,16 @@
 """Builds the C++ kernels of sparse_snns at first use and loads them into TensorFlow.
 
 The sources `sparse_linear_ops.cc` (SparseLinear) and `select_ops.cc` (spike selection, row
-gathers and scatters) ship with the package and are built into one shared library; no build
-step at install time. At
-the first call of `load()` (normally through `sparse_snns.sparse_linear`):
+gathers and scatters), with the header `common.h` they share, ship with the package and are
+built into one shared library; no build step at install time. At the first call of `load()`
+(through any ``implementation="auto"`` or ``"op"`` call of `sparse_linear`, `select_spikes`,
+`from_dense`, `to_dense` or the `sparse_snns.rowops` functions):
 
 1. The shared library is looked up in the cache directory, ``$DENSE_SNNS_CACHE`` or else
    ``$XDG_CACHE_HOME/dense_snns`` (default ``~/.cache/dense_snns``; a per-user directory
    under the system temp dir if that is not writable), under a name keyed by the
-   TensorFlow version, the hash of the sources, the compiler and all compiler/linker flags.
+   TensorFlow version, the hash of the sources and the header, the compiler and all
+   compiler/linker flags (so an edited source or header gets a library of its own).
 2. If it is missing, it is compiled with the C++ compiler ``$DENSE_SNNS_CXX`` (else ``$CXX``,
    else the first of ``c++``, ``g++``, ``clang++`` on the PATH) against the installed
    TensorFlow (`tf.sysconfig` flags). The compiler writes a temporary file that is then
@@ -19,8 +21,8 @@ the first call of `load()` (normally through `sparse_snns.sparse_linear`):
 
 If any step fails (no compiler, compile error, unwritable cache, load error), `load()`
 returns None, `load_error()` tells why, a RuntimeWarning is emitted once per process, and
-`sparse_linear` uses the pure-TensorFlow implementation. ``DENSE_SNNS_DISABLE_OP=1`` turns
-the op off without a warning.
+every ``"auto"`` call uses the pure-TensorFlow implementation. ``DENSE_SNNS_DISABLE_OP=1``
+turns the ops off without a warning.
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ __all__ = [
     "build",
     "cache_dir",
     "compiler",
+    "header_paths",
     "library_path",
     "load",
     "load_error",
@@ -50,7 +53,10 @@ __all__ = [
 SOURCE_NAME = "sparse_linear_ops.cc"
 #: Further sources compiled into the same library.
 EXTRA_SOURCE_NAMES = ("select_ops.cc",)
-LIBRARY_PREFIX = "dense_snns_sparse_linear_ops"
+#: Headers the sources include (part of the cache key, not compiled on their own).
+HEADER_NAMES = ("common.h",)
+#: File name prefix of the one library holding all the ops.
+LIBRARY_PREFIX = "sparse_snns_ops"
 
 #: Flags of every build, besides TensorFlow's own compile and link flags.
 BASE_FLAGS = [
@@ -78,6 +84,12 @@ def source_paths() -> List[str]:
     """Absolute paths of all C++ sources of the library (the SparseLinear source first)."""
     here = os.path.dirname(os.path.abspath(__file__))
     return [source_path()] + [os.path.join(here, name) for name in EXTRA_SOURCE_NAMES]
+
+
+def header_paths() -> List[str]:
+    """Absolute paths of the headers included by the sources."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    return [os.path.join(here, name) for name in HEADER_NAMES]
 
 
 def cache_dir() -> str:
@@ -131,10 +143,10 @@ def _writable(directory: str) -> bool:
 
 
 def library_path(cxx: str, directory: Optional[str] = None) -> str:
-    """Cache path of the library built by `cxx` for this source and TensorFlow."""
+    """Cache path of the library built by `cxx` for these sources and headers and this TensorFlow."""
     compile_flags, link_flags, tf_version = _tf_flags()
     sources = []
-    for path in source_paths():
+    for path in source_paths() + header_paths():
         with open(path, "rb") as f:
             sources.append(f.read())
     key = hashlib.sha256()
@@ -190,7 +202,7 @@ def _load_file(path: str):
 def _load_or_build():
     if os.environ.get("DENSE_SNNS_DISABLE_OP", "").strip().lower() in ("1", "true", "yes", "on"):
         return None, "disabled by DENSE_SNNS_DISABLE_OP", None, False
-    missing = [path for path in source_paths() if not os.path.exists(path)]
+    missing = [path for path in source_paths() + header_paths() if not os.path.exists(path)]
     if missing:
         return None, f"the C++ source {missing[0]!r} is missing from the installation", None, True
     cxx, how = compiler()
@@ -232,8 +244,8 @@ def load():
             if warn and not _state["warned"]:
                 _state["warned"] = True
                 warnings.warn(
-                    "sparse_snns: the C++ SparseLinear op is unavailable, using the pure-TensorFlow "
-                    f"implementation instead. Reason: {error}",
+                    "sparse_snns: the C++ ops (SparseLinear, spike selection, row gathers and scatters) "
+                    f"are unavailable, using the pure-TensorFlow implementation instead. Reason: {error}",
                     RuntimeWarning,
                     stacklevel=3,
                 )

@@ -3,12 +3,14 @@
 // Three ops (T: float32 or float64), all on rows of a matrix x [M, N]:
 //
 //   DenseSnnsSelectSpikes (x, second_threshold) -> ids int32 [M, Ke], count int32 [M], first_total int32 [M]
-//     Ke = min(capacity, N). Per row, in one pass over x: the indices i of the "first" rule
+//     Ke = min(capacity, N). Per row: the indices i of the "first" rule
 //     (x > 0, or x != 0 with first="nonzero") in increasing order, then, if second is "all"
 //     or "above", the other indices (all of them, or those with x > second_threshold) in
 //     increasing order, until Ke slots are filled. count = number of filled slots;
 //     first_total = number of indices of the first rule (also those that did not fit), so
 //     overflow is exact: dropped = first_total - min(first_total, Ke). Unused slots hold 0.
+//     One pass over x for the first rule; second = "above" reads the row again (only until
+//     the slots are full) for its compares.
 //   DenseSnnsGatherRows (x [M, N], ids [M, K], count [M]) -> [M, K]
 //     out[m, k] = x[m, ids[m, k]] for k < count[m], else 0.
 //   DenseSnnsScatterRows (ids [M, K], count [M], updates [M, K]; num_columns N) -> [M, N]
@@ -35,6 +37,7 @@
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
 #include "tensorflow/core/util/work_sharder.h"
+#include "common.h"
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -145,42 +148,18 @@ output [M, num_columns]: zeros, then output[m, ids[m, k]] += updates[m, k] for k
 // helpers
 // ------------------------------------------------------------------------------------------
 
+// Below this much work (rows * cost per row) a kernel runs on the calling thread.
+static const i64 kMinParallelCost = 1 << 15;
+
 // Runs fn(begin, end) over `rows` rows on the intra-op thread pool (cost: per row).
 static void ForRows(OpKernelContext* ctx, i64 rows, i64 cost_per_row, const std::function<void(i64, i64)>& fn) {
-  const auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
-  if (rows <= 1 || threads == nullptr || threads->num_threads <= 1 || rows * cost_per_row < (1 << 15)) {
-    fn(0, rows);
-    return;
-  }
-  tensorflow::Shard(threads->num_threads, threads->workers, rows, cost_per_row, fn);
+  sparse_snns_common::RunParts(ctx, rows, cost_per_row, fn, kMinParallelCost);
 }
 
 // ids [M, K] and count [M]; count in [0, K], ids of valid entries in [0, n).
 static absl::Status CheckRows(const Tensor& ids, const Tensor& count, i64 n) {
-  if (ids.dims() != 2) {
-    return tensorflow::errors::InvalidArgument("`ids` must have rank 2 [M, K], got shape ", ids.shape().DebugString());
-  }
-  const i64 m_rows = ids.dim_size(0), k_cap = ids.dim_size(1);
-  if (count.dims() != 1 || count.dim_size(0) != m_rows) {
-    return tensorflow::errors::InvalidArgument("`count` must have shape [M] = [", m_rows,
-                                               "] (the first dimension of `ids`), got ", count.shape().DebugString());
-  }
-  const i32* id = ids.flat<i32>().data();
-  const i32* cnt = count.flat<i32>().data();
-  for (i64 m = 0; m < m_rows; ++m) {
-    const i64 c = cnt[m];
-    if (c < 0 || c > k_cap) {
-      return tensorflow::errors::InvalidArgument("`count` must be in [0, K=", k_cap, "] (K: the last dimension of `ids`), got count[", m, "] = ", c);
-    }
-    for (i64 k = 0; k < c; ++k) {
-      const i32 i = id[m * k_cap + k];
-      if (i < 0 || static_cast<i64>(i) >= n) {
-        return tensorflow::errors::InvalidArgument("`ids` out of range: ids[", m, ", ", k, "] = ", i,
-                                                   " is not in [0, N=", n, ")");
-      }
-    }
-  }
-  return absl::OkStatus();
+  TF_RETURN_IF_ERROR(sparse_snns_common::CheckSpikeShapes(ids, count));
+  return sparse_snns_common::CheckValues(ids, count, n, "N", "the number of columns of the dense rows", nullptr);
 }
 
 // Predicates of the selection rules.

@@ -47,6 +47,7 @@
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
 #include "tensorflow/core/util/work_sharder.h"
+#include "common.h"
 
 namespace dense_snns_ops {
 
@@ -164,10 +165,7 @@ Values gradient: grad_values[m, k] = dot(grad[m, :], weights[ids[m, k], :]) for 
 // grad [M, N_out] (optional).
 static absl::Status CheckShapes(const Tensor& ids, const Tensor* values, const Tensor& count,
                                 const Tensor& weights, const Tensor* grad) {
-  if (ids.dims() != 2) {
-    return tensorflow::errors::InvalidArgument("`ids` must have rank 2 [M, K], got shape ",
-                                               ids.shape().DebugString());
-  }
+  TF_RETURN_IF_ERROR(sparse_snns_common::CheckSpikeShapes(ids, count));
   const i64 m = ids.dim_size(0);
   if (m > static_cast<i64>(INT32_MAX)) {
     return tensorflow::errors::InvalidArgument("`ids` has ", m, " rows; at most 2^31 - 1 are supported");
@@ -176,11 +174,6 @@ static absl::Status CheckShapes(const Tensor& ids, const Tensor* values, const T
     return tensorflow::errors::InvalidArgument("`values` must have the shape of `ids` ",
                                                ids.shape().DebugString(), ", got ",
                                                values->shape().DebugString());
-  }
-  if (count.dims() != 1 || count.dim_size(0) != m) {
-    return tensorflow::errors::InvalidArgument("`count` must have shape [M] = [", m,
-                                               "] (the first dimension of `ids`), got ",
-                                               count.shape().DebugString());
   }
   if (weights.dims() != 2) {
     return tensorflow::errors::InvalidArgument("`weights` (the kernel) must have rank 2 [N_in, N_out], got shape ",
@@ -197,51 +190,15 @@ static absl::Status CheckShapes(const Tensor& ids, const Tensor* values, const T
 
 // count[m] in [0, K] and ids[m, k] in [0, N_in) for k < count[m]; returns sum(count).
 static absl::Status CheckValues(const Tensor& ids, const Tensor& count, i64 n_in, i64* total) {
-  const i64 m_rows = ids.dim_size(0);
-  const i64 k_cap = ids.dim_size(1);
-  const i32* id = ids.flat<i32>().data();
-  const i32* cnt = count.flat<i32>().data();
-  i64 sum = 0;
-  for (i64 m = 0; m < m_rows; ++m) {
-    const i64 c = cnt[m];
-    if (c < 0 || c > k_cap) {
-      return tensorflow::errors::InvalidArgument(
-          "`count` must be in [0, K=", k_cap, "] (K: the last dimension of `ids`), got count[", m,
-          "] = ", c);
-    }
-    const i32* row = id + m * k_cap;
-    for (i64 k = 0; k < c; ++k) {
-      if (row[k] < 0 || static_cast<i64>(row[k]) >= n_in) {
-        return tensorflow::errors::InvalidArgument("`ids` out of range: ids[", m, ", ", k, "] = ",
-                                                   row[k], " is not in [0, N_in=", n_in,
-                                                   ") (N_in: the first dimension of the kernel)");
-      }
-    }
-    sum += c;
-  }
-  *total = sum;
-  return absl::OkStatus();
+  return sparse_snns_common::CheckValues(ids, count, n_in, "N_in", "the first dimension of the kernel", total);
 }
 
 // ------------------------------------------------------------------------------------------
 // work splitting
 // ------------------------------------------------------------------------------------------
 
-// Runs fn(begin, end) over `parts` units of work on the intra-op thread pool.
-static void RunParts(OpKernelContext* ctx, i64 parts, i64 cost_per_part,
-                     const std::function<void(i64, i64)>& fn) {
-  const auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
-  if (parts <= 1 || threads == nullptr || threads->num_threads <= 1) {
-    fn(0, parts);
-    return;
-  }
-  tensorflow::Shard(threads->num_threads, threads->workers, parts, cost_per_part, fn);
-}
-
-static int NumThreads(OpKernelContext* ctx) {
-  const auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
-  return threads == nullptr ? 1 : std::max(1, threads->num_threads);
-}
+using sparse_snns_common::NumThreads;
+using sparse_snns_common::RunParts;
 
 // The column range [begin, end) of part p out of `parts`, split on 64-byte cache lines.
 template <typename T>

@@ -126,3 +126,41 @@ def test_config_round_trip_and_errors():
         SparseSNNDense(N, input_dim=F, capacity=2, second_threshold=0.3)
     with pytest.raises(ValueError, match="input_dim"):
         SparseSNNDense(N, input_dim=F, capacity=2)(tf.zeros([2, 4, F + 1]))
+
+
+def op_types(fn, *args):
+    """The op types of the traced forward graph of `fn`, nested functions included."""
+    graph_def = tf.function(fn).get_concrete_function(*args).graph.as_graph_def()
+    types = {node.op for node in graph_def.node}
+    for function in graph_def.library.function:
+        types |= {node.op for node in function.node_def}
+    return types
+
+
+def test_implementation_tf_uses_no_custom_op(rng):
+    """implementation="tf" reaches every conversion, selection and scatter: the graphs (and so
+    a SavedModel) contain no op of the C++ library."""
+    import sparse_snns
+    from sparse_snns import SparseSNNBlock, pack_spikes
+
+    x = raster(rng)
+    dense_in = SparseSNNDense(N, input_dim=F, capacity=4, implementation="tf", jit_compile=False)
+    to_dense_layer = SparseToDense(F, implementation="tf")
+    spikes = from_dense(x, F)
+    cell = keras.layers.RNN(SparseSNNBlock(N, input_dim=F, capacity=4, input_capacity=F, implementation="tf"),
+                            return_sequences=True)
+    packed = pack_spikes(spikes)
+    graphs = {
+        "dense raster": op_types(lambda v: dense_in(v), x),
+        "SparseToDense": op_types(lambda s: to_dense_layer(s), list(spikes)),
+        "SparseSNNBlock": op_types(lambda p: cell(p), packed),
+    }
+    for name, types in graphs.items():
+        assert not [t for t in types if t.startswith("DenseSnns")], name
+    if sparse_snns.ops.op_available():  # the same graphs under "auto" do use the library
+        auto = SparseToDense(F)
+        assert any(t.startswith("DenseSnns") for t in op_types(lambda s: auto(s), list(spikes)))
+    assert SparseToDense.from_config(to_dense_layer.get_config()).implementation == "tf"
+    np.testing.assert_array_equal(to_dense_layer(list(spikes)).numpy(), x.numpy())
+    with pytest.raises(ValueError, match="implementation"):
+        SparseToDense(F, implementation="fast")

@@ -430,3 +430,30 @@ def test_property_overflow_and_round_trip(leading, n, density, capacity, seed):
     validate(sparse, n)
     if capacity >= events.max(initial=0):
         np.testing.assert_array_equal(sparse.to_dense(n).numpy(), dense)
+
+
+def test_from_dense_bfloat16_to_float16_counts_underflowing_events():
+    """bfloat16 values below the float16 range become 0 in float16: the events are still
+    selected (on the bfloat16 input) and counted, with value 0."""
+    x = tf.constant([[0.0, 1e-10, 1.0, 0.0, 3e-9]], tf.bfloat16)
+    spikes, dropped = from_dense_with_overflow(x, 2, dtype=tf.float16)
+    np.testing.assert_array_equal(spikes.count.numpy(), [2])
+    np.testing.assert_array_equal(spikes.ids.numpy(), [[1, 2]])
+    np.testing.assert_array_equal(spikes.values.numpy(), np.array([[0.0, 1.0]], np.float16))
+    np.testing.assert_array_equal(dropped.numpy(), [1])  # the third event is counted, not lost
+    from sparse_snns.format import _exact_cast
+
+    assert not _exact_cast(tf.bfloat16, tf.float16)
+    assert not _exact_cast(tf.float32, tf.float16)
+    assert _exact_cast(tf.bfloat16, tf.float32) and _exact_cast(tf.float16, tf.float16)
+    assert _exact_cast(tf.int64, tf.float16) and _exact_cast(tf.bool, tf.float32)
+
+
+def test_to_dense_rejects_non_integer_ids_and_count():
+    values = tf.constant([[1.0, 0.0]])
+    with pytest.raises(TypeError, match="`ids`"):
+        to_dense(SparseSpikes(tf.constant([[1.0, 0.0]]), values, tf.constant([1])), 3)
+    with pytest.raises(TypeError, match="`count`"):
+        to_dense(SparseSpikes(tf.constant([[1, 0]]), values, tf.constant([1.0])), 3)
+    dense = to_dense(SparseSpikes(tf.constant([[1, 0]], tf.int64), values, tf.constant([1], tf.int64)), 3)
+    np.testing.assert_array_equal(dense.numpy(), [[0.0, 1.0, 0.0]])

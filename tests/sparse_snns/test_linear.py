@@ -399,6 +399,13 @@ def test_cache_key_depends_on_source_and_compiler(tmp_path, monkeypatch):
     changed.write_text(open(_loader.source_path()).read() + "\n// changed\n")
     monkeypatch.setattr(_loader, "source_path", lambda: str(changed))
     assert _loader.library_path("/usr/bin/g++") != first
+    monkeypatch.undo()
+    monkeypatch.setenv("DENSE_SNNS_CACHE", str(tmp_path))
+    assert _loader.library_path("/usr/bin/g++") == first
+    header = tmp_path / "common.h"  # the shared header is part of the key too
+    header.write_text(open(_loader.header_paths()[0]).read() + "\n// changed\n")
+    monkeypatch.setattr(_loader, "header_paths", lambda: [str(header)])
+    assert _loader.library_path("/usr/bin/g++") != first
 
 
 def test_no_compiler_falls_back_to_tf_with_one_warning(tmp_path, monkeypatch):
@@ -410,7 +417,7 @@ def test_no_compiler_falls_back_to_tf_with_one_warning(tmp_path, monkeypatch):
     monkeypatch.delenv("DENSE_SNNS_DISABLE_OP", raising=False)
     spikes = SparseSpikes(tf.constant([[1, 0], [2, 2]]), tf.constant([[1.0, 0.0], [1.0, 2.0]]), tf.constant([1, 2]))
     kernel = tf.reshape(tf.range(12, dtype=tf.float32), [3, 4])
-    with pytest.warns(RuntimeWarning, match=r"C\+\+ SparseLinear op is unavailable.*no-such-compiler.*not found") as record:
+    with pytest.warns(RuntimeWarning, match=r"C\+\+ ops \(SparseLinear, spike selection.*\) are unavailable.*no-such-compiler.*not found") as record:
         y = sparse_linear(spikes, kernel)
         y2 = sparse_linear(spikes, kernel)
     assert len([w for w in record if issubclass(w.category, RuntimeWarning)]) == 1

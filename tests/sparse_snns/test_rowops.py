@@ -144,3 +144,163 @@ def test_sparse_linear_op_with_zero_valued_entries_equals_tf(rng):
     for a, b in zip(results["op"], results["tf"]):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
     assert np.all(results["op"][1].numpy() != 0)  # gradient-only entries still get a values gradient
+
+
+@pytest.mark.parametrize("implementation", ["op", "tf"])
+def test_index_arguments_checked_alike_on_both_paths(implementation):
+    """int32 ids/count (TypeError naming them) and count in [0, K] on the op and the TF path."""
+    x = tf.constant([[0.5, -1.0, 2.0]])
+    ids, count, updates = tf.constant([[2]]), tf.constant([1]), tf.constant([[1.0]])
+    with pytest.raises(TypeError, match="`ids` must be int32"):
+        rowops.gather_rows(x, tf.constant([[2]], tf.int64), count, implementation=implementation)
+    with pytest.raises(TypeError, match="`count` must be int32"):
+        rowops.scatter_rows(ids, tf.constant([1], tf.int64), updates, 3, implementation=implementation)
+    with pytest.raises(ValueError, match="`count` must have the shape"):
+        rowops.gather_rows(x, ids, tf.constant([[1]]), implementation=implementation)
+    for bad in ([2], [-1]):
+        with pytest.raises(tf.errors.InvalidArgumentError, match="count"):
+            rowops.gather_rows(x, ids, tf.constant(bad), implementation=implementation)
+        with pytest.raises(tf.errors.InvalidArgumentError, match="count"):
+            rowops.scatter_rows(ids, tf.constant(bad), updates, 3, implementation=implementation)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="ids"):
+        rowops.scatter_rows(tf.constant([[3]]), count, updates, 3, implementation=implementation)
+    graph = tf.function(lambda c: rowops.gather_rows(x, ids, c, implementation=implementation))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="count"):
+        graph(tf.constant([2]))
+    np.testing.assert_array_equal(graph(tf.constant([1])).numpy(), [[2.0]])
+
+
+def test_select_indices_argument_errors():
+    x = tf.constant([[0.5, -1.0, 2.0]])
+    for capacity in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="capacity"):
+            rowops.select_indices(x, capacity)
+    with pytest.raises(ValueError, match="rank"):
+        rowops.select_indices(tf.constant(1.0), 1)
+    with pytest.raises(TypeError, match="floating"):
+        rowops.select_indices(tf.constant([[1, 0]]), 1)
+    with pytest.raises(ValueError, match="last dimension"):
+        tf.function(lambda v: rowops.select_indices(v, 1),
+                    input_signature=[tf.TensorSpec([2, None])]).get_concrete_function()
+
+
+def test_second_order_gradients_op_equals_tf(rng):
+    """Gather and scatter are each other's gradient on the op path too, to any order."""
+    x = tf.constant(rng.normal(size=(3, 20)).astype(np.float64))
+    ids, count, _ = rowops.select_indices(x, 8, "nonzero", "all", implementation="tf")
+    updates = tf.constant(rng.normal(size=(3, 8)))
+    results = {}
+    for impl in ("op", "tf"):
+        with tf.GradientTape(persistent=True) as outer:
+            outer.watch([x, updates])
+            with tf.GradientTape(persistent=True) as inner:
+                inner.watch([x, updates])
+                gathered = rowops.gather_rows(x * x, ids, count, implementation=impl)
+                scattered = rowops.scatter_rows(ids, count, updates * updates, 20, implementation=impl)
+                loss = tf.reduce_sum(gathered ** 2) + tf.reduce_sum(tf.sin(scattered))
+            dx, du = inner.gradient(loss, [x, updates])
+            second = tf.reduce_sum(dx * tf.cos(x)) + tf.reduce_sum(du ** 2)
+        results[impl] = [dx, du] + outer.gradient(second, [x, updates])
+    for a, b in zip(results["op"], results["tf"]):
+        assert a is not None and b is not None
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_multithreaded_ops_equal_tf(rng):
+    """Large enough for the kernels to split rows over the intra-op threads (at least 2**15
+    units of work: rows * (N / 4 + K) for the selection, rows * (K + 1) for the gather)."""
+    x = data(rng, (2000, 300), zeros=0.3)
+    for first, second in RULES:
+        op = rowops.select_indices(x, 40, first, second, -0.4, implementation="op")
+        ref = rowops.select_indices(x, 40, first, second, -0.4, implementation="tf")
+        for a, b in zip(op, ref):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    ids, count, _ = ref
+    assert 2000 * (300 // 4 + 40) >= 1 << 15 and 2000 * (40 + 1) >= 1 << 15
+    updates = tf.constant(rng.normal(size=ids.shape).astype(np.float32))
+    for impl_results in zip(*[(rowops.gather_rows(x, ids, count, implementation=impl),
+                               rowops.scatter_rows(ids, count, updates, 300, implementation=impl))
+                              for impl in ("op", "tf")]):
+        np.testing.assert_array_equal(impl_results[0].numpy(), impl_results[1].numpy())
+
+
+def test_select_indices_nan_float32(rng):
+    """The vector compares of the float32 kernel treat NaN as the scalar code: NaN > t false,
+    NaN != 0 true (rows of 64 neurons and more take the vector path)."""
+    x = rng.normal(size=(5, 150)).astype(np.float32)
+    x[0, [3, 64, 100]] = np.nan
+    x[2, :] = np.nan
+    x[4, :70] = np.nan
+    x = tf.constant(x)
+    for first, second in RULES:
+        op = rowops.select_indices(x, 60, first, second, -0.5, implementation="op")
+        ref = rowops.select_indices(x, 60, first, second, -0.5, implementation="tf")
+        for a, b in zip(op, ref):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_scatter_duplicate_ids_sum_like_tf(rng):
+    ids = tf.constant([[3, 3, 1, 3, 0], [2, 2, 2, 2, 2], [4, 0, 4, 0, 1]], tf.int32)
+    count = tf.constant([5, 4, 3], tf.int32)
+    updates = tf.constant(rng.normal(size=(3, 5)))
+    op = rowops.scatter_rows(ids, count, updates, 6, implementation="op")
+    ref = rowops.scatter_rows(ids, count, updates, 6, implementation="tf")
+    np.testing.assert_allclose(op.numpy(), ref.numpy(), rtol=1e-12)
+    u = updates.numpy()
+    np.testing.assert_allclose(op.numpy()[0, 3], u[0, 0] + u[0, 1] + u[0, 3], rtol=1e-12)
+    np.testing.assert_allclose(op.numpy()[1, 2], u[1, :4].sum(), rtol=1e-12)
+
+
+def test_sparse_linear_zero_values_anywhere_and_all_zero_rows(rng):
+    """Entries of value 0 in the middle of a row, rows of only zeros and empty rows: the op
+    (which skips zeros) equals the pure-TF path, forward and gradients."""
+    from sparse_snns import sparse_linear
+
+    ids = tf.constant(rng.integers(0, 50, (6, 8)).astype(np.int32))
+    values = rng.uniform(0.5, 1.5, (6, 8)).astype(np.float32)
+    values[0, [1, 4]] = 0.0      # interior zeros
+    values[1, :] = 0.0           # all zero, full count
+    values[2, [0, 7]] = 0.0      # leading and trailing zeros
+    values[3, 2:] = 0.0          # zeros after two events
+    values = tf.constant(values)
+    count = tf.constant([8, 8, 8, 5, 0, 3], tf.int32)
+    kernel = tf.constant(rng.normal(size=(50, 13)).astype(np.float32))
+    dy = tf.constant(rng.normal(size=(6, 13)).astype(np.float32))
+    results = {}
+    for impl in ("op", "tf"):
+        with tf.GradientTape() as tape:
+            tape.watch([values, kernel])
+            y = sparse_linear(SparseSpikes(ids, values, count), kernel, implementation=impl)
+        results[impl] = [y] + tape.gradient(y, [values, kernel], output_gradients=dy)
+    for a, b in zip(results["op"], results["tf"]):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(results["op"][0].numpy()[[1, 4]], 0.0)
+
+
+def test_sparse_linear_zero_values_skip_non_finite_kernel_rows():
+    """The documented difference: an entry of value 0 contributes nothing on the op path even
+    where its kernel row is Inf/NaN (the op skips it); the pure-TF path computes 0 * Inf = NaN."""
+    from sparse_snns import sparse_linear
+
+    kernel = tf.constant([[1.0, 2.0], [np.inf, np.nan], [3.0, 4.0]])
+    spikes = SparseSpikes(tf.constant([[0, 2, 1]]), tf.constant([[1.0, 1.0, 0.0]]), tf.constant([3]))
+    np.testing.assert_array_equal(sparse_linear(spikes, kernel, implementation="op").numpy(), [[4.0, 6.0]])
+    assert np.all(np.isnan(sparse_linear(spikes, kernel, implementation="tf").numpy()))
+    with tf.GradientTape() as tape:  # the kernel gradient skips the entry of value 0 as well
+        tape.watch(kernel)
+        y = sparse_linear(spikes, kernel, implementation="op")
+    d_kernel = tape.gradient(y, kernel, output_gradients=tf.constant([[np.inf, 1.0]]))
+    np.testing.assert_array_equal(d_kernel.numpy()[1], [0.0, 0.0])
+
+
+def test_format_functions_under_xla(rng):
+    raster = tf.constant((rng.random((3, 4, 70)) < 0.2).astype(np.float32) * 2.0)
+    eager = from_dense_with_overflow(raster, 9)
+    compiled = tf.function(lambda r: from_dense_with_overflow(r, 9), jit_compile=True)(raster)
+    for a, b in zip(tf.nest.flatten(eager), tf.nest.flatten(compiled)):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    spikes = eager[0]
+    dense = tf.function(lambda s: to_dense(s, 70), jit_compile=True)(spikes)
+    np.testing.assert_array_equal(dense.numpy(), to_dense(spikes, 70).numpy())
+    with pytest.raises(ValueError, match="XLA"):
+        tf.function(lambda s: to_dense(s, 70, implementation="op"), jit_compile=True)(spikes)

@@ -38,3 +38,14 @@ def test_unknown_feature_size_is_rejected():
         output_signature=(tf.TensorSpec([2, None], tf.float32), tf.TensorSpec([], tf.int32)))
     with pytest.raises(ValueError, match="static last dimension"):
         sparse_dataset(dataset, 2)
+
+
+def test_sparse_dataset_implementations_agree(rng):
+    dataset, _ = rasters(rng)
+    results = [list(sparse_dataset(dataset, capacity=5, strict=False, implementation=impl))
+               for impl in ("auto", "tf")]
+    for (a, _), (b, _) in zip(*results):
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x.numpy(), y.numpy())
+    with pytest.raises(ValueError, match="implementation"):
+        sparse_dataset(dataset, implementation="fast")

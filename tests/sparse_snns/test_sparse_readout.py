@@ -59,3 +59,51 @@ def test_config_save_load_and_errors(tmp_path, rng):
         SparseLeakyReadout(U, input_dim=0)
     with pytest.raises(ValueError, match="rank 3"):
         SparseLeakyReadout(U, input_dim=N)(SparseSpikes(*[t[0] for t in spikes(rng)]))
+
+
+@pytest.mark.parametrize("product", ["sparse", "dense"])
+@pytest.mark.parametrize("implementation", ["auto", "tf"])
+def test_inputs_checked_for_both_products(rng, product, implementation):
+    layer = SparseLeakyReadout(U, input_dim=N, product=product, implementation=implementation)
+    ids, values, count = spikes(rng)
+    layer([ids, values, count])
+    too_many = tf.tensor_scatter_nd_update(count, [[0, 0]], [K + 1])
+    with pytest.raises(ValueError, match=r"`count` > K"):
+        layer([ids, values, too_many])
+    out_of_range = tf.tensor_scatter_nd_update(ids, [[0, 0, 0]], [N])
+    with pytest.raises(ValueError, match="`ids` out of range"):
+        layer([out_of_range, values, tf.maximum(count, 1)])
+    with pytest.raises(TypeError, match="`ids` must be int32"):
+        layer([tf.cast(ids, tf.int64), values, count])
+    with pytest.raises(ValueError, match="`count` must have the shape"):
+        layer([ids, values, count[..., None]])
+    graph = tf.function(lambda c: layer([ids, values, c]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="count"):
+        graph(too_many)
+
+
+def test_auto_product_resolves_to_sparse_explicit_op_and_xla(rng):
+    """K * 4 < input_dim: "auto" takes the sparse product; "op" and the XLA-compiled layer
+    (pure-TF path) give the dense readout's result."""
+    import sparse_snns
+
+    wide = 40
+    raster = np.zeros((B, T, wide))
+    for b in range(B):
+        for t in range(T):  # at most K events per step: nothing dropped
+            raster[b, t, rng.choice(wide, rng.integers(0, K + 1), replace=False)] = rng.uniform(0.5, 1.5)
+    inputs = list(from_dense(tf.constant(raster.astype(np.float32)), K))
+    dense = ds.LeakyReadout(U, trainable_decay=True)
+    dense(tf.zeros([B, T, wide]))
+    reference = dense(tf.constant(raster.astype(np.float32)))
+    implementations = ["auto", "tf"] + (["op"] if sparse_snns.ops.op_available() else [])
+    for implementation in implementations:
+        layer = SparseLeakyReadout(U, input_dim=wide, trainable_decay=True, implementation=implementation)
+        assert layer.resolved_product(K) == "sparse"
+        layer(inputs)
+        layer.set_weights(dense.get_weights())
+        np.testing.assert_allclose(layer(inputs).numpy(), reference.numpy(), rtol=1e-5, atol=1e-6)
+        if implementation != "op":
+            compiled = tf.function(lambda i, v, c: layer([i, v, c]), jit_compile=True)(*inputs)
+            np.testing.assert_allclose(compiled.numpy(), reference.numpy(), rtol=1e-5, atol=1e-6)
+    assert SparseLeakyReadout(U, input_dim=wide).resolved_product(wide // 4) == "dense"

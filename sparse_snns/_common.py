@@ -1,0 +1,170 @@
+"""What `rowops`, `linear` and `readouts` share: the choice of implementation and the checks
+of sparse-spike arguments (ids, count).
+
+Depends on TensorFlow and `sparse_snns.ops` only (the op library is built by `resolve` on
+the first ``"auto"`` or ``"op"`` call).
+"""
+from __future__ import annotations
+
+import numbers
+from typing import List, Tuple, Union
+
+import numpy as np
+import tensorflow as tf
+
+from . import ops as _ops
+
+#: Accepted values of `implementation`.
+IMPLEMENTATIONS = ("auto", "op", "tf")
+
+#: Dtypes of the C++ kernels (float16 and bfloat16 take the pure-TF path under "auto").
+OP_DTYPES = (tf.float32, tf.float64)
+
+
+# --------------------------------------------------------------------------------------------
+# implementation
+# --------------------------------------------------------------------------------------------
+
+
+def in_xla_context() -> bool:
+    """True while TensorFlow traces a function for XLA (``tf.function(jit_compile=True)``)."""
+    if tf.executing_eagerly():
+        return False
+    try:
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # pragma: no cover - very old or stripped TensorFlow
+        return False
+    try:
+        return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
+    except Exception:  # noqa: BLE001 - internal API: never fail because of the probe
+        return False
+
+
+def check_implementation(implementation) -> str:
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"`implementation` must be one of {IMPLEMENTATIONS}, got implementation={implementation!r}")
+    return implementation
+
+
+def resolve(implementation: str, dtype: tf.DType, what: str = "the C++ op") -> str:
+    """The implementation that will run for `dtype`: "op" or "tf" (errors for an impossible "op").
+
+    ``"auto"`` takes the op when it is available (building it at the first call), `dtype` is
+    float32/float64 and the call is not being compiled by XLA.
+    """
+    check_implementation(implementation)
+    if implementation == "tf":
+        return "tf"
+    if implementation == "op":
+        if in_xla_context():
+            raise ValueError(
+                f"implementation='op' cannot be compiled by XLA (jit_compile=True): {what} has no XLA "
+                "kernel; use implementation='auto' or 'tf'"
+            )
+        if dtype not in OP_DTYPES:
+            raise TypeError(
+                f"implementation='op' supports float32 and float64, got dtype {dtype.name}; "
+                "use implementation='auto' or 'tf'"
+            )
+        if not _ops.op_available():
+            raise RuntimeError(f"implementation='op' requested but {what} is unavailable: {_ops.load_error()}")
+        return "op"
+    if dtype in OP_DTYPES and not in_xla_context() and _ops.op_available():
+        return "op"
+    return "tf"
+
+
+# --------------------------------------------------------------------------------------------
+# shapes and conversions
+# --------------------------------------------------------------------------------------------
+
+
+def shape_list(x: tf.Tensor) -> list:
+    """The shape of `x` as a list: static dimensions as ints, unknown ones as scalar tensors."""
+    static = x.shape.as_list()
+    if all(d is not None for d in static):
+        return static
+    dynamic = tf.shape(x)
+    return [dim if dim is not None else dynamic[i] for i, dim in enumerate(static)]
+
+
+def as_tensor(value, name: str) -> tf.Tensor:
+    if isinstance(value, tf.Tensor):
+        return value
+    try:
+        return tf.convert_to_tensor(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"`{name}` must be a tensor, could not convert it: {err}") from None
+
+
+def check_positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)) or int(value) <= 0:
+        raise ValueError(f"`{name}` must be a positive integer, got {name}={value!r}")
+    return int(value)
+
+
+# --------------------------------------------------------------------------------------------
+# ids and count
+# --------------------------------------------------------------------------------------------
+
+
+def check_ids_count(ids, count) -> Tuple[tf.Tensor, tf.Tensor]:
+    """Static checks of ids int32 [..., K] (K static) and count int32 [...]: TypeError or
+    ValueError naming the argument. Returns them as tensors."""
+    ids = as_tensor(ids, "ids")
+    count = as_tensor(count, "count")
+    if ids.dtype != tf.int32:
+        raise TypeError(f"`ids` must be int32, got dtype {ids.dtype.name}")
+    if count.dtype != tf.int32:
+        raise TypeError(f"`count` must be int32, got dtype {count.dtype.name}")
+    if ids.shape.rank is None or ids.shape.rank == 0 or ids.shape[-1] is None:
+        raise ValueError(f"`ids` must have a static shape [..., K] (K known), got shape {ids.shape}")
+    if not count.shape.is_compatible_with(ids.shape[:-1]):
+        raise ValueError(f"`count` must have the shape {ids.shape[:-1]} (ids without K), got {count.shape}")
+    return ids, count
+
+
+def valid_mask(count: tf.Tensor, k: int) -> tf.Tensor:
+    """bool [..., K]: True at the entries k < count[...]."""
+    return tf.range(k, dtype=tf.int32) < tf.expand_dims(count, -1)
+
+
+def check_values_eagerly(ids: tf.Tensor, count: tf.Tensor, n: int, bound: str = "N_in",
+                         where: str = "the first dimension of `kernel`") -> None:
+    """ids of valid entries in [0, n) and count in [0, K]: ValueError naming the field."""
+    k = int(ids.shape[-1])
+    count_np = np.asarray(count.numpy())
+    ids_np = np.asarray(ids.numpy())
+    if count_np.size:
+        if count_np.min() < 0:
+            raise ValueError(f"`count` must be >= 0, got min count {count_np.min()}")
+        if count_np.max() > k:
+            raise ValueError(f"`count` > K (capacity={k}, the last dimension of `ids`): got max count {count_np.max()}")
+    valid = np.arange(k) < count_np[..., None]
+    used = ids_np[valid]
+    if used.size and (used.min() < 0 or used.max() >= n):
+        raise ValueError(
+            f"`ids` out of range: must be in [0, {bound}={n}) ({where}), got min {used.min()}, max {used.max()}"
+        )
+
+
+def value_assertions(ids: tf.Tensor, count: tf.Tensor, n: Union[int, tf.Tensor], bound: str = "N_in",
+                     where: str = "the first dimension of `kernel`") -> List[tf.Operation]:
+    """The checks of `check_values_eagerly` as `tf.debugging` assertions (InvalidArgumentError
+    at run time; compiled out by XLA)."""
+    k = int(ids.shape[-1])
+    used = tf.where(valid_mask(count, k), ids, tf.zeros_like(ids))
+    return [
+        tf.debugging.assert_greater_equal(count, 0, message="`count` must be >= 0"),
+        tf.debugging.assert_less_equal(count, k, message=f"`count` > K (capacity={k}, the last dimension of `ids`)"),
+        tf.debugging.assert_greater_equal(used, 0, message=f"`ids` out of range [0, {bound})"),
+        tf.debugging.assert_less(used, n, message=f"`ids` out of range [0, {bound}) ({bound}: {where})"),
+    ]
+
+
+def with_value_assertions(ids: tf.Tensor, count: tf.Tensor, n, bound: str, where: str) -> tf.Tensor:
+    """`ids`, depending on `value_assertions` (unchanged under XLA, which compiles them out)."""
+    if in_xla_context():
+        return ids
+    with tf.control_dependencies(value_assertions(ids, count, n, bound, where)):
+        return tf.identity(ids)
