@@ -44,13 +44,11 @@ class SparseBlockStep(fused.BlockStep):
     """
 
     def __call__(self, current, mask_t, states, tensors):
-        leaves = list(self.static_leaves)
-        for position, tensor in zip(self.tensor_positions, tensors):
-            leaves[position] = tensor
-        params = tf.nest.pack_sequence_as(self.structure, leaves)
+        params, kernel, bias = self.unpack(tensors)
+        if bias is not None:
+            current = current + bias
         capture = _CapturingSpike(params.spike_fn)
         params = params._replace(spike_fn=capture)
-        kernel = tensors[len(self.tensor_positions)] if self.has_recurrent_kernel else None
         spikes, new_states = fused.masked_block_step(self.step_fn, self.state_type, current, mask_t, states, params, kernel)
         x = capture.x
         if mask_t is not None:
@@ -155,15 +153,18 @@ class SparseSNNDense(keras.layers.Layer):
         spikes = self._as_sparse_input(inputs)
         # Time-major from the start: transposing the small [B, T, K] input spikes (and the
         # [T, B, K] output spikes) is cheaper than transposing [B, T, N] currents and x.
-        time_major = self.synapse(list(_swap_batch_time(spikes)))  # [T, B, N]: one sparse product over all steps
+        # [T, B, N]: one sparse product over all steps; the loop adds the bias.
+        time_major = self.synapse.product(list(_swap_batch_time(spikes)), with_bias=False)
         dtype = time_major.dtype
         params = self.neuron.params(dtype)
         kernel = tf.cast(self.recurrent_kernel, dtype) if self.self_recurrent else None
-        step = SparseBlockStep(type(self.neuron).step_fn, self.neuron.state_type, params, kernel is not None)
+        bias = None if self.synapse.bias is None else tf.cast(self.synapse.bias, dtype)
+        step = SparseBlockStep(type(self.neuron).step_fn, self.neuron.state_type, params, kernel is not None,
+                               bias is not None)
         step = _STEPS.setdefault(step._key, step)
         zeros = tf.zeros_like(time_major[0])
         states = [zeros] * (len(self.neuron.state_size) + (1 if self.self_recurrent else 0))
-        x, _ = fused.compiled_recurrence(step, time_major, states, step.split(params, kernel),
+        x, _ = fused.compiled_recurrence(step, time_major, states, step.split(params, kernel, bias),
                                          None if mask is None else tf.transpose(tf.cast(mask, tf.bool)),
                                          jit_compile=self.jit_compile)
         # x [T, B, N]: membrane minus threshold

@@ -374,6 +374,11 @@ class SparseLinear(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs):
+        return self.product(inputs)
+
+    def product(self, inputs, with_bias: bool = True) -> tf.Tensor:
+        """The layer's computation; ``with_bias=False`` leaves the bias out (for a caller that
+        adds it later, e.g. inside a fused time loop)."""
         spikes = _as_spikes(inputs)
         values = _as_tensor(spikes.values, "values")
         if not (values.dtype.is_floating or values.dtype.is_integer or values.dtype.is_bool):
@@ -381,7 +386,7 @@ class SparseLinear(keras.layers.Layer):
         dtype = self.compute_dtype
         values = tf.cast(values, dtype)
         kernel = tf.cast(self.kernel, dtype)
-        bias = tf.cast(self.bias, dtype) if self.bias is not None else None
+        bias = tf.cast(self.bias, dtype) if self.bias is not None and with_bias else None
         return sparse_linear(
             SparseSpikes(spikes.ids, values, spikes.count), kernel, bias, implementation=self.implementation
         )

@@ -21,7 +21,8 @@ def pair(self_recurrent, capacity=N, second_threshold=None, neuron="lif"):
     def make():
         return ds.NEURON_MODELS[neuron](N, **({"threshold": 0.3} if neuron != "lif_neuron" else {"u_thresh": 0.1}))
     dense = ds.SNNDense(N, neuron=make(), self_recurrent=self_recurrent,
-                        kernel_initializer=keras.initializers.RandomNormal(0.2, 0.5, seed=7))
+                        kernel_initializer=keras.initializers.RandomNormal(0.2, 0.5, seed=7),
+                        bias_initializer=keras.initializers.RandomNormal(0.0, 0.2, seed=8))
     sparse = SparseSNNDense(N, input_dim=F, capacity=capacity, second_threshold=second_threshold, neuron=make(),
                             self_recurrent=self_recurrent)
     return dense, sparse
