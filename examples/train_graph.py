@@ -45,9 +45,7 @@ Run from the repository root::
 """
 from __future__ import annotations
 
-import argparse
 import importlib.util
-import json
 import math
 import os
 import sys
@@ -55,14 +53,15 @@ import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path[:0] = [HERE, ROOT]
 
+import _common as common  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import dense_snns as snn  # noqa: E402
 from dense_snns import keras  # noqa: E402
-from dense_snns.data import randman_dataset  # noqa: E402
 from snns_as_gnn import GraphSNN, SNNGraph, plan_placement  # noqa: E402
 
 #: The seed's graph: node i receives the spikes of the nodes in SEED_CONNECTIVITY[i].
@@ -215,20 +214,12 @@ def split_cpu(n: int):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0, help="seed of the data set and the training")
-    parser.add_argument("--out", default=os.path.join("runs", "graph"), help="output directory")
-    parser.add_argument("--samples-per-class", type=int, default=1000)
+    parser = common.argument_parser(
+        __doc__, os.path.join("runs", "graph"), "smoke test: 50 samples per class, 16 neurons per node, 1 epoch")
     parser.add_argument("--units", type=int, default=CONFIG["units"], help="neurons per node")
     parser.add_argument("--learning-rate", type=float, default=CONFIG["learning_rate"])
     parser.add_argument("--devices", type=int, default=1,
                         help="split the CPU into N logical devices and place the nodes with plan_placement")
-    parser.add_argument("--verbose", type=int, default=2, choices=[0, 1, 2], help="fit verbosity")
-    parser.add_argument(
-        "--quick", action="store_true", help="smoke test: 50 samples per class, 16 neurons per node, 1 epoch"
-    )
     return parser.parse_args(argv)
 
 
@@ -236,8 +227,7 @@ def main(argv=None):
     args = parse_args(argv)
     devices = split_cpu(args.devices)  # first: logical devices must be set before TF starts
     config = dict(CONFIG, learning_rate=args.learning_rate, units=args.units)
-    if args.quick:
-        args.epochs, args.samples_per_class, args.batch_size = 1, 50, 16
+    if common.apply_quick(args):
         config["units"] = 16
     keras.utils.set_random_seed(args.seed)
     os.makedirs(args.out, exist_ok=True)
@@ -258,36 +248,19 @@ def main(argv=None):
         title=f"SNN graph trained on randman ({graph.num_nodes} nodes x {config['units']} {config['neuron']})",
     )
 
-    train, test = randman_dataset(
-        nb_classes=config["nb_classes"],
-        nb_units=config["nb_units"],
-        nb_steps=config["nb_steps"],
-        nb_samples=args.samples_per_class,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        test_fraction=config["test_fraction"],
-    )
+    train, test = common.randman_data(config, args)
     batches = int(train.cardinality().numpy())  # negative if unknown: then no decay
     total_steps = args.epochs * batches if batches > 0 else None
     model = build_model(graph, config, placement, seed=args.seed, total_steps=total_steps)
     if args.verbose:
         model.summary()
-    # The test set is only monitored (no early stopping or model selection on it).
-    # The dataset reshuffles itself each epoch (shuffle=False only silences Keras 3).
-    history = model.fit(train, epochs=args.epochs, validation_data=test, verbose=args.verbose, shuffle=False)
+    history = common.fit(model, train, test, args)
     train_time = time.time() - start  # data generation and fit
     train_logs = model.evaluate(train, verbose=0, return_dict=True)
     test_logs = model.evaluate(test, verbose=0, return_dict=True)
     train_acc, test_acc = float(train_logs["acc"]), float(test_logs["acc"])
 
-    # Save, reload and check the predictions match.
-    model_path = os.path.join(args.out, "model.keras")
-    model.save(model_path)
-    x_test, _ = next(iter(test))
-    reloaded = keras.models.load_model(model_path)
-    same = np.allclose(model.predict(x_test, verbose=0), reloaded.predict(x_test, verbose=0), atol=1e-5)
-    if not same:
-        raise RuntimeError("the reloaded model predicts differently from the trained one")
+    model_path, _ = common.save_and_check_reload(model, test, args.out)
 
     placement_info = {k: v for k, v in plan.to_dict().items() if k != "graph"}
     placement_info.update({
@@ -302,22 +275,14 @@ def main(argv=None):
         "train_accuracy": train_acc,
         "test_loss": float(test_logs["loss"]),
         "output_rate_test": float(test_logs["out_rate"]) if "out_rate" in test_logs else None,
-        "train_time_s": round(train_time, 1),
-        "wall_time_s": round(time.time() - start, 1),
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "samples_per_class": args.samples_per_class,
-        "seed": args.seed,
-        "keras_version": snn.KERAS_VERSION,
+        **common.run_fields(args, start, train_time),
         "devices": devices,
         "graph": graph.to_dict(),
         "placement": placement_info,
         "config": config,
-        "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+        "history": common.history_dict(history),
     }
-    json_path = os.path.join(args.out, "summary.json")
-    with open(json_path, "w") as f:
-        json.dump(summary, f, indent=2)
+    json_path = common.write_summary(args.out, summary)
     print(f"train accuracy: {100 * train_acc:.2f}%, wall time {summary['wall_time_s']:.0f} s")
     print(f"test accuracy: {100 * test_acc:.2f}%")
     print(f"graph: {svg_path}\nsummary: {json_path}\nmodel: {model_path}")

@@ -24,20 +24,17 @@ Run from the repository root::
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
 import sys
 import time
 
-import numpy as np
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
+import _common as common  # noqa: E402
 import dense_snns as snn  # noqa: E402
 from dense_snns import keras  # noqa: E402
-from dense_snns.data import randman_dataset  # noqa: E402
 from dense_snns.plotting import plot_raster_and_membrane, record_traces  # noqa: E402
 
 #: Hyper-parameters of the default run (stored in the JSON summary).
@@ -115,47 +112,28 @@ def save_plot(model, x, path):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0, help="seed of the data set and the training")
-    parser.add_argument("--out", default=os.path.join("runs", "randman"), help="output directory")
-    parser.add_argument("--samples-per-class", type=int, default=1000)
+    parser = common.argument_parser(
+        __doc__, os.path.join("runs", "randman"), "smoke test: 50 samples per class, 32+32 neurons, 1 epoch")
     parser.add_argument("--learning-rate", type=float, default=CONFIG["learning_rate"])
     parser.add_argument("--layer", choices=["fused", "rnn"], default="fused",
                         help="SNN blocks as fused SNNDense layers or as keras.layers.RNN(SNNBlock)")
-    parser.add_argument("--verbose", type=int, default=2, choices=[0, 1, 2], help="fit verbosity")
-    parser.add_argument(
-        "--quick", action="store_true", help="smoke test: 50 samples per class, 32+32 neurons, 1 epoch"
-    )
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     config = dict(CONFIG, learning_rate=args.learning_rate)
-    if args.quick:
-        args.epochs, args.samples_per_class, args.batch_size = 1, 50, 16
+    if common.apply_quick(args):
         config["hidden"] = [32, 32]
     keras.utils.set_random_seed(args.seed)
     os.makedirs(args.out, exist_ok=True)
     start = time.time()
 
-    train, test = randman_dataset(
-        nb_classes=config["nb_classes"],
-        nb_units=config["nb_units"],
-        nb_steps=config["nb_steps"],
-        nb_samples=args.samples_per_class,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        test_fraction=config["test_fraction"],
-    )
+    train, test = common.randman_data(config, args)
     model = build_model(config, args.layer)
     if args.verbose:
         model.summary()
-    # The test set is only monitored (no early stopping or model selection on it).
-    # The dataset reshuffles itself each epoch (shuffle=False only silences Keras 3).
-    history = model.fit(train, epochs=args.epochs, validation_data=test, verbose=args.verbose, shuffle=False)
+    history = common.fit(model, train, test, args)
     train_time = time.time() - start  # data generation and fit
     train_logs = model.evaluate(train, verbose=0, return_dict=True)
     test_logs = model.evaluate(test, verbose=0, return_dict=True)
@@ -163,35 +141,19 @@ def main(argv=None):
     rates = {k: float(v) for k, v in test_logs.items() if k.endswith("_rate")}
     train_acc, test_acc = train_logs["acc"], test_logs["acc"]
 
-    # Save, reload and check the predictions match.
-    model_path = os.path.join(args.out, "model.keras")
-    model.save(model_path)
-    x_test, _ = next(iter(test))
-    reloaded = keras.models.load_model(model_path)
-    same = np.allclose(model.predict(x_test, verbose=0), reloaded.predict(x_test, verbose=0), atol=1e-5)
-    if not same:
-        raise RuntimeError("the reloaded model predicts differently from the trained one")
-
+    model_path, x_test = common.save_and_check_reload(model, test, args.out)
     png_path = save_plot(model, x_test[:1].numpy(), os.path.join(args.out, "raster.png"))
     summary = {
         "test_accuracy": float(test_acc),
         "train_accuracy": float(train_acc),
         "test_loss": float(test_logs["loss"]),
         "firing_rates_test": rates,
-        "train_time_s": round(train_time, 1),
-        "wall_time_s": round(time.time() - start, 1),
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "samples_per_class": args.samples_per_class,
-        "seed": args.seed,
-        "keras_version": snn.KERAS_VERSION,
+        **common.run_fields(args, start, train_time),
         "layer": args.layer,
         "config": config,
-        "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+        "history": common.history_dict(history),
     }
-    json_path = os.path.join(args.out, "summary.json")
-    with open(json_path, "w") as f:
-        json.dump(summary, f, indent=2)
+    json_path = common.write_summary(args.out, summary)
     print(f"train accuracy: {100 * train_acc:.2f}%, wall time {summary['wall_time_s']:.0f} s")
     print(f"test accuracy: {100 * test_acc:.2f}%")
     print(f"plot: {png_path}\nsummary: {json_path}\nmodel: {model_path}")

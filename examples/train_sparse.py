@@ -18,15 +18,15 @@ Run from the repository root::
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
+import _common as common  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import dense_snns as snn  # noqa: E402
@@ -114,27 +114,18 @@ def fired_densities(model, dataset, layer_names, sizes):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--samples-per-class", type=int, default=1000)
-    parser.add_argument("--out", default=os.path.join("runs", "sparse"))
-    parser.add_argument("--verbose", type=int, default=2, choices=[0, 1, 2])
-    parser.add_argument("--quick", action="store_true", help="smoke test: 50 samples per class, 1 epoch")
+    parser = common.argument_parser(__doc__, os.path.join("runs", "sparse"),
+                                    "smoke test: 50 samples per class, 32+32 neurons, 1 epoch")
     return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
     config = dict(CONFIG)
-    if args.quick:
-        args.epochs, args.samples_per_class, args.batch_size = 1, 50, 16
+    if common.apply_quick(args):
         config["hidden"] = [32, 32]
     os.makedirs(args.out, exist_ok=True)
-    data_kwargs = dict(nb_classes=config["nb_classes"], nb_units=config["nb_units"], nb_steps=config["nb_steps"],
-                       nb_samples=args.samples_per_class, seed=args.seed, batch_size=args.batch_size,
-                       test_fraction=config["test_fraction"])
+    data_kwargs = common.randman_kwargs(config, args)
     # Input capacity: the most events in one step of the training set (randman's spike times
     # cluster, so this is well above 1% of the units).
     input_capacity = sparse.max_events_per_step(randman_dataset(**data_kwargs)[0])
@@ -151,10 +142,10 @@ def main(argv=None):
         else:
             model = build_dense_model(config)
         start = time.time()
-        history = model.fit(train, epochs=args.epochs, validation_data=test, verbose=args.verbose, shuffle=False)
+        history = common.fit(model, train, test, args)
         logs = model.evaluate(test, verbose=0, return_dict=True)
         results[kind] = {"test_accuracy": float(logs["acc"]), "train_time_s": round(time.time() - start, 1),
-                         "history": {k: [float(v) for v in vals] for k, vals in history.history.items()}}
+                         "history": common.history_dict(history)}
         if kind == "sparse":
             names = [f"sparse{i}" for i in range(1, len(config["hidden"]) + 1)]
             results[kind]["hidden_spike_density"] = fired_densities(model, test, names, config["hidden"])
@@ -174,9 +165,7 @@ def main(argv=None):
         "epochs": args.epochs,
         "keras_version": snn.KERAS_VERSION,
     }
-    path = os.path.join(args.out, "summary.json")
-    with open(path, "w") as f:
-        json.dump(summary, f, indent=2)
+    path = common.write_summary(args.out, summary)
     print(f"dense  test accuracy: {100 * results['dense']['test_accuracy']:.2f}%  ({results['dense']['train_time_s']} s)")
     print(f"sparse test accuracy: {100 * results['sparse']['test_accuracy']:.2f}%  ({results['sparse']['train_time_s']} s)")
     print(f"capacities: input K={input_capacity}, hidden K={capacities}; "
