@@ -230,8 +230,6 @@ def from_dense_with_overflow(
     x = _as_spike_tensor(spikes)
     in_dtype = tf.as_dtype(x.dtype)
     out_dtype = _values_dtype(in_dtype, dtype)
-    rank = x.shape.rank
-    n = int(x.shape[-1])
 
     xf = tf.cast(x, out_dtype)
     # The events are selected on the values cast to `out_dtype` when the cast keeps every
@@ -240,12 +238,17 @@ def from_dense_with_overflow(
                                        implementation=implementation)
     dropped = total - count
     values = _gather(xf, ids, count, resolve(implementation, out_dtype))
+    return _finish_selection(ids, values, count, dropped, capacity, strict)
 
+
+def _finish_selection(ids, values, count, dropped, capacity: int, strict: bool) -> Tuple[SparseSpikes, tf.Tensor]:
+    """Selected ids/values [..., min(K, N)] -> (SparseSpikes with K slots, dropped): slots past
+    N are padding; `strict` raises when anything was dropped."""
+    n = int(ids.shape[-1])
     if capacity > n:  # K > N: the extra slots are always padding
-        paddings = [[0, 0]] * (rank - 1) + [[0, capacity - n]]
+        paddings = [[0, 0]] * (ids.shape.rank - 1) + [[0, capacity - n]]
         ids = tf.pad(ids, paddings)
         values = tf.pad(values, paddings)
-
     result = SparseSpikes(ids=ids, values=values, count=count)
     if strict:
         result, dropped = _enforce_no_overflow(result, dropped, capacity)

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from dense_snns import surrogates
 
-from .format import SparseSpikes, _check_capacity, _enforce_no_overflow
+from .format import SparseSpikes, _check_capacity, _finish_selection
 from ._common import check_implementation, resolve, valid_mask
 from .rowops import _gather, select_indices
 
@@ -58,7 +58,6 @@ def select_spikes(
         raise TypeError(f"`x` (membrane minus threshold) must be floating, got dtype {x.dtype.name}")
     if x.shape.rank is None or x.shape[-1] is None:
         raise ValueError(f"`x` needs a known last dimension (neurons), got shape {x.shape}")
-    rank = x.shape.rank
     n = int(x.shape[-1])
 
     check_implementation(implementation)
@@ -76,11 +75,4 @@ def select_spikes(
     # (ids and count come from the selection: no argument checks needed)
     spikes = spike_fn(_gather(x, ids, count, resolve(implementation, x.dtype)))
     values = tf.where(valid, spikes, tf.zeros_like(spikes))
-    if capacity > n:
-        paddings = [[0, 0]] * (rank - 1) + [[0, capacity - n]]
-        ids = tf.pad(ids, paddings)
-        values = tf.pad(values, paddings)
-    result = SparseSpikes(ids=ids, values=values, count=count)
-    if strict:
-        result, dropped = _enforce_no_overflow(result, dropped, capacity)
-    return result, dropped
+    return _finish_selection(ids, values, count, dropped, capacity, strict)
