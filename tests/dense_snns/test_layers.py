@@ -255,6 +255,22 @@ def test_compiled_loops_are_traced_once_per_configuration(rng):
     assert all(tracing_counts()[key] == value for key, value in counts.items())
 
 
+def outputs_and_gradients(layer, x, **call_kwargs):
+    """[outputs, d loss/d x, d loss/d each trainable weight] of `weighted_loss`."""
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = layer(x, **call_kwargs)
+        loss = weighted_loss(out)
+    return [out] + tape.gradient(loss, [x] + layer.trainable_weights)
+
+
+def assert_same_outputs_and_gradients(results, reference):
+    """Identical outputs; gradients equal to float round-off (the loops sum in another order)."""
+    np.testing.assert_array_equal(results[0].numpy(), reference[0].numpy())
+    for g, g_ref in zip(results[1:], reference[1:]):
+        np.testing.assert_allclose(g.numpy(), g_ref.numpy(), rtol=1e-6, atol=1e-6 * np.abs(g_ref.numpy()).max())
+
+
 @pytest.mark.parametrize("every", [1, 5, T, T + 3])
 @pytest.mark.parametrize("jit_compile", [True, False])
 def test_checkpointed_states_give_the_same_spikes_and_gradients(rng, every, jit_compile):
@@ -268,17 +284,9 @@ def test_checkpointed_states_give_the_same_spikes_and_gradients(rng, every, jit_
     plain(x)
     checkpointed(x)
     checkpointed.set_weights(plain.get_weights())
-    results = []
-    for layer in (plain, checkpointed):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            out = layer(x, mask=mask)
-            loss = weighted_loss(out)
-        results.append([out] + tape.gradient(loss, [x] + layer.trainable_weights))
-    np.testing.assert_array_equal(results[1][0].numpy(), results[0][0].numpy())
-    assert 0 < results[0][0].numpy().sum() < results[0][0].numpy().size
-    for g, g_ref in zip(results[1][1:], results[0][1:]):
-        np.testing.assert_allclose(g.numpy(), g_ref.numpy(), rtol=1e-6, atol=1e-6 * np.abs(g_ref.numpy()).max())
+    reference = outputs_and_gradients(plain, x, mask=mask)
+    assert 0 < reference[0].numpy().sum() < reference[0].numpy().size
+    assert_same_outputs_and_gradients(outputs_and_gradients(checkpointed, x, mask=mask), reference)
     assert SNNDense.from_config(checkpointed.get_config()).checkpoint_every == every
 
 
@@ -292,13 +300,12 @@ def test_inference_keeps_no_states_yet_gives_the_same_gradients(rng):
     x = inputs(rng)
     layer = SNNDense(N, neuron=neuron("cuba_lif"), self_recurrent=True,
                      bias_initializer=keras.initializers.RandomNormal(0.0, 0.3, seed=4))
-    results = []
-    for training in (None, False):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            out = layer(x, training=training)
-            loss = weighted_loss(out)
-        results.append([out] + tape.gradient(loss, [x] + layer.trainable_weights))
-    np.testing.assert_array_equal(results[1][0].numpy(), results[0][0].numpy())
-    for g, g_ref in zip(results[1][1:], results[0][1:]):
-        np.testing.assert_allclose(g.numpy(), g_ref.numpy(), rtol=1e-6, atol=1e-6 * np.abs(g_ref.numpy()).max())
+    from dense_snns import fused
+
+    def forward_traces():
+        return sum(f.experimental_get_tracing_count() for f, _ in fused._COMPILED.values())
+
+    reference = outputs_and_gradients(layer, x, training=None)
+    traces = forward_traces()
+    assert_same_outputs_and_gradients(outputs_and_gradients(layer, x, training=False), reference)
+    assert forward_traces() == traces + 1  # inference ran the forward loop that keeps no states
