@@ -8,7 +8,7 @@ import tensorflow as tf
 from dense_snns import surrogates
 
 from .format import SparseSpikes, _check_capacity, _finish_selection
-from ._common import check_implementation, resolve, valid_mask
+from ._common import check_implementation, resolve
 from .rowops import _gather, select_indices
 
 
@@ -67,12 +67,11 @@ def select_spikes(
     else:
         ids, count, total_spikes = select_indices(x, capacity, "positive", "above", float(second_threshold),
                                                   implementation=implementation)
-    valid = valid_mask(count, k_eff)
     dropped = tf.maximum(total_spikes - k_eff, 0)
 
     # The spike function is elementwise: applied to the K gathered entries only, its
-    # gradient reaches x at the selected neurons only.
+    # gradient reaches x at the selected neurons only (the gather's gradient drops padding).
+    # Padding gathers 0 and H(0) = 0, so padding values are 0 without a mask.
     # (ids and count come from the selection: no argument checks needed)
-    spikes = spike_fn(_gather(x, ids, count, resolve(implementation, x.dtype)))
-    values = tf.where(valid, spikes, tf.zeros_like(spikes))
+    values = spike_fn(_gather(x, ids, count, resolve(implementation, x.dtype)))
     return _finish_selection(ids, values, count, dropped, capacity, strict)

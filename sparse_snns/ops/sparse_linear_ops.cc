@@ -15,7 +15,9 @@
 // while all samples are processed. Without packing, the rows of a narrow column block are
 // N_out elements apart and, for power-of-two N_out, fall into a few cache sets and evict
 // each other. The accumulator of one output block (up to 64 floats) stays in vector
-// registers while its events are summed.
+// registers while its events are summed. Columns left over after the whole lines (all of
+// them in a narrow layer such as a 20-unit readout) are packed zero-padded to 1, 2 or 4
+// lines and run through the same vector code; only the existing columns are stored.
 //   forward       y[m, block] = sum_k values[m, k] * Wpack[ids[m, k]]: gather from packed W
 //                 (packing is skipped when there are fewer events than N_in / 2: no reuse);
 //                 trailing entries of value 0 in a row are skipped;
@@ -213,8 +215,9 @@ static void ColumnRange(i64 n_out, i64 p, i64 parts, i64* begin, i64* end) {
 static const i64 kMinParallelWork = 1 << 16;
 
 // ------------------------------------------------------------------------------------------
-// inner kernels: one block of output columns, NV cache lines wide (compile-time), or a
-// remainder narrower than one line (the *Tail variants)
+// inner kernels: one block of output columns, NV cache lines wide (compile-time), or, when
+// W is not packed (forward and values gradient with few events), a remainder narrower than
+// one line (the *Tail variants)
 // ------------------------------------------------------------------------------------------
 
 // The inner kernels are force-inlined into one entry point per instruction set (see
@@ -292,7 +295,7 @@ DSNN_INLINE i64 Used(const T* v, i64 count) {
 // the accumulators (two sets, for even and odd k) stay in vector registers.
 template <typename T, int VB, int NV>
 DSNN_INLINE void ForwardBlock(const Spikes& s, const T* values, const T* src, i64 stride, i64 r0, i64 r1,
-                              T* out, i64 out_stride) {
+                              T* out, i64 out_stride, int valid) {
   typedef typename VecOf<T, VB>::type V;
   constexpr int L = VB / static_cast<int>(sizeof(T));  // lanes per vector
   constexpr int NVEC = NV * 64 / VB;                   // vectors per block of NV lines
@@ -318,7 +321,13 @@ DSNN_INLINE void ForwardBlock(const Spikes& s, const T* values, const T* src, i6
       for (int i = 0; i < NVEC; ++i) acc0[i] += a0 * LoadV<V>(row0 + i * L);
     }
     T* o = out + m * out_stride;
-    for (int i = 0; i < NVEC; ++i) StoreV(o + i * L, acc0[i] + acc1[i]);
+    if (valid == NVEC * L) {
+      for (int i = 0; i < NVEC; ++i) StoreV(o + i * L, acc0[i] + acc1[i]);
+    } else {  // a zero-padded block: only the first `valid` columns exist
+      T sum[NVEC * L];
+      for (int i = 0; i < NVEC; ++i) StoreV(sum + i * L, acc0[i] + acc1[i]);
+      std::memcpy(o, sum, sizeof(T) * valid);
+    }
   }
 }
 
@@ -347,17 +356,22 @@ DSNN_INLINE void ForwardTail(const Spikes& s, const T* values, const T* src, i64
 // accumulated in registers and stored once: a gather like the forward pass (loads only,
 // from the packed block of grad), instead of a read-modify-write scatter into dw.
 template <typename T>
+struct Event {
+  i32 row;  // sample index m
+  T value;
+};
+
+template <typename T>
 struct Csr {
-  const i64* start;  // [N_in + 1]
-  const i32* rows;   // [events] sample index m
-  const T* values;   // [events]
+  const i64* start;         // [N_in + 1]
+  const Event<T>* events;   // [events], one array: one write stream per input neuron
 };
 
 // dw[i, 0:NV*lanes] (=, or += if !first) sum_{entries p of i with m in [m0, m1)} values[p] *
 // pack[m - m0, :] for i in [0, n_in); cursor[i] is the first entry of i not yet consumed.
 template <typename T, int VB, int NV>
 DSNN_INLINE void GradWeightsBlock(const Csr<T>& csr, i64 n_in, const T* pack, i64 m0, i64 m1, i64* cursor,
-                                  bool first, T* dw, i64 dw_stride) {
+                                  bool first, T* dw, i64 dw_stride, int valid) {
   typedef typename VecOf<T, VB>::type V;
   constexpr int L = VB / static_cast<int>(sizeof(T));  // lanes per vector
   constexpr int NVEC = NV * 64 / VB;                   // vectors per block of NV lines
@@ -368,47 +382,33 @@ DSNN_INLINE void GradWeightsBlock(const Csr<T>& csr, i64 n_in, const T* pack, i6
     for (int j = 0; j < NVEC; ++j) acc0[j] = acc1[j] = V{};
     i64 p = cursor[i];
     const i64 end = csr.start[i + 1];
-    for (; p + 1 < end && csr.rows[p + 1] < end_row; p += 2) {
-      const T* row0 = pack + (csr.rows[p] - m0) * W;
-      const T* row1 = pack + (csr.rows[p + 1] - m0) * W;
-      const T a0 = csr.values[p], a1 = csr.values[p + 1];
+    for (; p + 1 < end && csr.events[p + 1].row < end_row; p += 2) {
+      const T* row0 = pack + (csr.events[p].row - m0) * W;
+      const T* row1 = pack + (csr.events[p + 1].row - m0) * W;
+      const T a0 = csr.events[p].value, a1 = csr.events[p + 1].value;
       for (int j = 0; j < NVEC; ++j) {
         acc0[j] += a0 * LoadV<V>(row0 + j * L);
         acc1[j] += a1 * LoadV<V>(row1 + j * L);
       }
     }
-    if (p < end && csr.rows[p] < end_row) {
-      const T* row0 = pack + (csr.rows[p] - m0) * W;
-      const T a0 = csr.values[p];
+    if (p < end && csr.events[p].row < end_row) {
+      const T* row0 = pack + (csr.events[p].row - m0) * W;
+      const T a0 = csr.events[p].value;
       for (int j = 0; j < NVEC; ++j) acc0[j] += a0 * LoadV<V>(row0 + j * L);
       ++p;
     }
     cursor[i] = p;
     T* out = dw + i * dw_stride;
-    for (int j = 0; j < NVEC; ++j) {
-      const V sum = acc0[j] + acc1[j];
-      StoreV(out + j * L, first ? sum : LoadV<V>(out + j * L) + sum);
+    if (valid == NVEC * L) {
+      for (int j = 0; j < NVEC; ++j) {
+        const V sum = acc0[j] + acc1[j];
+        StoreV(out + j * L, first ? sum : LoadV<V>(out + j * L) + sum);
+      }
+    } else {  // a zero-padded block: only the first `valid` columns exist
+      T sum[NVEC * L];
+      for (int j = 0; j < NVEC; ++j) StoreV(sum + j * L, acc0[j] + acc1[j]);
+      for (int e = 0; e < valid; ++e) out[e] = first ? sum[e] : out[e] + sum[e];
     }
-  }
-}
-
-template <typename T>
-DSNN_INLINE void GradWeightsTail(const Csr<T>& csr, i64 n_in, const T* pack, int width, i64 m0, i64 m1,
-                                 i64* cursor, bool first, T* dw, i64 dw_stride) {
-  const i32 end_row = static_cast<i32>(m1);
-  for (i64 i = 0; i < n_in; ++i) {
-    T acc[Line<T>::kLanes];
-    for (int j = 0; j < width; ++j) acc[j] = T(0);
-    i64 p = cursor[i];
-    const i64 end = csr.start[i + 1];
-    for (; p < end && csr.rows[p] < end_row; ++p) {
-      const T* row = pack + (csr.rows[p] - m0) * width;
-      const T a = csr.values[p];
-      for (int j = 0; j < width; ++j) acc[j] += a * row[j];
-    }
-    cursor[i] = p;
-    T* out = dw + i * dw_stride;
-    for (int j = 0; j < width; ++j) out[j] = first ? acc[j] : out[j] + acc[j];
   }
 }
 
@@ -416,7 +416,7 @@ DSNN_INLINE void GradWeightsTail(const Csr<T>& csr, i64 n_in, const T* pack, int
 // the products are summed lane-wise in one vector, then across lanes in a fixed order.
 template <typename T, int VB, int NV>
 DSNN_INLINE void GradValuesBlock(const Spikes& s, const T* src, i64 stride, const T* grad, i64 grad_stride,
-                                 i64 r0, i64 r1, T* dv) {
+                                 i64 r0, i64 r1, T* dv, int valid) {
   typedef typename VecOf<T, VB>::type V;
   constexpr int L = VB / static_cast<int>(sizeof(T));  // lanes per vector
   constexpr int NVEC = NV * 64 / VB;                   // vectors per block of NV lines
@@ -425,7 +425,13 @@ DSNN_INLINE void GradValuesBlock(const Spikes& s, const T* src, i64 stride, cons
     if (c == 0) continue;
     V g[NVEC];
     const T* gm = grad + m * grad_stride;
-    for (int i = 0; i < NVEC; ++i) g[i] = LoadV<V>(gm + i * L);
+    if (valid == NVEC * L) {
+      for (int i = 0; i < NVEC; ++i) g[i] = LoadV<V>(gm + i * L);
+    } else {  // a zero-padded block of W: pad grad with zeros too (never read past the row)
+      T padded[NVEC * L] = {};
+      std::memcpy(padded, gm, sizeof(T) * valid);
+      for (int i = 0; i < NVEC; ++i) g[i] = LoadV<V>(padded + i * L);
+    }
     const i32* id = s.ids + m * s.k_cap;
     T* d = dv + m * s.k_cap;
     for (i64 k = 0; k < c; ++k) {
@@ -455,15 +461,13 @@ DSNN_INLINE void GradValuesTail(const Spikes& s, const T* src, i64 stride, const
   }
 }
 
-// pack[r, 0:width] = w[r, c0:c0+width] and back.
+// pack[r, 0:width] = w[r, c0:c0+width], pack[r, width:stride] = 0 (rows `stride` apart) and back.
 template <typename T>
-DSNN_INLINE void PackColumns(const T* w, i64 n_in, i64 n_out, i64 c0, int width, T* pack) {
-  for (i64 r = 0; r < n_in; ++r) std::memcpy(pack + r * width, w + r * n_out + c0, sizeof(T) * width);
-}
-
-template <typename T>
-DSNN_INLINE void UnpackColumns(const T* pack, i64 n_in, i64 n_out, i64 c0, int width, T* w) {
-  for (i64 r = 0; r < n_in; ++r) std::memcpy(w + r * n_out + c0, pack + r * width, sizeof(T) * width);
+DSNN_INLINE void PackColumns(const T* w, i64 n_in, i64 n_out, i64 c0, int width, int stride, T* pack) {
+  for (i64 r = 0; r < n_in; ++r) {
+    std::memcpy(pack + r * stride, w + r * n_out + c0, sizeof(T) * width);
+    if (stride > width) std::memset(pack + r * stride + width, 0, sizeof(T) * (stride - width));
+  }
 }
 
 // Column blocks: as many cache lines as fit the packing budget (at most kMaxBlockLines), so
@@ -478,13 +482,21 @@ static int BlockLines(i64 n_in) {
 }
 
 // The next block of [c0, ce): `block_lines` lines if they fit, else one line, else the
-// remainder (< one line, nv = 0). Returns the width in elements.
+// remainder (< one line, nv = 0). With `pad` (the caller packs the block into a zero-padded
+// copy), a remainder that is not a whole number of lines is instead processed as a block of
+// 1, 2 or 4 lines (nv) of which only the first `width` columns exist: vector code for narrow
+// layers (for example 20 readout units) instead of the scalar tail. Returns the width in
+// elements (the columns that exist).
 template <typename T>
-DSNN_INLINE int NextBlock(i64 c0, i64 ce, int block_lines, int* nv) {
+DSNN_INLINE int NextBlock(i64 c0, i64 ce, int block_lines, bool pad, int* nv) {
   constexpr int L = Line<T>::kLanes;
   const i64 left = ce - c0;
   if (left >= static_cast<i64>(block_lines) * L) {
     *nv = block_lines;
+  } else if (pad && left % L != 0) {  // then nv <= block_lines: the scratch holds the block
+    *nv = 1;
+    while (*nv * L < left) *nv *= 2;
+    return static_cast<int>(left);
   } else if (left >= L) {
     *nv = 1;
   } else {
@@ -500,18 +512,18 @@ DSNN_INLINE void ForwardColumns(const Spikes& s, const T* values, const T* w, i6
                                 i64 ce, i64 r0, i64 r1, int block_lines, bool pack, T* scratch, T* out) {
   for (i64 c0 = cb; c0 < ce;) {
     int nv = 0;
-    const int width = NextBlock<T>(c0, ce, block_lines, &nv);
+    const int width = NextBlock<T>(c0, ce, block_lines, pack, &nv);
     const T* src = w + c0;
     i64 stride = n_out;
     if (pack) {
-      PackColumns(w, n_in, n_out, c0, width, scratch);
+      stride = nv > 0 ? nv * Line<T>::kLanes : width;
+      PackColumns(w, n_in, n_out, c0, width, static_cast<int>(stride), scratch);
       src = scratch;
-      stride = width;
     }
     switch (nv) {
-      case 4: ForwardBlock<T, VB, 4>(s, values, src, stride, r0, r1, out + c0, n_out); break;
-      case 2: ForwardBlock<T, VB, 2>(s, values, src, stride, r0, r1, out + c0, n_out); break;
-      case 1: ForwardBlock<T, VB, 1>(s, values, src, stride, r0, r1, out + c0, n_out); break;
+      case 4: ForwardBlock<T, VB, 4>(s, values, src, stride, r0, r1, out + c0, n_out, width); break;
+      case 2: ForwardBlock<T, VB, 2>(s, values, src, stride, r0, r1, out + c0, n_out, width); break;
+      case 1: ForwardBlock<T, VB, 1>(s, values, src, stride, r0, r1, out + c0, n_out, width); break;
       default: ForwardTail<T>(s, values, src, stride, width, r0, r1, out + c0, n_out); break;
     }
     c0 += width;
@@ -526,19 +538,17 @@ DSNN_INLINE void GradWeightsColumns(const Csr<T>& csr, i64 m_rows, const T* grad
                                     i64 ce, int block_lines, i64 tile_rows, T* scratch, i64* cursor, T* dw) {
   for (i64 c0 = cb; c0 < ce;) {
     int nv = 0;
-    const int width = NextBlock<T>(c0, ce, block_lines, &nv);
+    const int width = NextBlock<T>(c0, ce, block_lines, true, &nv);  // padded: nv >= 1
+    const int stride = nv * Line<T>::kLanes;
     std::memcpy(cursor, csr.start, sizeof(i64) * n_in);
     for (i64 m0 = 0; m0 < std::max<i64>(m_rows, 1); m0 += tile_rows) {
       const i64 m1 = std::min(m_rows, m0 + tile_rows);
       const bool first = m0 == 0;
-      for (i64 m = m0; m < m1; ++m) {
-        std::memcpy(scratch + (m - m0) * width, grad + m * n_out + c0, sizeof(T) * width);
-      }
+      PackColumns(grad + m0 * n_out, m1 - m0, n_out, c0, width, stride, scratch);
       switch (nv) {
-        case 4: GradWeightsBlock<T, VB, 4>(csr, n_in, scratch, m0, m1, cursor, first, dw + c0, n_out); break;
-        case 2: GradWeightsBlock<T, VB, 2>(csr, n_in, scratch, m0, m1, cursor, first, dw + c0, n_out); break;
-        case 1: GradWeightsBlock<T, VB, 1>(csr, n_in, scratch, m0, m1, cursor, first, dw + c0, n_out); break;
-        default: GradWeightsTail<T>(csr, n_in, scratch, width, m0, m1, cursor, first, dw + c0, n_out); break;
+        case 4: GradWeightsBlock<T, VB, 4>(csr, n_in, scratch, m0, m1, cursor, first, dw + c0, n_out, width); break;
+        case 2: GradWeightsBlock<T, VB, 2>(csr, n_in, scratch, m0, m1, cursor, first, dw + c0, n_out, width); break;
+        default: GradWeightsBlock<T, VB, 1>(csr, n_in, scratch, m0, m1, cursor, first, dw + c0, n_out, width); break;
       }
     }
     c0 += width;
@@ -551,18 +561,18 @@ DSNN_INLINE void GradValuesColumns(const Spikes& s, const T* w, const T* grad, i
                                    i64 r1, int block_lines, bool pack, T* scratch, T* dv) {
   for (i64 c0 = 0; c0 < n_out;) {
     int nv = 0;
-    const int width = NextBlock<T>(c0, n_out, block_lines, &nv);
+    const int width = NextBlock<T>(c0, n_out, block_lines, pack, &nv);
     const T* src = w + c0;
     i64 stride = n_out;
     if (pack) {
-      PackColumns(w, n_in, n_out, c0, width, scratch);
+      stride = nv > 0 ? nv * Line<T>::kLanes : width;
+      PackColumns(w, n_in, n_out, c0, width, static_cast<int>(stride), scratch);
       src = scratch;
-      stride = width;
     }
     switch (nv) {
-      case 4: GradValuesBlock<T, VB, 4>(s, src, stride, grad + c0, n_out, r0, r1, dv); break;
-      case 2: GradValuesBlock<T, VB, 2>(s, src, stride, grad + c0, n_out, r0, r1, dv); break;
-      case 1: GradValuesBlock<T, VB, 1>(s, src, stride, grad + c0, n_out, r0, r1, dv); break;
+      case 4: GradValuesBlock<T, VB, 4>(s, src, stride, grad + c0, n_out, r0, r1, dv, width); break;
+      case 2: GradValuesBlock<T, VB, 2>(s, src, stride, grad + c0, n_out, r0, r1, dv, width); break;
+      case 1: GradValuesBlock<T, VB, 1>(s, src, stride, grad + c0, n_out, r0, r1, dv, width); break;
       default: GradValuesTail<T>(s, src, stride, grad + c0, n_out, width, r0, r1, dv); break;
     }
     c0 += width;
@@ -721,6 +731,32 @@ class SparseLinearOp : public OpKernel {
   }
 };
 
+// One pass over the spikes: checks count in [0, K] and ids in [0, N_in), sets start[i + 1] to
+// the number of nonzero-valued entries of input i and start to their prefix sums (CSR row
+// starts), and total to sum(count). Returns false at the first bad entry (start is then
+// incomplete); the caller reports it with CheckValues' message.
+template <typename T>
+static bool CountNonzeroPerInput(const i32* id, const i32* cnt, const T* v, i64 m_rows, i64 k_cap, i64 n_in,
+                                 i64* start, i64* total) {
+  std::fill(start, start + n_in + 1, i64(0));
+  i64 sum = 0;
+  for (i64 m = 0; m < m_rows; ++m) {
+    const i64 c = cnt[m];
+    if (c < 0 || c > k_cap) return false;
+    const i32* row_ids = id + m * k_cap;
+    const T* row_values = v + m * k_cap;
+    for (i64 k = 0; k < c; ++k) {
+      const i32 i = row_ids[k];
+      if (i < 0 || static_cast<i64>(i) >= n_in) return false;
+      start[i + 1] += (row_values[k] != T(0));
+    }
+    sum += c;
+  }
+  for (i64 i = 0; i < n_in; ++i) start[i + 1] += start[i];
+  *total = sum;
+  return true;
+}
+
 template <typename T>
 class SparseLinearGradWeightsOp : public OpKernel {
  public:
@@ -737,47 +773,43 @@ class SparseLinearGradWeightsOp : public OpKernel {
     const i64 k_cap = ids.dim_size(1);
     const i64 n_in = weights.dim_size(0);
     const i64 n_out = weights.dim_size(1);
+    // Events sorted by input neuron (counting sort, stable in m). Entries of value 0
+    // (gradient-only entries of a selection) add nothing to dw and are left out.
+    Tensor start_t, next_t, events_t;
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_INT64, TensorShape({n_in + 1}), &start_t));
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_INT64, TensorShape({n_in}), &next_t));
+    i64* start = reinterpret_cast<i64*>(start_t.flat<int64_t>().data());
+    i64* next = reinterpret_cast<i64*>(next_t.flat<int64_t>().data());
+    const i32* id = ids.flat<i32>().data();
+    const i32* cnt = count.flat<i32>().data();
+    const T* v = values.flat<T>().data();
     i64 total = 0;
-    OP_REQUIRES_OK(ctx, CheckValues(ids, count, n_in, &total));
+    if (!CountNonzeroPerInput(id, cnt, v, m_rows, k_cap, n_in, start, &total)) {
+      OP_REQUIRES_OK(ctx, CheckValues(ids, count, n_in, &total));  // the message of the first bad entry
+      ctx->CtxFailure(__FILE__, __LINE__, tensorflow::errors::Internal("inconsistent checks of `ids`/`count`"));
+      return;
+    }
+    const i64 nonzero = start[n_in];
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_INT8,
+                                           TensorShape({std::max<i64>(nonzero, 1) * static_cast<i64>(sizeof(Event<T>))}),
+                                           &events_t));
+    Event<T>* events = reinterpret_cast<Event<T>*>(events_t.flat<int8_t>().data());
+    std::memcpy(next, start, sizeof(i64) * n_in);
+    for (i64 m = 0; m < m_rows; ++m) {
+      const i32* row_ids = id + m * k_cap;
+      const T* row_values = v + m * k_cap;
+      for (i64 k = 0, c = cnt[m]; k < c; ++k) {
+        const T value = row_values[k];
+        if (value == T(0)) continue;
+        events[next[row_ids[k]]++] = Event<T>{static_cast<i32>(m), value};
+      }
+    }
 
     Tensor* output = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({n_in, n_out}), &output));
     if (n_in == 0 || n_out == 0) return;
     T* dw = output->flat<T>().data();
-
-    // Events sorted by input neuron (counting sort, stable in m).
-    Tensor start_t, next_t, rows_t, values_t;
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_INT64, TensorShape({n_in + 1}), &start_t));
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_INT64, TensorShape({n_in}), &next_t));
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_INT32, TensorShape({std::max<i64>(total, 1)}), &rows_t));
-    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DataTypeToEnum<T>::value,
-                                           TensorShape({std::max<i64>(total, 1)}), &values_t));
-    i64* start = reinterpret_cast<i64*>(start_t.flat<int64_t>().data());
-    i64* next = reinterpret_cast<i64*>(next_t.flat<int64_t>().data());
-    i32* csr_rows = rows_t.flat<i32>().data();
-    T* csr_values = values_t.flat<T>().data();
-    {
-      const i32* id = ids.flat<i32>().data();
-      const i32* cnt = count.flat<i32>().data();
-      const T* v = values.flat<T>().data();
-      // Entries of value 0 (gradient-only entries of a selection) add nothing to dw: skipped.
-      std::fill(start, start + n_in + 1, i64(0));
-      for (i64 m = 0; m < m_rows; ++m) {
-        for (i64 k = 0; k < cnt[m]; ++k) start[id[m * k_cap + k] + 1] += (v[m * k_cap + k] != T(0));
-      }
-      for (i64 i = 0; i < n_in; ++i) start[i + 1] += start[i];
-      std::memcpy(next, start, sizeof(i64) * n_in);
-      for (i64 m = 0; m < m_rows; ++m) {
-        for (i64 k = 0; k < cnt[m]; ++k) {
-          const T value = v[m * k_cap + k];
-          if (value == T(0)) continue;
-          const i64 p = next[id[m * k_cap + k]]++;
-          csr_rows[p] = static_cast<i32>(m);
-          csr_values[p] = value;
-        }
-      }
-    }
-    const Csr<T> csr{start, csr_rows, csr_values};
+    const Csr<T> csr{start, events};
     const T* g = grad.flat<T>().data();
 
     // Each part owns a column range of dw (starting on a cache line): no two threads write

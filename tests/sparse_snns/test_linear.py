@@ -131,9 +131,10 @@ def test_graph_mode_and_no_bias(rng, implementation):
 
 
 @needs_op
-@pytest.mark.parametrize("n_out", [1, 15, 16, 17, 64, 80, 200, 257])
+@pytest.mark.parametrize("n_out", [1, 15, 16, 17, 20, 33, 40, 64, 80, 200, 257])
 def test_op_and_tf_agree_on_every_column_blocking(rng, n_out):
-    """Widths that hit the 4-line blocks, single lines and the < 1 line remainder."""
+    """Widths that hit the 4-line blocks, single lines and the zero-padded remainders of 1, 2
+    and 4 lines (20, 33, 40: narrow layers such as a readout)."""
     spikes = random_spikes(rng, (40,), 300, 24, 0.05)
     kernel = tf.constant(rng.normal(size=(300, n_out)).astype(np.float32))
     upstream = tf.constant(rng.normal(size=(40, n_out)).astype(np.float32))
@@ -141,6 +142,64 @@ def test_op_and_tf_agree_on_every_column_blocking(rng, n_out):
     for a, b in zip(results[0], results[1]):
         if a is not None:
             assert_close(a.numpy(), b.numpy())
+
+
+_ISA_SCRIPT = """
+import sys
+import numpy as np
+import sparse_snns
+lib = sparse_snns.ops.load()
+assert lib is not None, sparse_snns.ops.load_error()
+data = dict(np.load(sys.argv[1]))
+out = {}
+for key in sorted(k[len("kernel_"):] for k in data if k.startswith("kernel_")):
+    ids, values, count = data["ids_" + key], data["values_" + key], data["count_" + key]
+    kernel, grad = data["kernel_" + key], data["grad_" + key]
+    out["y_" + key] = lib.dense_snns_sparse_linear(ids, values, count, kernel).numpy()
+    out["dw_" + key] = lib.dense_snns_sparse_linear_grad_weights(ids, values, count, grad, kernel).numpy()
+    out["dv_" + key] = lib.dense_snns_sparse_linear_grad_values(ids, count, kernel, grad).numpy()
+np.savez(sys.argv[2], **out)
+"""
+
+
+@needs_op
+def test_every_instruction_set_matches_dense(rng, tmp_path):
+    """The kernels are compiled once per instruction set (SSE2, AVX2, AVX-512) and the best one
+    runs: each one the CPU has is run in a child process (DENSE_SNNS_ISA) against the dense
+    product, for widths with whole lines, padded remainders and the unpacked scalar tail."""
+    import subprocess
+    import sys
+
+    cases = {}
+    for n_in, n_out, rows, density, dtype in [(300, 20, 40, 0.05, np.float32), (300, 45, 40, 0.05, np.float32),
+                                               (300, 200, 40, 0.05, np.float32), (300, 33, 20, 0.2, np.float64),
+                                               (400, 37, 3, 0.01, np.float32)]:  # few events: no packing
+        spikes = random_spikes(rng, (rows,), n_in, 24, density, dtype=dtype)
+        values = spikes.values.numpy()
+        values[:, -3:] = 0.0  # gradient-only entries
+        kernel = rng.normal(size=(n_in, n_out)).astype(dtype)
+        upstream = rng.normal(size=(rows, n_out)).astype(dtype)
+        key = f"{n_in}x{n_out}x{np.dtype(dtype).name}"
+        cases[key] = (SparseSpikes(spikes.ids, tf.constant(values), spikes.count), kernel, upstream)
+    inputs = {}
+    for key, (spikes, kernel, upstream) in cases.items():
+        inputs.update({"ids_" + key: spikes.ids.numpy(), "values_" + key: spikes.values.numpy(),
+                       "count_" + key: spikes.count.numpy(), "kernel_" + key: kernel, "grad_" + key: upstream})
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    for isa in ("generic", "avx2", "avx512"):
+        env["DENSE_SNNS_ISA"] = isa  # a request above what the CPU has runs the best it has
+        result = tmp_path / f"{isa}.npz"
+        proc = subprocess.run([sys.executable, "-c", _ISA_SCRIPT, str(tmp_path / "inputs.npz"), str(result)],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        out = np.load(result)
+        for key, (spikes, kernel, upstream) in cases.items():
+            y, d_kernel, _, d_values = dense_reference(spikes, kernel, None, upstream)
+            tol = 1e-4 if kernel.dtype == np.float32 else 1e-10
+            np.testing.assert_allclose(out["y_" + key], y, rtol=tol, atol=tol, err_msg=f"{isa} {key}")
+            np.testing.assert_allclose(out["dw_" + key], d_kernel, rtol=tol, atol=tol, err_msg=f"{isa} {key}")
+            np.testing.assert_allclose(out["dv_" + key], d_values, rtol=tol, atol=tol, err_msg=f"{isa} {key}")
 
 
 @needs_op
@@ -324,6 +383,12 @@ def test_raw_op_validates_arguments():
         lib.dense_snns_sparse_linear(tf.constant([[0, 7, 1], [2, 0, 0]]), values, count, kernel)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"`count` must be in \[0, K=3\].*count\[0\] = 4"):
         lib.dense_snns_sparse_linear_grad_values(ids, tf.constant([4, 1]), kernel, tf.ones([2, 5]))
+    # the weight gradient checks while it counts the events of each input
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"`ids` out of range: ids\[1, 0\] = -2"):
+        lib.dense_snns_sparse_linear_grad_weights(tf.constant([[0, 1, 0], [-2, 0, 0]]), values, count,
+                                                  tf.ones([2, 5]), kernel)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"`count` must be in \[0, K=3\].*count\[1\] = -1"):
+        lib.dense_snns_sparse_linear_grad_weights(ids, values, tf.constant([2, -1]), tf.ones([2, 5]), kernel)
     with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="values"):
         lib.dense_snns_sparse_linear(ids, tf.ones([2, 4]), count, kernel)
     with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="count|rank"):
