@@ -151,27 +151,34 @@ class SparseSNNDense(keras.layers.Layer):
         if isinstance(mask, (list, tuple)):  # Keras gives one mask per input tensor
             mask = mask[0]
         spikes = self._as_sparse_input(inputs)
-        # Time-major from the start: transposing the small [B, T, K] input spikes (and the
-        # [T, B, K] output spikes) is cheaper than transposing [B, T, N] currents and x.
-        # [T, B, N]: one sparse product over all steps; the loop adds the bias.
-        time_major = self.synapse.product(list(_swap_batch_time(spikes)), with_bias=False)
-        dtype = time_major.dtype
+        # The XLA loop reads and writes batch-major [B, T, N] sequences in place: no transposes.
+        # Without XLA the loop is time-major, and transposing the small [B, T, K] spikes (in
+        # and out) is cheaper than transposing the [B, T, N] currents and x.
+        time_axis = 1 if self.jit_compile else 0
+        if time_axis == 0:
+            spikes = _swap_batch_time(spikes)
+        # one sparse product over all steps; the loop adds the bias
+        currents = self.synapse.product(list(spikes), with_bias=False)
+        dtype = currents.dtype
         params = self.neuron.params(dtype)
         kernel = tf.cast(self.recurrent_kernel, dtype) if self.self_recurrent else None
         bias = None if self.synapse.bias is None else tf.cast(self.synapse.bias, dtype)
         step = SparseBlockStep(type(self.neuron).step_fn, self.neuron.state_type, params, kernel is not None,
                                bias is not None)
         step = _STEPS.setdefault(step._key, step)
-        zeros = tf.zeros_like(time_major[0])
+        zeros = tf.zeros_like(currents[0] if time_axis == 0 else currents[:, 0])
         states = [zeros] * (len(self.neuron.state_size) + (1 if self.self_recurrent else 0))
-        x, _ = fused.compiled_recurrence(step, time_major, states, step.split(params, kernel, bias),
-                                         None if mask is None else tf.transpose(tf.cast(mask, tf.bool)),
-                                         jit_compile=self.jit_compile)
-        # x [T, B, N]: membrane minus threshold
+        if mask is not None:
+            mask = tf.cast(mask, tf.bool)
+            mask = tf.transpose(mask) if time_axis == 0 else mask
+        x, _ = fused.compiled_recurrence(step, currents, states, step.split(params, kernel, bias), mask,
+                                         jit_compile=self.jit_compile, time_axis=time_axis)
+        # x: membrane minus threshold, laid out as the currents
         selected, dropped = select_spikes(x, self.capacity, self.second_threshold, self.neuron.spike_func,
                                           strict=self.strict, implementation=self.synapse.implementation)
-        selected = _swap_batch_time(selected)
-        dropped = tf.transpose(dropped)
+        if time_axis == 0:
+            selected = _swap_batch_time(selected)
+            dropped = tf.transpose(dropped)
         self.last_dropped = dropped
         add_layer_metric(self, self.metric_name, tf.reduce_mean(tf.cast(dropped, tf.float32)))
         return [selected.ids, selected.values, selected.count]

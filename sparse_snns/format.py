@@ -234,10 +234,13 @@ def from_dense_with_overflow(
     xf = tf.cast(x, out_dtype)
     # The events are selected on the values cast to `out_dtype` when the cast keeps every
     # nonzero entry nonzero (see `_exact_cast`), else on `x`.
-    ids, count, total = select_indices(xf if _exact_cast(in_dtype, out_dtype) else x, capacity, first="nonzero",
-                                       implementation=implementation)
+    if _exact_cast(in_dtype, out_dtype):
+        ids, count, total, values = select_indices(xf, capacity, first="nonzero", implementation=implementation,
+                                                   gather=True)
+    else:
+        ids, count, total = select_indices(x, capacity, first="nonzero", implementation=implementation)
+        values = _gather(xf, ids, count, resolve(implementation, out_dtype))
     dropped = total - count
-    values = _gather(xf, ids, count, resolve(implementation, out_dtype))
     return _finish_selection(ids, values, count, dropped, capacity, strict)
 
 

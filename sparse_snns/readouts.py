@@ -9,7 +9,7 @@ from dense_snns.cells import LeakyReadoutCell
 from dense_snns.readouts import CELL_CONFIG_KEYS
 
 from ._common import as_tensor, check_implementation, check_positive_int, resolve
-from .format import SparseSpikes, _as_spikes, _swap_batch_time
+from .format import SparseSpikes, _as_spikes
 from .linear import _check_inputs, _check_values, _sparse_linear
 from .rowops import _scatter
 
@@ -89,16 +89,17 @@ class SparseLeakyReadout(keras.layers.Layer):
             raise ValueError(f"sparse `inputs` must have ids of rank 3 [batch, time, K], got shape {ids.shape}")
         chosen = resolve(self.implementation, kernel.dtype)
         ids = _check_values(ids, count, kernel, chosen)
-        # time-major on the small [B, T, K] spikes; the product gives [T, B, units] directly
-        time_major = _swap_batch_time(SparseSpikes(ids, values, count))
+        # Batch-major throughout: the product of the [B, T] rows gives [B, T, units], which the
+        # leak loop reads and writes in place (no transposes).
         if self.resolved_product(int(ids.shape[-1])) == "dense":
-            dense = _scatter(time_major.ids, time_major.count, time_major.values, self.input_dim, chosen)
+            dense = _scatter(ids, count, values, self.input_dim, chosen)
             current = tf.tensordot(dense, kernel, axes=1)
         else:
-            current = _sparse_linear(time_major.ids, time_major.values, time_major.count, kernel, None, chosen)
+            current = _sparse_linear(ids, values, count, kernel, None, chosen)
         outputs, _ = fused.fused_recurrence(neurons.leaky_integrator_step, neurons.LeakyIntegratorState, current,
-                                            [tf.zeros_like(current[0])], self.cell.params(dtype), bias=bias)
-        return tf.transpose(outputs, [1, 0, 2])
+                                            [tf.zeros_like(current[:, 0])], self.cell.params(dtype), time_axis=1,
+                                            bias=bias)
+        return outputs
 
     def compute_output_shape(self, input_shape):
         ids_shape = input_shape[0] if isinstance(input_shape[0], (list, tuple, tf.TensorShape)) else input_shape

@@ -133,7 +133,8 @@ def select_indices(
     second: Optional[str] = None,
     second_threshold: float = 0.0,
     implementation: str = "auto",
-) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    gather: bool = False,
+) -> Tuple[tf.Tensor, ...]:
     """Select up to Ke = min(`capacity`, N) neurons of each vector of `x` [..., N].
 
     Args:
@@ -144,9 +145,12 @@ def select_indices(
         second: None, ``"all"`` (every other neuron) or ``"above"`` (the others with
             x > `second_threshold`): the neurons that take the free slots.
         implementation: ``"auto"``, ``"op"`` or ``"tf"``.
+        gather: also return ``gather_rows(x, ids, count)``, x at the selected neurons
+            (the op gathers while it selects, without a second pass over x).
     Returns: (ids int32 [..., Ke] with 0 at unused slots, count int32 [...] = filled slots,
-    first_total int32 [...] = number of first-rule neurons, also those that did not fit).
-    No gradient (indices only).
+    first_total int32 [...] = number of first-rule neurons, also those that did not fit)
+    and, with `gather`, the gathered x [..., Ke] (0 at unused slots; gradient to x). The
+    indices have no gradient.
     """
     if first not in _FIRST_RULES:
         raise ValueError(f"`first` must be one of {_FIRST_RULES}, got first={first!r}")
@@ -162,15 +166,21 @@ def select_indices(
         raise ValueError(f"`x` must have a static last dimension N >= 1, got shape {x.shape}")
     n = int(x.shape[-1])
     k_eff = min(capacity, n)
+    source = x
     x = tf.stop_gradient(x)
     if resolve(implementation, x.dtype) == "op":
         lead = _lead_shape(x)
-        ids, count, first_total = _ops.load().dense_snns_select_spikes(
+        flat_ids, flat_count, first_total, selected = _ops.load().dense_snns_select_spikes(
             _flat(x, n), tf.constant(second_threshold, x.dtype), capacity=capacity, first=first,
             second="none" if second is None else second,
         )
         count_shape = lead if lead else []
-        return (_restore(ids, lead, k_eff), tf.reshape(count, count_shape), tf.reshape(first_total, count_shape))
+        result = (_restore(flat_ids, lead, k_eff), tf.reshape(flat_count, count_shape),
+                  tf.reshape(first_total, count_shape))
+        if gather:
+            selected = _with_scatter_gradient(_flat(source, n), flat_ids, flat_count, selected)
+            result += (_restore(selected, lead, k_eff),)
+        return result
     zero = tf.zeros([], x.dtype)
     first_mask = x > zero if first == "positive" else tf.not_equal(x, zero)
     then = None
@@ -180,6 +190,8 @@ def select_indices(
         then = x > tf.constant(second_threshold, x.dtype)
     ids, count = compact_indices(first_mask, then, capacity)
     first_total = tf.reduce_sum(tf.cast(first_mask, tf.int32), axis=-1)
+    if gather:
+        return ids, count, first_total, _tf_gather(source, ids, count)
     return ids, count, first_total
 
 
@@ -240,6 +252,21 @@ def _op_scatter_flat(ids, count, updates, n):
         return _ops.load().dense_snns_scatter_rows(ids, count, updates, num_columns=n), grad
 
     return scatter(updates)
+
+
+def _with_scatter_gradient(x, ids, count, gathered):
+    """`gathered` (= x [M, N] at ids [M, K], computed by the selection op) with the gradient
+    of `_op_gather_flat` to x."""
+    n = int(x.shape[-1])
+
+    @tf.custom_gradient
+    def attach(x):
+        def grad(dy):
+            return _op_scatter_flat(ids, count, dy, n)
+
+        return tf.identity(gathered), grad
+
+    return attach(x)
 
 
 def _op_gather(x, ids, count):

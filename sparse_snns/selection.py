@@ -8,8 +8,8 @@ import tensorflow as tf
 from dense_snns import surrogates
 
 from .format import SparseSpikes, _check_capacity, _finish_selection
-from ._common import check_implementation, resolve
-from .rowops import _gather, select_indices
+from ._common import check_implementation
+from .rowops import select_indices
 
 
 def select_spikes(
@@ -62,16 +62,13 @@ def select_spikes(
 
     check_implementation(implementation)
     k_eff = min(capacity, n)
-    if second_threshold is None:
-        ids, count, total_spikes = select_indices(x, capacity, "positive", "all", implementation=implementation)
-    else:
-        ids, count, total_spikes = select_indices(x, capacity, "positive", "above", float(second_threshold),
-                                                  implementation=implementation)
+    second, threshold = ("all", 0.0) if second_threshold is None else ("above", float(second_threshold))
+    ids, count, total_spikes, gathered = select_indices(x, capacity, "positive", second, threshold,
+                                                        implementation=implementation, gather=True)
     dropped = tf.maximum(total_spikes - k_eff, 0)
 
     # The spike function is elementwise: applied to the K gathered entries only, its
     # gradient reaches x at the selected neurons only (the gather's gradient drops padding).
     # Padding gathers 0 and H(0) = 0, so padding values are 0 without a mask.
-    # (ids and count come from the selection: no argument checks needed)
-    values = spike_fn(_gather(x, ids, count, resolve(implementation, x.dtype)))
+    values = spike_fn(gathered)
     return _finish_selection(ids, values, count, dropped, capacity, strict)

@@ -68,6 +68,7 @@ REGISTER_OP("DenseSnnsSelectSpikes")
     .Output("ids: int32")
     .Output("count: int32")
     .Output("first_total: int32")
+    .Output("selected: T")
     .Attr("T: {float, double}")
     .Attr("capacity: int >= 1")
     .Attr("first: {'positive', 'nonzero'} = 'positive'")
@@ -84,12 +85,14 @@ REGISTER_OP("DenseSnnsSelectSpikes")
       c->set_output(0, c->Matrix(c->Dim(x, 0), k));
       c->set_output(1, c->Vector(c->Dim(x, 0)));
       c->set_output(2, c->Vector(c->Dim(x, 0)));
+      c->set_output(3, c->Matrix(c->Dim(x, 0), k));
       return absl::OkStatus();
     })
     .Doc(R"doc(
 Selects up to min(capacity, N) indices per row of x [M, N]: first-rule indices in increasing
 order, then (second = all | above) the others in increasing order; `second_threshold` (a
-scalar) is used by second = above only.
+scalar) is used by second = above only. `selected` holds x at the selected indices (0 at
+unused slots): the gather that follows a selection, done while the row is in cache.
 )doc");
 
 static absl::Status RowsShape(InferenceContext* c, int ids_index, int count_index, DimensionHandle* m,
@@ -257,12 +260,14 @@ class SelectSpikesOp : public OpKernel {
     OP_REQUIRES(ctx, n <= static_cast<i64>(INT32_MAX),
                 tensorflow::errors::InvalidArgument("`x` has ", n, " columns; at most 2^31 - 1 are supported"));
     const i64 k_eff = std::min<i64>(capacity_, n);
-    Tensor *ids_t = nullptr, *count_t = nullptr, *first_t = nullptr;
+    Tensor *ids_t = nullptr, *count_t = nullptr, *first_t = nullptr, *selected_t = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({m_rows, k_eff}), &ids_t));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({m_rows}), &count_t));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({m_rows}), &first_t));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({m_rows, k_eff}), &selected_t));
     if (m_rows == 0) return;
     const T* xs = x.flat<T>().data();
+    T* selected = selected_t->flat<T>().data();
     i32* ids = ids_t->flat<i32>().data();
     i32* count = count_t->flat<i32>().data();
     i32* first_total = first_t->flat<i32>().data();
@@ -297,6 +302,9 @@ class SelectSpikesOp : public OpKernel {
           filled = Extract(bits, 64 * w, out, filled, k_eff);
         }
         std::fill(out + filled, out + k_eff, i32(0));
+        T* sel = selected + m * k_eff;
+        for (i64 k = 0; k < filled; ++k) sel[k] = row[out[k]];
+        std::fill(sel + filled, sel + k_eff, T(0));
         count[m] = static_cast<i32>(filled);
         first_total[m] = static_cast<i32>(found);
       }

@@ -49,6 +49,34 @@ def test_select_indices_nan_float64_and_rank1(rng):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+@pytest.mark.parametrize("first,second", [("positive", "all"), ("nonzero", "above"), ("positive", None)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_select_with_gather_equals_gather_rows(rng, first, second, dtype):
+    """gather=True: x at the selected ids (0 at unused slots), with the gradient of gather_rows
+    (a scatter to the selected neurons), on both paths and for a second-order gradient."""
+    x = data(rng, (3, 5, 70), dtype)
+    upstream = tf.constant(rng.normal(size=(3, 5, 20)).astype(dtype))
+    results = {}
+    for impl in ("op", "tf"):
+        with tf.GradientTape(persistent=True) as outer:
+            outer.watch(x)
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                ids, count, total, selected = rowops.select_indices(x, 20, first, second, -0.4, implementation=impl,
+                                                                   gather=True)
+                loss = tf.reduce_sum(upstream * selected ** 2)
+            d_x = tape.gradient(loss, x)
+            second_order = tf.reduce_sum(d_x * x)
+        dd_x = outer.gradient(second_order, x)
+        reference = rowops.gather_rows(x, ids, count, implementation="tf")
+        np.testing.assert_array_equal(selected.numpy(), reference.numpy())
+        expected = rowops.scatter_rows(ids, count, 2.0 * upstream * reference, 70, implementation="tf")
+        np.testing.assert_allclose(d_x.numpy(), expected.numpy(), rtol=1e-6)
+        results[impl] = (ids, count, total, selected, d_x, dd_x)
+    for a, b in zip(results["op"], results["tf"]):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6)
+
+
 def test_overflow_counts_are_exact(rng):
     x = tf.constant(rng.normal(0.5, 1.0, (50, 100)).astype(np.float32))
     ids, count, total = rowops.select_indices(x, 10, implementation="op")
