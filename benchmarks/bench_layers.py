@@ -16,7 +16,8 @@ layers XLA-compile only their own time loops) of
 
 plus times of the inference forward pass (``training=False``) of (a) and of the forward
 matmuls. The peak memory of a training
-step is measured for (a), for (a) with ``checkpoint_every=32``, for (b) and for (c). Before timing, (a) and (b) are
+step is measured for (a) (its default ``checkpoint_every="auto"``: every 32nd neuron state
+kept at T=1000), for (a) keeping every state (``checkpoint_every=None``), for (b) and for (c). Before timing, (a) and (b) are
 checked to emit identical spikes on the benchmark input.
 
 Each thread setting runs in a fresh child process of this script (TensorFlow's thread pools
@@ -104,8 +105,8 @@ MEMORY_WORKLOAD = "W2"
 # 256 KiB and up); with a BFC allocator for all CPU memory every allocation is counted,
 # including the per-step [batch, units] tensors of the reference while loop.
 MEMORY_ENV = {"TF_CPU_ALLOCATOR_USE_BFC": "true"}
-#: `checkpoint_every` of the fused layers in the second fused memory measurement (~sqrt(T)).
-CHECKPOINT_EVERY = 32
+#: `checkpoint_every` of the fused layers in the second fused memory measurement: every state.
+ALL_STATES = None
 
 
 def workload_spec(name: str, quick: bool, time_steps: Optional[int] = None) -> Dict[str, Any]:
@@ -383,17 +384,17 @@ def run_memory(args) -> Dict[str, Any]:
     tensor_bytes = spec["batch"] * spec["time"] * units * 4
     out: Dict[str, Any] = {"memory": True, "workload": spec["name"], "threads": args.threads, "batch": spec["batch"],
                            "time": spec["time"], "units": units, "tensor_bytes": tensor_bytes}
-    def checkpointed_step():
-        # The same fused layers keeping only every CHECKPOINT_EVERY-th neuron state (traced
-        # after the other paths, so that they run with the default).
+    def all_states_step():
+        # The same fused layers keeping the neuron states of every step (traced after the
+        # other paths, so that they run with the default).
         for layer in fused:
             if hasattr(layer, "checkpoint_every"):
-                layer.checkpoint_every = CHECKPOINT_EVERY
+                layer.checkpoint_every = ALL_STATES
         return make_functions(spec, x, fused, ref)["fused_step"]
 
     for name, fn, fn_args in [("fused", fns["fused_step"], [x, labels]), ("ref", fns["ref_step"], [x, labels]),
-                              ("matmul", mm_step, [xs, weights, dis]), ("fused_ckpt", None, [x, labels])]:
-        fn = checkpointed_step() if fn is None else fn
+                              ("matmul", mm_step, [xs, weights, dis]), ("fused_all", None, [x, labels])]:
+        fn = all_states_step() if fn is None else fn
         warm = fn(*fn_args)  # compiles
         del warm
         extras = []
@@ -509,15 +510,17 @@ def memory_report(memory: List[Dict[str, Any]]) -> str:
     ]
     for r in memory:  # results saved by older versions: one step, no thread count
         r.setdefault("threads", 0)
-        for name in ("fused", "fused_ckpt", "ref", "matmul"):
+        for name in ("fused", "fused_all", "fused_ckpt", "ref", "matmul"):
             if name in r:
                 r[name].setdefault("all", [r[name]["extra"]])
     threads = sorted({r["threads"] for r in memory})
     rows = []
-    for name in ("fused", "fused_ckpt", "ref", "matmul"):
+    labels = {"fused": 'fused (checkpoint_every="auto")', "fused_all": "fused, checkpoint_every=None",
+              "fused_ckpt": "fused, checkpoint_every=32"}  # fused_ckpt: results of older versions
+    for name in ("fused", "fused_all", "fused_ckpt", "ref", "matmul"):
         if not all(name in r for r in memory):
             continue
-        row = [name if name != "fused_ckpt" else f"fused, checkpoint_every={CHECKPOINT_EVERY}"]
+        row = [labels.get(name, name)]
         for t in threads:
             runs = [r for r in memory if r["threads"] == t]
             values = sorted(v for r in runs for v in r[name]["all"])

@@ -22,6 +22,7 @@ batch-major; batch-major ones are sliced in place, so no whole-sequence transpos
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
@@ -216,13 +217,37 @@ def _backward(step, currents, mask, stored, tensors, d_outputs, d_final, time_ax
     return series.finish(d_currents, current_0, steps), d_initial, d_tensors
 
 
-def check_checkpoint_every(value) -> Optional[int]:
-    """None or a positive int (the `checkpoint_every` argument)."""
-    if value is None:
-        return None
+def check_checkpoint_every(value, allow_auto: bool = False):
+    """None or a positive int (the `checkpoint_every` argument); also "auto" if `allow_auto`."""
+    if value is None or (allow_auto and value == AUTO):
+        return value
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"checkpoint_every must be None or a positive integer, got checkpoint_every={value!r}")
+        expected = 'None, "auto" or a positive integer' if allow_auto else "None or a positive integer"
+        raise ValueError(f"checkpoint_every must be {expected}, got checkpoint_every={value!r}")
     return value
+
+
+#: ``checkpoint_every="auto"`` of the sequence layers: sequences of at least this many
+#: (static) steps keep every k-th state, k = max(AUTO_MIN_SEGMENT, ceil(sqrt(T))).
+AUTO = "auto"
+AUTO_MIN_STEPS = 256
+AUTO_MIN_SEGMENT = 32
+
+
+def resolve_checkpoint_every(value, steps) -> Optional[int]:
+    """`checkpoint_every` for a sequence of `steps` steps (an int, or None if not static).
+
+    "auto": None (keep every state) below AUTO_MIN_STEPS steps or for a dynamic length;
+    above, k = max(32, ceil(sqrt(T))): state memory O(sqrt(T)) instead of O(T). The
+    recomputation is then no slower than storing every state (measured on CPU with T = 500
+    and 1000: equal or faster, since the states are written once less to main memory and the
+    segments being recomputed stay in cache); on short sequences storing is slightly faster.
+    """
+    if value != AUTO:
+        return value
+    if not isinstance(steps, int) or steps < AUTO_MIN_STEPS:
+        return None
+    return max(AUTO_MIN_SEGMENT, math.ceil(math.sqrt(steps)))
 
 
 _COMPILED = {}

@@ -16,7 +16,7 @@ which covers every option of these layers.
 """
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List, Optional, Union
 
 import tensorflow as tf
 
@@ -46,11 +46,11 @@ class SNNSequenceLayer(keras.layers.Layer):
         stateful: bool = False,
         implementation: str = "auto",
         jit_compile: bool = True,
-        checkpoint_every: Optional[int] = None,
+        checkpoint_every: Union[None, int, str] = "auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.checkpoint_every = fused.check_checkpoint_every(checkpoint_every)
+        self.checkpoint_every = fused.check_checkpoint_every(checkpoint_every, allow_auto=True)
         if implementation not in IMPLEMENTATIONS:
             raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got implementation={implementation!r}")
         self.return_sequences = bool(return_sequences)
@@ -169,11 +169,12 @@ class SNNSequenceLayer(keras.layers.Layer):
     def _fused(self, x, mask, initial_state, dtype, training=None):
         currents = tf.cast(self._feedforward(x), dtype)  # one matmul / conv over all steps
         states = self._initial_states(currents, initial_state, dtype)
-        checkpoint_every = self.checkpoint_every
-        if training is False and isinstance(currents.shape[1], int):
+        steps = currents.shape[1]
+        checkpoint_every = fused.resolve_checkpoint_every(self.checkpoint_every, steps)
+        if training is False and isinstance(steps, int):
             # Inference keeps no per-step state; a gradient, if one is still asked for, then
             # recomputes the states from the initial ones.
-            checkpoint_every = currents.shape[1]
+            checkpoint_every = steps
         return fused.fused_recurrence(
             type(self.neuron).step_fn,
             self.neuron.state_type,
@@ -251,10 +252,12 @@ class SNNDense(SNNSequenceLayer):
             batch size); `reset_states()` zeroes them.
         implementation: ``"auto"`` | ``"fused"`` | ``"loop"`` (see the module docstring).
         jit_compile: compile the fused time loops with XLA. Default True.
-        checkpoint_every: None (default) keeps the neuron states of every step for the
-            backward pass; an int k keeps every k-th and recomputes the rest in the backward
-            pass (k-fold less state memory for long sequences, one more pass of the
-            recurrence).
+        checkpoint_every: which neuron states the fused path keeps for the backward pass.
+            None: those of every step. An int k: every k-th; the others are recomputed in
+            the backward pass (k-fold less state memory, one more pass of the recurrence,
+            not of the matmuls). ``"auto"`` (default): every state for sequences shorter
+            than 256 steps (or of dynamic length), else k = max(32, ceil(sqrt(T))), which
+            on CPU is as fast as keeping every state (see `fused.resolve_checkpoint_every`).
 
     Call arguments: inputs [batch, time, features] (float, int or bool), `mask` [batch, time]
     (padded steps keep the state and emit no spike), `initial_state` (list of tensors).
@@ -277,7 +280,7 @@ class SNNDense(SNNSequenceLayer):
         stateful: bool = False,
         implementation: str = "auto",
         jit_compile: bool = True,
-        checkpoint_every: Optional[int] = None,
+        checkpoint_every: Union[None, int, str] = "auto",
         **kwargs,
     ):
         super().__init__(return_sequences, return_state, stateful, implementation, jit_compile, checkpoint_every,
@@ -369,7 +372,7 @@ class _SNNConv(SNNSequenceLayer):
         stateful: bool = False,
         implementation: str = "auto",
         jit_compile: bool = True,
-        checkpoint_every: Optional[int] = None,
+        checkpoint_every: Union[None, int, str] = "auto",
         **kwargs,
     ):
         super().__init__(return_sequences, return_state, stateful, implementation, jit_compile, checkpoint_every,

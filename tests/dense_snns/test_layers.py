@@ -280,7 +280,7 @@ def test_checkpointed_states_give_the_same_spikes_and_gradients(rng, every, jit_
     mask = tf.constant(np.arange(T)[None, :] < np.array([[T], [T - 4], [5]]))
     kwargs = dict(neuron=neuron("alif"), self_recurrent=True, jit_compile=jit_compile,
                   bias_initializer=keras.initializers.RandomNormal(0.0, 0.3, seed=4))
-    plain, checkpointed = SNNDense(N, **kwargs), SNNDense(N, checkpoint_every=every, **kwargs)
+    plain, checkpointed = SNNDense(N, checkpoint_every=None, **kwargs), SNNDense(N, checkpoint_every=every, **kwargs)
     plain(x)
     checkpointed(x)
     checkpointed.set_weights(plain.get_weights())
@@ -291,9 +291,45 @@ def test_checkpointed_states_give_the_same_spikes_and_gradients(rng, every, jit_
 
 
 def test_checkpoint_every_must_be_positive():
-    for bad in (0, -2, 2.5, True):
+    for bad in (0, -2, 2.5, True, "always"):
         with pytest.raises(ValueError, match="checkpoint_every"):
             SNNDense(N, checkpoint_every=bad)
+
+
+def test_auto_checkpointing_resolves_by_sequence_length():
+    from dense_snns import fused
+
+    assert SNNDense(N).checkpoint_every == "auto"
+    assert [fused.resolve_checkpoint_every("auto", steps) for steps in (None, 12, 255, 256, 1000, 1025, 4000)] == \
+        [None, None, None, 32, 32, 33, 64]
+    assert fused.resolve_checkpoint_every(None, 4000) is None
+    assert fused.resolve_checkpoint_every(7, 12) == 7
+
+
+def test_auto_checkpointing_of_a_long_sequence_gives_the_same_spikes_and_gradients(rng, monkeypatch):
+    """The default ("auto") on a 300-step sequence keeps every 32nd state (seen by the loop)
+    and gives what keeping every state gives."""
+    from dense_snns import fused
+
+    steps = 300
+    x = tf.constant((rng.random((2, steps, F)) < 0.3).astype(np.float32))
+    kwargs = dict(neuron=neuron("lif"), bias_initializer=keras.initializers.RandomNormal(0.0, 0.3, seed=4))
+    plain, auto = SNNDense(N, checkpoint_every=None, **kwargs), SNNDense(N, **kwargs)
+    plain(x[:, :2])
+    auto(x[:, :2])
+    auto.set_weights(plain.get_weights())
+    seen = []
+    original = fused.compiled_recurrence
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("checkpoint_every", args[7] if len(args) > 7 else None))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(fused, "compiled_recurrence", spy)
+    reference = outputs_and_gradients(plain, x)
+    assert 0 < reference[0].numpy().sum() < reference[0].numpy().size
+    assert_same_outputs_and_gradients(outputs_and_gradients(auto, x), reference)
+    assert seen == [None, 32]
 
 
 def test_inference_keeps_no_states_yet_gives_the_same_gradients(rng):
