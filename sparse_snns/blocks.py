@@ -119,6 +119,7 @@ class SparseSNNDense(keras.layers.Layer):
         self.metric_name = f"{self.name}_dropped"
         declare_layer_metric(self, self.metric_name)
         self.last_dropped = None
+        self.supports_masking = True  # uses the mask, passes none on (see `compute_mask`)
 
     def build(self, input_shape=None):
         if not self.synapse.built:
@@ -182,6 +183,11 @@ class SparseSNNDense(keras.layers.Layer):
         self.last_dropped = dropped
         add_layer_metric(self, self.metric_name, tf.reduce_mean(tf.cast(dropped, tf.float32)))
         return [selected.ids, selected.values, selected.count]
+
+    def compute_mask(self, inputs, mask=None):
+        # The mask is consumed: masked steps carry no spike (every value is 0), so a sparse
+        # readout adds nothing at those steps without being told.
+        return None
 
     def compute_output_shape(self, input_shape):
         if isinstance(input_shape, (list, tuple)) and isinstance(input_shape[0], (list, tuple, tf.TensorShape)):

@@ -474,6 +474,10 @@ DSNN_INLINE void PackColumns(const T* w, i64 n_in, i64 n_out, i64 c0, int width,
 // that the packed block of N_in rows stays in L2; see BlockLines.
 static const int kMaxBlockLines = 4;
 static const i64 kPackBudgetBytes = 1 << 20;
+// Blocks are 1, 2 or 4 lines wide (the kernels' cases), and a padded remainder must fit the
+// scratch sized for block_lines: both hold for a power of two <= 4.
+static_assert(kMaxBlockLines == 1 || kMaxBlockLines == 2 || kMaxBlockLines == 4,
+              "kMaxBlockLines must be 1, 2 or 4");
 
 static int BlockLines(i64 n_in) {
   int lines = kMaxBlockLines;

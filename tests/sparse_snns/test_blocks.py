@@ -35,6 +35,11 @@ def copy_weights(dense, sparse):
         sparse.recurrent_kernel.assign(weights[1])
 
 
+def by_name(weights, grads):
+    """{weight name without scope and suffix: gradient}."""
+    return dict(zip([w.name.split("/")[-1].split(":")[0] for w in weights], grads))
+
+
 def weighted(y):
     return tf.reduce_sum(y * np.linspace(0.5, 1.5, y.shape[-1]).astype(np.float32))
 
@@ -54,11 +59,43 @@ def test_full_capacity_equals_dense_block(rng, self_recurrent, neuron):
         la, lb = weighted(a), weighted(b)
     np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert 0 < a.numpy().sum() < a.numpy().size
-    grads_dense = dict(zip([w.name.split("/")[-1].split(":")[0] for w in dense.trainable_weights], tape.gradient(la, dense.trainable_weights)))
-    grads_sparse = dict(zip([w.name.split("/")[-1].split(":")[0] for w in sparse.trainable_weights], tape.gradient(lb, sparse.trainable_weights)))
+    grads_dense = by_name(dense.trainable_weights, tape.gradient(la, dense.trainable_weights))
+    grads_sparse = by_name(sparse.trainable_weights, tape.gradient(lb, sparse.trainable_weights))
     assert set(grads_dense) == set(grads_sparse)
     for name, g in grads_dense.items():
         np.testing.assert_allclose(grads_sparse[name].numpy(), g.numpy(), rtol=1e-5, atol=1e-6 * np.abs(g.numpy()).max())
+
+
+@pytest.mark.parametrize("jit_compile", [True, False])
+def test_masked_steps_and_both_loop_layouts_equal_dense_block(rng, jit_compile):
+    """The XLA loop runs batch-major, the plain one time-major (spikes transposed in and out):
+    both give the dense block's spikes and gradients, with padded steps masked, and report
+    `last_dropped` as [batch, time]."""
+    x = raster(rng)
+    mask = tf.constant(np.arange(T)[None, :] < np.array([[T], [T - 3], [4]]))
+    dense, _ = pair(True)
+    sparse = SparseSNNDense(N, input_dim=F, capacity=N, neuron=ds.NEURON_MODELS["lif"](N, threshold=0.3),
+                            self_recurrent=True, jit_compile=jit_compile)
+    dense(x)
+    sparse(x)
+    copy_weights(dense, sparse)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        a = dense(x, mask=mask)
+        b = to_dense(SparseSpikes(*sparse(x, mask=mask)), N)
+        la, lb = weighted(a), weighted(b)
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert 0 < a.numpy().sum() and not a.numpy()[2, 4:].any()  # padded steps emit nothing
+    assert sparse.last_dropped.shape == (B, T)
+    grads_dense = by_name(dense.trainable_weights, tape.gradient(la, dense.trainable_weights))
+    grads_sparse = by_name(sparse.trainable_weights, tape.gradient(lb, sparse.trainable_weights))
+    # a raster reaches the sparse layer as its events: the input gradient exists at events only
+    grads_dense["x"] = tape.gradient(la, x) * tf.cast(x != 0, x.dtype)
+    grads_sparse["x"] = tape.gradient(lb, x)
+    assert set(grads_dense) == set(grads_sparse) == {"x", "kernel", "recurrent_kernel", "bias"}
+    for name, g in grads_dense.items():
+        np.testing.assert_allclose(grads_sparse[name].numpy(), g.numpy(), rtol=1e-5,
+                                   atol=1e-6 * np.abs(g.numpy()).max(), err_msg=name)
 
 
 def test_second_threshold_reaches_fewer_neurons_and_counts_dropped(rng):
