@@ -36,6 +36,8 @@ import threading
 import warnings
 from typing import List, Optional, Tuple
 
+import tensorflow as tf
+
 __all__ = [
     "build",
     "cache_dir",
@@ -118,8 +120,6 @@ def compiler() -> Tuple[Optional[str], str]:
 
 
 def _tf_flags() -> Tuple[List[str], List[str], str]:
-    import tensorflow as tf
-
     return list(tf.sysconfig.get_compile_flags()), list(tf.sysconfig.get_link_flags()), tf.__version__
 
 
@@ -194,8 +194,6 @@ def build(cxx: str, target: str) -> None:
 
 
 def _load_file(path: str):
-    import tensorflow as tf
-
     return tf.load_op_library(path)
 
 
@@ -233,6 +231,7 @@ def _load_or_build():
         return None, f"loading the built library {target!r} failed: {err}", None, True
 
 
+@tf.autograph.experimental.do_not_convert  # may first run while a tf.function is traced
 def load():
     """The loaded op module (building it if needed), or None when the op is unavailable."""
     if _state["tried"]:

@@ -435,6 +435,37 @@ def test_dtype_and_structure_errors():
 # --------------------------------------------------------------------------------------------
 
 
+_FIRST_USE_IN_TRACE = """
+import numpy as np
+import tensorflow as tf
+import sparse_snns
+
+@tf.function
+def step(x):  # the first use of the C++ ops happens while this is traced
+    spikes, _ = sparse_snns.select_spikes(x, 4)
+    return sparse_snns.sparse_linear(spikes, tf.ones([6, 3]))
+
+print(step(tf.constant(np.linspace(-1.0, 1.0, 12, dtype=np.float32).reshape(2, 6))).numpy().sum())
+print("op:", sparse_snns.ops.op_available())
+"""
+
+
+@needs_op
+def test_first_op_use_inside_a_traced_function_is_quiet(tmp_path):
+    """The library may be loaded (or built) while Keras or tf.function traces a step: AutoGraph
+    must leave the loader alone instead of trying to convert the standard library it calls."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "first_use.py"  # a file: AutoGraph converts only code whose source it can read
+    script.write_text(_FIRST_USE_IN_TRACE)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="1"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "op: True" in proc.stdout
+    assert "AutoGraph could not transform" not in proc.stderr, proc.stderr[-2000:]
+
+
 def test_build_failure_reports_the_compiler_error(tmp_path, monkeypatch):
     broken = tmp_path / "sparse_linear_ops.cc"
     broken.write_text("#error deliberately broken source\n")
