@@ -94,8 +94,10 @@ def test_masked_steps_and_both_loop_layouts_equal_dense_block(rng, jit_compile):
     grads_sparse["x"] = tape.gradient(lb, x)
     assert set(grads_dense) == set(grads_sparse) == {"x", "kernel", "recurrent_kernel", "bias"}
     for name, g in grads_dense.items():
-        np.testing.assert_allclose(grads_sparse[name].numpy(), g.numpy(), rtol=1e-5,
-                                   atol=1e-6 * np.abs(g.numpy()).max(), err_msg=name)
+        # the input gradient sums N products in another order (dI @ W^T vs the op's per-entry
+        # dot products): float32 round-off, relative to the largest entry, up to ~1e-5
+        atol = (1e-5 if name == "x" else 1e-6) * np.abs(g.numpy()).max()
+        np.testing.assert_allclose(grads_sparse[name].numpy(), g.numpy(), rtol=1e-5, atol=atol, err_msg=name)
 
 
 def test_second_threshold_reaches_fewer_neurons_and_counts_dropped(rng):
