@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
 from tensorflow.compiler.tf2xla.python import xla as _xla
@@ -273,7 +273,7 @@ def compiled_recurrence(
     mask: Optional[tf.Tensor] = None,
     jit_compile: bool = True,
     time_axis: int = 0,
-    checkpoint_every: Optional[int] = None,
+    checkpoint_every: Union[None, int, str] = None,
 ) -> Tuple[tf.Tensor, List[tf.Tensor]]:
     """Run ``step`` over time in a compiled loop, with hand-written BPTT.
 
@@ -295,13 +295,15 @@ def compiled_recurrence(
             (one [time, batch, ...] tensor per state). An int k keeps only those entering
             steps 0, k, 2k, ... and recomputes the others segment by segment in the backward
             pass: state memory falls by a factor k (plus k steps' worth), for one more
-            forward pass of the recurrence (not of the matmuls).
+            forward pass of the recurrence (not of the matmuls). ``"auto"``: by the
+            sequence length, see `resolve_checkpoint_every`.
     Returns: (outputs with time on `time_axis`, final states list). Gradients flow to
     `currents`, `initial_states` and `tensors`.
     """
     if time_axis not in (0, 1):
         raise ValueError(f"time_axis must be 0 or 1, got time_axis={time_axis!r}")
-    checkpoint_every = check_checkpoint_every(checkpoint_every)
+    checkpoint_every = resolve_checkpoint_every(check_checkpoint_every(checkpoint_every, allow_auto=True),
+                                                currents.shape[time_axis])
     if time_axis == 1 and not jit_compile:
         # TensorFlow has no in-place update of a slice outside XLA: go through time-major.
         swap = [1, 0] + list(range(2, currents.shape.rank))
@@ -404,7 +406,7 @@ def fused_recurrence(
     jit_compile: bool = True,
     time_axis: int = 0,
     bias: Optional[tf.Tensor] = None,
-    checkpoint_every: Optional[int] = None,
+    checkpoint_every: Union[None, int, str] = None,
 ) -> Tuple[tf.Tensor, List[tf.Tensor]]:
     """Run an SNN block's recurrence over a whole sequence, with hand-written BPTT.
 

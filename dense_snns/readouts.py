@@ -63,6 +63,7 @@ class LeakyReadout(keras.layers.Layer):
             self.cell.params(current.dtype),
             time_axis=1,
             bias=bias,
+            checkpoint_every=fused.AUTO,
         )
         return outputs
 

@@ -316,7 +316,8 @@ class GraphSNN(keras.layers.Layer):
         else:
             single_device = len(set(self.cell.placement.values())) <= 1
             outputs, _ = fused.compiled_recurrence(step, currents, states, tensors, mask,
-                                                   jit_compile=self.jit_compile and single_device, time_axis=1)
+                                                   jit_compile=self.jit_compile and single_device, time_axis=1,
+                                                   checkpoint_every=fused.AUTO)
         return outputs if self.return_sequences else outputs[:, -1]
 
     @staticmethod

@@ -173,7 +173,8 @@ class SparseSNNDense(keras.layers.Layer):
             mask = tf.cast(mask, tf.bool)
             mask = tf.transpose(mask) if time_axis == 0 else mask
         x, _ = fused.compiled_recurrence(step, currents, states, step.split(params, kernel, bias), mask,
-                                         jit_compile=self.jit_compile, time_axis=time_axis)
+                                         jit_compile=self.jit_compile, time_axis=time_axis,
+                                         checkpoint_every=fused.AUTO)
         # x: membrane minus threshold, laid out as the currents
         selected, dropped = select_spikes(x, self.capacity, self.second_threshold, self.neuron.spike_func,
                                           strict=self.strict, implementation=self.synapse.implementation)

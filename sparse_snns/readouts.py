@@ -98,7 +98,7 @@ class SparseLeakyReadout(keras.layers.Layer):
             current = _sparse_linear(ids, values, count, kernel, None, chosen)
         outputs, _ = fused.fused_recurrence(neurons.leaky_integrator_step, neurons.LeakyIntegratorState, current,
                                             [tf.zeros_like(current[:, 0])], self.cell.params(dtype), time_axis=1,
-                                            bias=bias)
+                                            bias=bias, checkpoint_every=fused.AUTO)
         return outputs
 
     def compute_output_shape(self, input_shape):

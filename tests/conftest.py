@@ -28,6 +28,23 @@ def float64():
     keras.backend.set_floatx(previous)
 
 
+@pytest.fixture
+def checkpoint_choices(monkeypatch):
+    """The list of what `dense_snns.fused.resolve_checkpoint_every` returns during the test
+    (the `checkpoint_every` a compiled loop ends up with: None = every state kept)."""
+    from dense_snns import fused
+
+    seen = []
+    original = fused.resolve_checkpoint_every
+
+    def record(value, steps):
+        seen.append(original(value, steps))
+        return seen[-1]
+
+    monkeypatch.setattr(fused, "resolve_checkpoint_every", record)
+    return seen
+
+
 def compile_kwargs():
     """No XLA for training steps under Keras 3 (autodiff through the time loop under XLA is slow)."""
     return {"jit_compile": False} if KERAS_3 else {}

@@ -44,6 +44,28 @@ def test_readout_matches_rnn_of_cell_and_numpy(rng, use_bias):
     np.testing.assert_allclose(out, np_leaky(x, w, b, 0.8), rtol=1e-5, atol=1e-5)
 
 
+def test_long_sequence_is_checkpointed_and_matches_the_cell(rng, checkpoint_choices):
+    """T = 300: the compiled loop keeps every 32nd state ("auto") and still gives the
+    integrator's output and the RNN cell's gradients."""
+    x = tf.constant(rng.normal(size=(2, 300, 3)).astype(np.float32))
+    readout = ds.LeakyReadout(2, beta=0.9, bias_initializer=random_init(1))
+    rnn = keras.layers.RNN(ds.LeakyReadoutCell(2, beta=0.9), return_sequences=True)
+    readout(x[:, :2])
+    rnn(x[:, :2])
+    rnn.set_weights(readout.get_weights())
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        out, ref = readout(x), rnn(x)
+        weights = np.linspace(-1.0, 1.0, 300)[None, :, None].astype(np.float32)
+        loss, loss_ref = tf.reduce_sum(out * weights), tf.reduce_sum(ref * weights)
+    assert 32 in checkpoint_choices
+    w, b = readout.cell.kernel.numpy(), readout.cell.bias.numpy()
+    np.testing.assert_allclose(out.numpy(), np_leaky(x.numpy(), w, b, 0.9), rtol=1e-4, atol=1e-4)
+    for g, g_ref in zip(tape.gradient(loss, [x] + readout.trainable_weights),
+                        tape.gradient(loss_ref, [x] + rnn.trainable_weights)):
+        np.testing.assert_allclose(g.numpy(), g_ref.numpy(), rtol=1e-4, atol=1e-4 * np.abs(g_ref.numpy()).max())
+
+
 def test_readout_hand_computed():
     """One input unit, weight 1, no bias, beta 0.5: an impulse decays geometrically."""
     readout = ds.LeakyReadout(1, beta=0.5, use_bias=False, kernel_initializer="ones")

@@ -95,6 +95,26 @@ def test_layer_cell_and_implementations_agree(rng, implementation):
         np.testing.assert_allclose(g.numpy(), g_ref.numpy(), rtol=1e-5, atol=1e-5 * (np.abs(g_ref.numpy()).max() + 1e-12))
 
 
+def test_long_sequence_is_checkpointed_and_agrees_with_the_cell(rng, checkpoint_choices):
+    """T = 300: the graph's compiled loop keeps every 32nd state ("auto") and agrees with
+    keras.layers.RNN(GraphSNNCell)."""
+    graph = cyclic_graph()
+    layer = GraphSNN(graph, kernel_initializer=keras.initializers.RandomNormal(0.2, 0.5, seed=4))
+    reference = keras.layers.RNN(GraphSNNCell(graph), return_sequences=True)
+    x = spikes(rng, (2, 300, 3), p=0.3)
+    layer(x[:, :2])
+    reference(x[:, :2])
+    reference.set_weights(layer.get_weights())
+    with tf.GradientTape(persistent=True) as tape:
+        a, b = layer(x), reference(x)
+        la, lb = tf.reduce_sum(a * np.linspace(0.5, 1.5, a.shape[-1])), tf.reduce_sum(b * np.linspace(0.5, 1.5, b.shape[-1]))
+    assert 32 in checkpoint_choices
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert 0 < a.numpy().sum() < a.numpy().size
+    for g, g_ref in zip(tape.gradient(la, layer.trainable_weights), tape.gradient(lb, reference.trainable_weights)):
+        np.testing.assert_allclose(g.numpy(), g_ref.numpy(), rtol=1e-5, atol=1e-5 * (np.abs(g_ref.numpy()).max() + 1e-12))
+
+
 def test_chain_graph_is_a_block_stack_with_one_step_delays(rng):
     graph = chain([5, 4], neuron="lif", neuron_config={"threshold": 0.4})
     layer = GraphSNN(graph, kernel_initializer=keras.initializers.RandomNormal(0.3, 0.5, seed=2))

@@ -100,6 +100,30 @@ def test_masked_steps_and_both_loop_layouts_equal_dense_block(rng, jit_compile):
         np.testing.assert_allclose(grads_sparse[name].numpy(), g.numpy(), rtol=1e-5, atol=atol, err_msg=name)
 
 
+def test_long_sequence_is_checkpointed_and_equals_dense_block(rng, checkpoint_choices):
+    """T = 300: the sparse layer's loop keeps every 32nd state ("auto") and still gives the
+    spikes and gradients of a dense block that keeps every state."""
+    x = raster(rng, (2, 300, F))
+    dense, sparse = pair(False)
+    dense.checkpoint_every = None
+    dense(x[:, :2])
+    sparse(x[:, :2])
+    copy_weights(dense, sparse)
+    del checkpoint_choices[:]
+    with tf.GradientTape(persistent=True) as tape:
+        a = dense(x)
+        b = to_dense(SparseSpikes(*sparse(x)), N)
+        la, lb = weighted(a), weighted(b)
+    assert checkpoint_choices == [None, None, 32]  # the dense layer, its loop, the sparse loop
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert 0 < a.numpy().sum() < a.numpy().size
+    grads_dense = by_name(dense.trainable_weights, tape.gradient(la, dense.trainable_weights))
+    grads_sparse = by_name(sparse.trainable_weights, tape.gradient(lb, sparse.trainable_weights))
+    for name, g in grads_dense.items():
+        np.testing.assert_allclose(grads_sparse[name].numpy(), g.numpy(), rtol=1e-5,
+                                   atol=1e-6 * np.abs(g.numpy()).max(), err_msg=name)
+
+
 def test_second_threshold_reaches_fewer_neurons_and_counts_dropped(rng):
     x = raster(rng, p=0.6)
     full, _ = pair(False)
