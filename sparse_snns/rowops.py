@@ -7,7 +7,9 @@ Three building blocks of the sparse format, on vectors of size N with any leadin
   of the neurons selected by a first rule (``x > 0`` or ``x != 0``) in increasing order, then
   optionally the others (all, or those with ``x > second_threshold``) in increasing order,
   up to Ke = min(capacity, N) slots; unused slots hold id 0. ``first_total`` counts all
-  first-rule neurons, also those that did not fit, so overflow is exact.
+  first-rule neurons, also those that did not fit, so overflow is exact. With
+  ``gather=True`` it also returns x at the selected neurons (as `gather_rows`), which the
+  op gathers while it selects.
 * `gather_rows` (x [..., N], ids [..., K], count -> [..., K]): ``x[..., ids[..., k]]`` for
   ``k < count``, 0 at padding. Gradient to x: `scatter_rows`.
 * `scatter_rows` (ids, count, updates [..., K], N -> [..., N]): zeros, plus the updates added
