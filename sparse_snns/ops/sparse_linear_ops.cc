@@ -461,7 +461,7 @@ DSNN_INLINE void GradValuesTail(const Spikes& s, const T* src, i64 stride, const
   }
 }
 
-// pack[r, 0:width] = w[r, c0:c0+width], pack[r, width:stride] = 0 (rows `stride` apart) and back.
+// pack[r, 0:width] = w[r, c0:c0+width], pack[r, width:stride] = 0 (pack rows `stride` apart).
 template <typename T>
 DSNN_INLINE void PackColumns(const T* w, i64 n_in, i64 n_out, i64 c0, int width, int stride, T* pack) {
   for (i64 r = 0; r < n_in; ++r) {
