@@ -150,23 +150,29 @@ def test_errors_and_xla():
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+def linear_on_both_paths(spikes, kernel, dy):
+    """{"op"|"tf": [sparse_linear(spikes, kernel), d values, d kernel]} for upstream gradient dy."""
+    from sparse_snns import sparse_linear
+
+    results = {}
+    for impl in ("op", "tf"):
+        with tf.GradientTape() as tape:
+            tape.watch([spikes.values, kernel])
+            y = sparse_linear(spikes, kernel, implementation=impl)
+        results[impl] = [y] + tape.gradient(y, [spikes.values, kernel], output_gradients=dy)
+    return results
+
+
 def test_sparse_linear_op_with_zero_valued_entries_equals_tf(rng):
     """Selections put gradient-only entries (value 0) after the spikes: the op skips them in
     the forward sum and the weight gradient, with the same results as the pure-TF path."""
-    from sparse_snns import sparse_linear
-
     x = tf.constant(rng.normal(-0.3, 0.5, (40, 90)).astype(np.float32))
     spikes, _ = select_spikes(x, 30, implementation="op")
     values = spikes.values * tf.constant(rng.uniform(0.5, 1.5, (40, 30)).astype(np.float32))
     assert 0 < np.count_nonzero(values.numpy()) < np.count_nonzero(spikes.count.numpy()[:, None] > np.arange(30))
     kernel = tf.constant(rng.normal(size=(90, 21)).astype(np.float32))
     dy = tf.constant(rng.normal(size=(40, 21)).astype(np.float32))
-    results = {}
-    for impl in ("op", "tf"):
-        with tf.GradientTape() as tape:
-            tape.watch([values, kernel])
-            y = sparse_linear(SparseSpikes(spikes.ids, values, spikes.count), kernel, implementation=impl)
-        results[impl] = [y] + tape.gradient(y, [values, kernel], output_gradients=dy)
+    results = linear_on_both_paths(SparseSpikes(spikes.ids, values, spikes.count), kernel, dy)
     dense = to_dense(SparseSpikes(spikes.ids, values, spikes.count), 90)
     np.testing.assert_allclose(results["op"][0].numpy(), (dense @ kernel).numpy(), rtol=1e-5, atol=1e-5)
     for a, b in zip(results["op"], results["tf"]):
@@ -282,8 +288,6 @@ def test_scatter_duplicate_ids_sum_like_tf(rng):
 def test_sparse_linear_zero_values_anywhere_and_all_zero_rows(rng):
     """Entries of value 0 in the middle of a row, rows of only zeros and empty rows: the op
     (which skips zeros) equals the pure-TF path, forward and gradients."""
-    from sparse_snns import sparse_linear
-
     ids = tf.constant(rng.integers(0, 50, (6, 8)).astype(np.int32))
     values = rng.uniform(0.5, 1.5, (6, 8)).astype(np.float32)
     values[0, [1, 4]] = 0.0      # interior zeros
@@ -294,12 +298,7 @@ def test_sparse_linear_zero_values_anywhere_and_all_zero_rows(rng):
     count = tf.constant([8, 8, 8, 5, 0, 3], tf.int32)
     kernel = tf.constant(rng.normal(size=(50, 13)).astype(np.float32))
     dy = tf.constant(rng.normal(size=(6, 13)).astype(np.float32))
-    results = {}
-    for impl in ("op", "tf"):
-        with tf.GradientTape() as tape:
-            tape.watch([values, kernel])
-            y = sparse_linear(SparseSpikes(ids, values, count), kernel, implementation=impl)
-        results[impl] = [y] + tape.gradient(y, [values, kernel], output_gradients=dy)
+    results = linear_on_both_paths(SparseSpikes(ids, values, count), kernel, dy)
     for a, b in zip(results["op"], results["tf"]):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(results["op"][0].numpy()[[1, 4]], 0.0)
