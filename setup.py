@@ -13,7 +13,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["dense_snns", "dense_snns.*", "sparse_snns", "sparse_snns.*", "snns_as_gnn", "snns_as_gnn.*"]),
-    package_data={"sparse_snns": ["ops/*.cc", "ops/*.h"]},  # the C++ ops are compiled at first use
+    # the C++ kernels are compiled at first use
+    package_data={"dense_snns": ["ops/*.cc"], "sparse_snns": ["ops/*.cc", "ops/*.h"]},
     python_requires=">=3.8",
     install_requires=[
         "numpy>=1.19,<3",

@@ -28,7 +28,8 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 import tensorflow as tf
 from tensorflow.compiler.tf2xla.python import xla as _xla
 
-from . import neurons
+from . import neurons, surrogates
+from .ops import lif as lif_ops
 
 
 def num_steps(x: tf.Tensor, axis: int):
@@ -394,6 +395,18 @@ class BlockStep:
 
 _BLOCK_STEPS = {}
 
+#: Values of `fused_recurrence`'s `implementation`.
+IMPLEMENTATIONS = ("auto", "op", "tf")
+
+
+def _lif_kernel_refusal(step_fn, params, currents, time_axis, mask, recurrent_kernel) -> Optional[str]:
+    """Why the C++ LIF kernel cannot run this recurrence, or None if it can."""
+    if step_fn is not neurons.lif_step:
+        return f"the neuron step is {getattr(step_fn, '__name__', step_fn)!r}, not lif_step"
+    if not isinstance(params.spike_fn, surrogates.Surrogate):
+        return "the spike function is not a dense_snns.surrogates.Surrogate"
+    return lif_ops.applicable(currents, time_axis, mask is not None, recurrent_kernel is not None)
+
 
 def fused_recurrence(
     step_fn,
@@ -407,6 +420,7 @@ def fused_recurrence(
     time_axis: int = 0,
     bias: Optional[tf.Tensor] = None,
     checkpoint_every: Union[None, int, str] = None,
+    implementation: str = "auto",
 ) -> Tuple[tf.Tensor, List[tf.Tensor]]:
     """Run an SNN block's recurrence over a whole sequence, with hand-written BPTT.
 
@@ -424,8 +438,24 @@ def fused_recurrence(
         time_axis: 0 (time-major) or 1 (batch-major) sequences; see `compiled_recurrence`.
         bias: [units] or None, added to the currents inside the loop.
         checkpoint_every: see `compiled_recurrence`.
+        implementation: ``"op"`` runs the C++ LIF kernels (`dense_snns.ops.lif`): `LIF`
+            neurons with a `Surrogate` spike function, batch-major float32/float64
+            sequences, no mask, no recurrent kernel, not inside XLA (ValueError otherwise).
+            ``"tf"`` runs the compiled TensorFlow loops (`compiled_recurrence`); ``"auto"``
+            the kernels whenever they apply and are built, else the loops.
     Returns: (spikes laid out as `currents`, final states list).
     """
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got implementation={implementation!r}")
+    if implementation != "tf":
+        refusal = _lif_kernel_refusal(step_fn, params, currents, time_axis, mask, recurrent_kernel)
+        if refusal is None:
+            spikes, final_v = lif_ops.lif_recurrence(
+                currents, initial_states[0], params.beta, params.threshold, bias, params.reset,
+                params.stop_reset_grad, params.spike_fn)
+            return spikes, [final_v]
+        if implementation == "op":
+            raise ValueError(f"implementation='op' cannot run this recurrence: {refusal}")
     step = BlockStep(step_fn, state_type, params, recurrent_kernel is not None, bias is not None)
     # tf.function keys its traces on the identity of such objects: one instance per key.
     step = _BLOCK_STEPS.setdefault(step._key, step)

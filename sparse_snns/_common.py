@@ -1,7 +1,7 @@
 """What `rowops`, `linear` and `readouts` share: the choice of implementation and the checks
 of sparse-spike arguments (ids, count).
 
-Depends on TensorFlow and `sparse_snns.ops` only (the op library is built by `resolve` on
+Depends on TensorFlow, `sparse_snns.ops` and `dense_snns.ops` only (the op library is built by `resolve` on
 the first ``"auto"`` or ``"op"`` call).
 """
 from __future__ import annotations
@@ -11,6 +11,8 @@ from typing import List, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
+
+from dense_snns.ops import in_xla_context
 
 from . import ops as _ops
 
@@ -24,20 +26,6 @@ OP_DTYPES = (tf.float32, tf.float64)
 # --------------------------------------------------------------------------------------------
 # implementation
 # --------------------------------------------------------------------------------------------
-
-
-def in_xla_context() -> bool:
-    """True while TensorFlow traces a function for XLA (``tf.function(jit_compile=True)``)."""
-    if tf.executing_eagerly():
-        return False
-    try:
-        from tensorflow.python.ops import control_flow_util
-    except ImportError:  # pragma: no cover - very old or stripped TensorFlow
-        return False
-    try:
-        return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
-    except Exception:  # noqa: BLE001 - internal API: never fail because of the probe
-        return False
 
 
 def check_implementation(implementation) -> str:

@@ -45,6 +45,15 @@ def checkpoint_choices(monkeypatch):
     return seen
 
 
+@pytest.fixture
+def tf_loops_only(monkeypatch):
+    """Run fused LIF layers on the compiled TensorFlow loops of `dense_snns.fused` instead of
+    the C++ LIF kernels (which "auto" would pick)."""
+    from dense_snns import fused
+
+    monkeypatch.setattr(fused, "_lif_kernel_refusal", lambda *args: "turned off by the test")
+
+
 def compile_kwargs():
     """No XLA for training steps under Keras 3 (autodiff through the time loop under XLA is slow)."""
     return {"jit_compile": False} if KERAS_3 else {}

@@ -237,7 +237,7 @@ def test_compiled_loops_are_traced_once_per_configuration(rng):
                 for key, (f, b) in fused._COMPILED.items()}
 
     x = inputs(rng)
-    layer = SNNDense(N, neuron=neuron("lif", beta=0.77))
+    layer = SNNDense(N, neuron=neuron("lif", beta=0.77), self_recurrent=True)  # recurrent: the loops, not the LIF kernel
     for i in range(3):
         with tf.GradientTape() as tape:
             loss = tf.reduce_sum(layer(x))
@@ -251,7 +251,7 @@ def test_compiled_loops_are_traced_once_per_configuration(rng):
     after = tracing_counts()
     assert all(after[key] == value for key, value in counts.items())
     assert len(after) > len(counts)
-    SNNDense(N, neuron=neuron("lif", beta=0.77))(x)  # an equal layer reuses the traces
+    SNNDense(N, neuron=neuron("lif", beta=0.77), self_recurrent=True)(x)  # an equal layer reuses the traces
     assert all(tracing_counts()[key] == value for key, value in counts.items())
 
 
@@ -306,7 +306,7 @@ def test_auto_checkpointing_resolves_by_sequence_length():
     assert fused.resolve_checkpoint_every(7, 12) == 7
 
 
-def test_auto_checkpointing_of_a_long_sequence_gives_the_same_spikes_and_gradients(rng, monkeypatch):
+def test_auto_checkpointing_of_a_long_sequence_gives_the_same_spikes_and_gradients(rng, monkeypatch, tf_loops_only):
     """The default ("auto") on a 300-step sequence keeps every 32nd state (seen by the loop)
     and gives what keeping every state gives."""
     from dense_snns import fused

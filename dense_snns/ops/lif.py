@@ -1,0 +1,107 @@
+"""The LIF recurrence of a whole sequence as one C++ kernel, with its reverse-time gradient.
+
+`lif_recurrence` runs `neurons.lif_step` (with the bias added to the current first, as
+`fused.BlockStep` does) over a batch-major sequence: one pass over the currents forward, and
+one backward pass that recomputes each tile's membranes in cache and walks back in time,
+carrying dL/dv. Nothing but the currents (which the layer's matmul gradient keeps anyway) is
+stored for the gradient. `fused.fused_recurrence` uses it when `applicable`; otherwise, and
+inside XLA, the compiled TensorFlow loops of `dense_snns.fused` run the same step.
+
+The kernels (`lif_ops.cc`) are built at first use (see `OpLibrary`).
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import tensorflow as tf
+
+from ._build import OpLibrary, in_xla_context
+
+__all__ = ["LIBRARY", "OP_DTYPES", "applicable", "lif_recurrence", "load", "load_error", "op_available"]
+
+LIBRARY = OpLibrary(
+    directory=os.path.dirname(os.path.abspath(__file__)),
+    sources=("lif_ops.cc",),
+    headers=(),
+    prefix="dense_snns_lif_ops",
+    description="dense_snns: the C++ LIF kernels of the fused layers",
+    # no fused multiply-adds: the membrane rounds as TensorFlow's separate ops do
+    flags=("-ffp-contract=off",),
+)
+
+load = LIBRARY.load
+op_available = LIBRARY.op_available
+load_error = LIBRARY.load_error
+
+#: Dtypes of the kernels (the states of mixed-precision layers are float32).
+OP_DTYPES = (tf.float32, tf.float64)
+
+
+def applicable(currents: tf.Tensor, time_axis: int, has_mask: bool, has_recurrent_kernel: bool) -> Optional[str]:
+    """Why the kernel cannot run this recurrence (None if it can), for a `LIF` neuron whose
+    spike function is a `surrogates.Surrogate`: it needs batch-major float32/float64
+    sequences of rank >= 3, no mask, no recurrent kernel, no XLA compilation around it, and
+    the built library."""
+    if time_axis != 1:
+        return "the sequence is time-major"
+    if currents.shape.rank is None or currents.shape.rank < 3:
+        return "the currents have rank < 3"
+    if currents.dtype not in OP_DTYPES:
+        return f"the dtype is {currents.dtype.name}"
+    if has_mask:
+        return "a mask is given"
+    if has_recurrent_kernel:
+        return "the block has a recurrent kernel"
+    if in_xla_context():
+        return "the call is compiled by XLA"
+    if not op_available():
+        return f"the library is unavailable: {load_error()}"
+    return None
+
+
+def _channel_vector(value, channels: int, dtype) -> tf.Tensor:
+    """A scalar or [channels] parameter as a [channels] tensor (gradients flow back through
+    the broadcast)."""
+    return tf.broadcast_to(tf.cast(value, dtype), [channels])
+
+
+def lif_recurrence(currents: tf.Tensor, initial_v: tf.Tensor, beta, threshold, bias, reset: str,
+                   stop_reset_grad: bool, surrogate):
+    """Spikes [B, T, ...] and the final membrane [B, ...] of a LIF layer.
+
+    Args:
+        currents: x W [batch, time, ..., channels] (without the bias).
+        initial_v: membrane entering step 0, [batch, ..., channels].
+        beta, threshold: decay and threshold, scalars or [channels] (tensors get gradients).
+        bias: [channels] or None, added to every step's current.
+        reset: "subtract" | "zero" | "none"; stop_reset_grad: as `neurons.lif_step`.
+        surrogate: the `surrogates.Surrogate` of the spike function (its name and scale).
+    Gradients flow to currents, initial_v, beta, threshold and bias.
+    """
+    library = load()
+    if library is None:
+        raise RuntimeError(f"the C++ LIF kernels are unavailable: {load_error()}")
+    dtype = currents.dtype
+    channels = currents.shape[-1]
+    beta = _channel_vector(beta, channels, dtype)
+    threshold = _channel_vector(threshold, channels, dtype)
+    bias = tf.zeros([0], dtype) if bias is None else tf.cast(bias, dtype)
+    attrs = dict(reset=reset)
+    grad_attrs = dict(reset=reset, stop_reset_grad=bool(stop_reset_grad), surrogate=surrogate.name,
+                      scale=float(surrogate.scale))
+
+    @tf.custom_gradient
+    def run(currents, initial_v, beta, threshold, bias):
+        spikes, final_v = library.dense_snns_lif_forward(currents, initial_v, beta, threshold, bias, **attrs)
+
+        def grad(d_spikes, d_final_v):
+            d_spikes = tf.zeros_like(currents) if d_spikes is None else d_spikes
+            d_final_v = tf.zeros_like(initial_v) if d_final_v is None else d_final_v
+            return library.dense_snns_lif_grad(
+                currents, initial_v, beta, threshold, bias, d_spikes, d_final_v, **grad_attrs)
+
+        return (spikes, final_v), grad
+
+    spikes, final_v = run(currents, tf.cast(initial_v, dtype), beta, threshold, bias)
+    return spikes, final_v

@@ -1,0 +1,623 @@
+// The LIF recurrence of a whole sequence as two CPU kernels: the forward pass and its
+// reverse-time gradient (BPTT with a surrogate spike derivative).
+//
+// These kernels compute exactly what `dense_snns.neurons.lif_step` computes (with the bias
+// added to the current first, as `fused.BlockStep` does); tests compare them with the
+// compiled loops of `dense_snns.fused` built on that function. Per step and unit:
+//
+//   x = beta * v + (I + bias)          membrane before the reset
+//   s = H(x - threshold)               H(0) = 0
+//   v = x - threshold * s | x * (1 - s) | x          reset "subtract" | "zero" | "none"
+//
+// Layout: currents [B, S, ...] (batch-major, S steps), states [B, ...]; the units of a
+// step, M = prod(...), are contiguous, and the per-neuron parameters ([C], C the last
+// dimension) repeat every C units (a convolution's channels).
+//
+// Forward: one pass over the currents, writing the spikes (into the currents' buffer when
+// TensorFlow lets it go); nothing is stored for the gradient. Gradient: per batch element
+// and tile of units, the tile's membranes x[t] are recomputed from the currents into a
+// scratch buffer that stays in cache, then walked back from t = S-1 to 0, carrying dL/dv;
+// dI overwrites the spike gradient's buffer when possible. Parameter gradients (beta,
+// threshold, bias) are summed per batch element, then over the batch and the positions
+// sharing a channel. Work is split over batch elements and tiles on the intra-op threads.
+//
+// The loops run on GCC/Clang vector types compiled for SSE2 and AVX2 in one portable
+// library; AVX2 is used when the CPU has it (DENSE_SNNS_ISA=generic forces SSE2). The loops
+// are bound by memory bandwidth, so wider vectors would not pay for their compile time. Built with -ffp-contract=off: no
+// fused multiply-adds, so the arithmetic rounds as TensorFlow's separate ops do and the
+// spikes equal those of the step function.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/shape_inference.h"
+#include "tensorflow/core/framework/tensor.h"
+#include "tensorflow/core/util/work_sharder.h"
+
+namespace dense_snns_lif {
+
+using ::tensorflow::OpKernel;
+using ::tensorflow::OpKernelConstruction;
+using ::tensorflow::OpKernelContext;
+using ::tensorflow::Tensor;
+using ::tensorflow::TensorShape;
+namespace errors = ::tensorflow::errors;
+typedef int64_t i64;
+
+enum Reset { kSubtract = 0, kZero = 1, kNone = 2 };
+enum Surrogate { kSuperspike = 0, kRational = 1, kArctan = 2, kSigmoid = 3, kTriangle = 4, kBoxcar = 5 };
+
+static absl::Status ParseReset(const std::string& name, int* out) {
+  if (name == "subtract") *out = kSubtract;
+  else if (name == "zero") *out = kZero;
+  else if (name == "none") *out = kNone;
+  else return errors::InvalidArgument("reset must be 'subtract', 'zero' or 'none', got '", name, "'");
+  return absl::OkStatus();
+}
+
+static absl::Status ParseSurrogate(const std::string& name, int* out) {
+  if (name == "superspike" || name == "fast_sigmoid") *out = kSuperspike;
+  else if (name == "rational") *out = kRational;
+  else if (name == "arctan") *out = kArctan;
+  else if (name == "sigmoid") *out = kSigmoid;
+  else if (name == "triangle") *out = kTriangle;
+  else if (name == "boxcar") *out = kBoxcar;
+  else return errors::InvalidArgument("unknown surrogate '", name, "'");
+  return absl::OkStatus();
+}
+
+// ------------------------------------------------------------------------------------------
+// vector helpers: V is a GCC/Clang vector of VB bytes
+// ------------------------------------------------------------------------------------------
+
+#define DSNN_INLINE inline __attribute__((always_inline))
+
+template <typename T, int VB>
+struct Vec {
+  typedef T V __attribute__((vector_size(VB)));
+  static constexpr int kLanes = VB / sizeof(T);
+  static DSNN_INLINE V Load(const T* p) {
+    V v;
+    std::memcpy(&v, p, sizeof(V));
+    return v;
+  }
+  static DSNN_INLINE void Store(T* p, V v) { std::memcpy(p, &v, sizeof(V)); }
+  static DSNN_INLINE V Splat(T x) {
+    V v;
+    for (int i = 0; i < kLanes; ++i) v[i] = x;
+    return v;
+  }
+};
+
+// One lane-generic expression per formula, used by the vector and the scalar tail loops.
+template <typename V>
+DSNN_INLINE V Select(bool c, V a, V b) { return c ? a : b; }
+template <typename V, typename M>
+DSNN_INLINE V Select(M c, V a, V b) { return c ? a : b; }
+
+template <typename V, typename S>
+DSNN_INLINE V Abs(V x, S zero) { return Select(x < zero, -x, x); }
+
+// ------------------------------------------------------------------------------------------
+// forward
+// ------------------------------------------------------------------------------------------
+
+// One step of a row of n units: v (in/out) is the membrane after the previous reset.
+// Writes the spikes to `out` and, if KEEP, the membrane before the reset to `keep`.
+template <typename T, int VB, int R, bool SPIKES, bool KEEP>
+DSNN_INLINE void StepRow(const T* __restrict in, T* __restrict out, T* __restrict keep, T* __restrict v,
+                         const T* __restrict beta, const T* __restrict th, const T* __restrict bias, i64 n) {
+  typedef Vec<T, VB> W;
+  typedef typename W::V V;
+  const V zero = W::Splat(T(0)), one = W::Splat(T(1));
+  i64 i = 0;
+  for (; i + W::kLanes <= n; i += W::kLanes) {
+    const V x = W::Load(beta + i) * W::Load(v + i) + (W::Load(in + i) + W::Load(bias + i));
+    const V t = W::Load(th + i);
+    const V s = Select(x - t > zero, one, zero);
+    if (SPIKES) W::Store(out + i, s);
+    if (KEEP) W::Store(keep + i, x);
+    W::Store(v + i, R == kSubtract ? x - t * s : (R == kZero ? x * (one - s) : x));
+  }
+  for (; i < n; ++i) {
+    const T x = beta[i] * v[i] + (in[i] + bias[i]);
+    const T s = x - th[i] > T(0) ? T(1) : T(0);
+    if (SPIKES) out[i] = s;
+    if (KEEP) keep[i] = x;
+    v[i] = R == kSubtract ? x - th[i] * s : (R == kZero ? x * (T(1) - s) : x);
+  }
+}
+
+// Forward over S steps of one batch element's units [m0, m0 + n) (row stride M).
+template <typename T, int VB, int R>
+DSNN_INLINE void ForwardTile(const T* in, T* out, T* v, const T* beta, const T* th, const T* bias, i64 steps, i64 n,
+                             i64 stride) {
+  for (i64 t = 0; t < steps; ++t) {
+    StepRow<T, VB, R, true, false>(in + t * stride, out + t * stride, nullptr, v, beta, th, bias, n);
+  }
+}
+
+// The membranes before the reset, x[t] for t < S, into keep [S, n].
+template <typename T, int VB, int R>
+DSNN_INLINE void RecomputeTile(const T* in, T* keep, T* v, const T* beta, const T* th, const T* bias, i64 steps, i64 n,
+                               i64 stride) {
+  for (i64 t = 0; t < steps; ++t) {
+    StepRow<T, VB, R, false, true>(in + t * stride, nullptr, keep + t * n, v, beta, th, bias, n);
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// gradient
+// ------------------------------------------------------------------------------------------
+
+// d spike / dx at d = x - threshold; `scale` is the surrogate's width parameter. The same
+// closed forms as `dense_snns.surrogates`.
+template <int G, typename V, typename S>
+DSNN_INLINE V SurrogateOf(V d, V scale, S zero, S one) {
+  if (G == kSuperspike) {
+    const V a = scale * Abs(d, zero) + one;
+    return one / (a * a);
+  }
+  if (G == kRational) return one / (scale * Abs(d, zero) + one);
+  if (G == kArctan) {
+    const V a = static_cast<S>(0.5 * M_PI) * scale * d;
+    return one / (one + a * a);
+  }
+  if (G == kTriangle) {
+    const V a = one - scale * Abs(d, zero);
+    return Select(a > zero, a, zero + 0 * a);
+  }
+  // kBoxcar
+  return Select(Abs(d, zero) < static_cast<S>(0.5) / scale, one + 0 * d, zero + 0 * d);
+}
+
+template <typename T>
+DSNN_INLINE T SigmoidSurrogate(T d, T scale) {
+  const T sig = T(1) / (T(1) + std::exp(-scale * d));
+  return T(4) * sig * (T(1) - sig);
+}
+
+// The reverse-time walk of one tile. keep [S, n]: membranes before the reset; v0: the
+// state entering step 0; gs (stride M): dL/ds; di (stride M): dL/dI (may alias gs);
+// gv [n]: dL/dv after the last step in, dL/dv0 out; dbeta, dth, dbias [n]: accumulated.
+template <typename T, int VB, int R, int G>
+DSNN_INLINE void BackwardTile(bool stop, const T* __restrict keep, const T* __restrict v0, const T* gs, T* di, T* __restrict gv,
+                              const T* __restrict beta, const T* __restrict th, T scale_value, T* __restrict dbeta,
+                              T* __restrict dth, T* __restrict dbias, i64 steps, i64 n, i64 stride) {
+  typedef Vec<T, VB> W;
+  typedef typename W::V V;
+  const V zero = W::Splat(T(0)), one = W::Splat(T(1)), scale = W::Splat(scale_value);
+  for (i64 t = steps - 1; t >= 0; --t) {
+    const T* x_row = keep + t * n;
+    const T* prev_row = t > 0 ? keep + (t - 1) * n : nullptr;
+    const T* g_row = gs + t * stride;
+    T* d_row = di + t * stride;
+    i64 i = 0;
+    if (G != kSigmoid) {
+      for (; i + W::kLanes <= n; i += W::kLanes) {
+        const V x = W::Load(x_row + i), thr = W::Load(th + i), g = W::Load(gv + i), gsp = W::Load(g_row + i);
+        const V d = x - thr;
+        const V s = Select(d > zero, one, zero);
+        const V sg = SurrogateOf<G>(d, scale, T(0), T(1));
+        V dd, dx, dthr;
+        if (R == kSubtract) {
+          dd = (stop ? gsp : gsp - thr * g) * sg;
+          dx = g + dd;
+          dthr = W::Load(dth + i) - s * g - dd;
+        } else if (R == kZero) {
+          dd = (stop ? gsp : gsp - x * g) * sg;
+          dx = g * (one - s) + dd;
+          dthr = W::Load(dth + i) - dd;
+        } else {
+          dd = gsp * sg;
+          dx = g + dd;
+          dthr = W::Load(dth + i) - dd;
+        }
+        V vp;
+        if (prev_row != nullptr) {
+          const V xp = W::Load(prev_row + i);
+          const V sp = Select(xp - thr > zero, one, zero);
+          vp = R == kSubtract ? xp - thr * sp : (R == kZero ? xp * (one - sp) : xp);
+        } else {
+          vp = W::Load(v0 + i);
+        }
+        W::Store(dth + i, dthr);
+        W::Store(dbeta + i, W::Load(dbeta + i) + dx * vp);
+        W::Store(dbias + i, W::Load(dbias + i) + dx);
+        W::Store(d_row + i, dx);
+        W::Store(gv + i, W::Load(beta + i) * dx);
+      }
+    }
+    for (; i < n; ++i) {
+      const T x = x_row[i], thr = th[i], g = gv[i], gsp = g_row[i];
+      const T d = x - thr;
+      const T s = d > T(0) ? T(1) : T(0);
+      const T sg = G == kSigmoid ? SigmoidSurrogate(d, scale_value) : SurrogateOf<G>(d, scale_value, T(0), T(1));
+      T dd, dx;
+      if (R == kSubtract) {
+        dd = (stop ? gsp : gsp - thr * g) * sg;
+        dx = g + dd;
+        dth[i] -= s * g;
+      } else if (R == kZero) {
+        dd = (stop ? gsp : gsp - x * g) * sg;
+        dx = g * (T(1) - s) + dd;
+      } else {
+        dd = gsp * sg;
+        dx = g + dd;
+      }
+      dth[i] -= dd;
+      T vp;
+      if (prev_row != nullptr) {
+        const T xp = prev_row[i];
+        const T sp = xp - thr > T(0) ? T(1) : T(0);
+        vp = R == kSubtract ? xp - thr * sp : (R == kZero ? xp * (T(1) - sp) : xp);
+      } else {
+        vp = v0[i];
+      }
+      dbeta[i] += dx * vp;
+      dbias[i] += dx;
+      d_row[i] = dx;
+      gv[i] = beta[i] * dx;
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// dispatch over instruction sets and template parameters
+// ------------------------------------------------------------------------------------------
+
+struct Problem {
+  i64 batch, steps, units;  // B, S, M
+};
+
+// Forward of work units [u0, u1): unit u is batch element u.
+template <typename T, int VB>
+DSNN_INLINE void ForwardUnits(int reset, const Problem& p, const T* in, const T* v0, const T* beta, const T* th,
+                              const T* bias, T* out, T* v_final, i64 u0, i64 u1) {
+  for (i64 b = u0; b < u1; ++b) {
+    T* v = v_final + b * p.units;
+    std::copy(v0 + b * p.units, v0 + (b + 1) * p.units, v);
+    const i64 offset = b * p.steps * p.units;
+    switch (reset) {
+      case kSubtract: ForwardTile<T, VB, kSubtract>(in + offset, out + offset, v, beta, th, bias, p.steps, p.units, p.units); break;
+      case kZero: ForwardTile<T, VB, kZero>(in + offset, out + offset, v, beta, th, bias, p.steps, p.units, p.units); break;
+      default: ForwardTile<T, VB, kNone>(in + offset, out + offset, v, beta, th, bias, p.steps, p.units, p.units); break;
+    }
+  }
+}
+
+// What one gradient work unit (batch element b, units [m0, m0 + n)) reads and writes.
+template <typename T>
+struct GradArgs {
+  const T* in;     // currents [B, S, M]
+  const T* v0;     // [B, M]
+  const T* beta;   // [M]
+  const T* th;     // [M]
+  const T* bias;   // [M]
+  const T* gs;     // dL/dspikes [B, S, M]
+  const T* gv;     // dL/dv_final [B, M]
+  T* di;           // dL/dI [B, S, M] (may alias gs)
+  T* dv0;          // [B, M]
+  T* sums;         // [B, 3, M]: dbeta, dthreshold, dbias per batch element
+  T scale;
+};
+
+template <typename T, int VB, int R, int G>
+DSNN_INLINE void GradTile(bool stop, const GradArgs<T>& a, const Problem& p, i64 b, i64 m0, i64 n, T* keep) {
+  const i64 M = p.units, S = p.steps;
+  const i64 offset = b * S * M + m0;
+  T* gv = a.dv0 + b * M + m0;  // carried dL/dv: ends as dL/dv0
+  std::copy(a.v0 + b * M + m0, a.v0 + b * M + m0 + n, gv);
+  RecomputeTile<T, VB, R>(a.in + offset, keep, gv, a.beta + m0, a.th + m0, a.bias + m0, S, n, M);
+  std::copy(a.gv + b * M + m0, a.gv + b * M + m0 + n, gv);
+  T* sums = a.sums + b * 3 * M;
+  BackwardTile<T, VB, R, G>(stop, keep, a.v0 + b * M + m0, a.gs + offset, a.di + offset, gv, a.beta + m0, a.th + m0,
+                                  a.scale, sums + m0, sums + M + m0, sums + 2 * M + m0, S, n, M);
+}
+
+template <typename T, int VB, int R>
+DSNN_INLINE void GradTileSurrogate(int surrogate, bool stop, const GradArgs<T>& a, const Problem& p, i64 b, i64 m0,
+                                   i64 n, T* keep) {
+  switch (surrogate) {
+    case kSuperspike: GradTile<T, VB, R, kSuperspike>(stop, a, p, b, m0, n, keep); break;
+    case kRational: GradTile<T, VB, R, kRational>(stop, a, p, b, m0, n, keep); break;
+    case kArctan: GradTile<T, VB, R, kArctan>(stop, a, p, b, m0, n, keep); break;
+    case kSigmoid: GradTile<T, VB, R, kSigmoid>(stop, a, p, b, m0, n, keep); break;
+    case kTriangle: GradTile<T, VB, R, kTriangle>(stop, a, p, b, m0, n, keep); break;
+    default: GradTile<T, VB, R, kBoxcar>(stop, a, p, b, m0, n, keep); break;
+  }
+}
+
+// Gradient of work units [u0, u1): unit u is (batch element u / tiles, tile u % tiles).
+template <typename T, int VB>
+DSNN_INLINE void GradUnits(int reset, int surrogate, bool stop, const GradArgs<T>& a, const Problem& p, i64 tile,
+                           i64 u0, i64 u1) {
+  const i64 tiles = (p.units + tile - 1) / tile;
+  std::vector<T> keep(static_cast<size_t>(p.steps * tile));
+  for (i64 u = u0; u < u1; ++u) {
+    const i64 b = u / tiles, m0 = (u % tiles) * tile, n = std::min(tile, p.units - m0);
+    switch (reset) {
+      case kSubtract: GradTileSurrogate<T, VB, kSubtract>(surrogate, stop, a, p, b, m0, n, keep.data()); break;
+      case kZero: GradTileSurrogate<T, VB, kZero>(surrogate, stop, a, p, b, m0, n, keep.data()); break;
+      default: GradTileSurrogate<T, VB, kNone>(surrogate, stop, a, p, b, m0, n, keep.data()); break;
+    }
+  }
+}
+
+#define DSNN_LIF_ENTRIES(SUFFIX, ATTRIBUTES, VB)                                                   \
+  template <typename T>                                                                            \
+  ATTRIBUTES void Forward##SUFFIX(int reset, const Problem& p, const T* in, const T* v0,            \
+                                  const T* beta, const T* th, const T* bias, T* out, T* v_final,   \
+                                  i64 u0, i64 u1) {                                                \
+    ForwardUnits<T, VB>(reset, p, in, v0, beta, th, bias, out, v_final, u0, u1);                   \
+  }                                                                                                \
+  template <typename T>                                                                            \
+  ATTRIBUTES void Grad##SUFFIX(int reset, int surrogate, bool stop, const GradArgs<T>& a,           \
+                               const Problem& p, i64 tile, i64 u0, i64 u1) {                       \
+    GradUnits<T, VB>(reset, surrogate, stop, a, p, tile, u0, u1);                                  \
+  }
+
+DSNN_LIF_ENTRIES(Generic, static, 16)
+
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
+#define DSNN_LIF_X86_DISPATCH 1
+DSNN_LIF_ENTRIES(Avx2, static __attribute__((target("avx2"))), 32)
+#endif
+
+enum class Isa { kGeneric = 0, kAvx2 = 1 };
+
+// The best instruction set of this CPU; DENSE_SNNS_ISA=generic lowers it.
+static Isa DetectIsa() {
+  Isa best = Isa::kGeneric;
+#ifdef DSNN_LIF_X86_DISPATCH
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2")) best = Isa::kAvx2;
+#endif
+  const char* request = std::getenv("DENSE_SNNS_ISA");
+  if (request != nullptr) {
+    Isa wanted = best;
+    if (std::strcmp(request, "generic") == 0) wanted = Isa::kGeneric;
+    if (static_cast<int>(wanted) < static_cast<int>(best)) best = wanted;
+  }
+  return best;
+}
+
+static Isa CurrentIsa() {
+  static const Isa isa = DetectIsa();
+  return isa;
+}
+
+#ifdef DSNN_LIF_X86_DISPATCH
+#define DSNN_LIF_DISPATCH(NAME, ...)                        \
+  switch (CurrentIsa()) {                                   \
+    case Isa::kAvx2: NAME##Avx2<T>(__VA_ARGS__); break;     \
+    default: NAME##Generic<T>(__VA_ARGS__); break;          \
+  }
+#else
+#define DSNN_LIF_DISPATCH(NAME, ...) NAME##Generic<T>(__VA_ARGS__);
+#endif
+
+// ------------------------------------------------------------------------------------------
+// ops
+// ------------------------------------------------------------------------------------------
+
+// Checks shapes and returns the problem size; expands the [C] parameters to [M] rows.
+template <typename T>
+static absl::Status Prepare(OpKernelContext* ctx, Problem* p, std::vector<T>* beta, std::vector<T>* th,
+                            std::vector<T>* bias) {
+  const Tensor& currents = ctx->input(0);
+  const Tensor& v0 = ctx->input(1);
+  if (currents.dims() < 3) {
+    return errors::InvalidArgument("`currents` must have rank >= 3 [batch, time, ..., units], got shape ",
+                                   currents.shape().DebugString());
+  }
+  TensorShape state_shape = currents.shape();
+  state_shape.RemoveDim(1);
+  if (v0.shape() != state_shape) {
+    return errors::InvalidArgument("`initial_v` must have shape ", state_shape.DebugString(),
+                                   " (`currents` without its time axis), got ", v0.shape().DebugString());
+  }
+  const i64 channels = currents.dim_size(currents.dims() - 1);
+  p->batch = currents.dim_size(0);
+  p->steps = currents.dim_size(1);
+  p->units = p->batch == 0 ? 0 : v0.NumElements() / p->batch;
+  const char* names[3] = {"beta", "threshold", "bias"};
+  std::vector<T>* rows[3] = {beta, th, bias};
+  for (int k = 0; k < 3; ++k) {
+    const Tensor& param = ctx->input(2 + k);
+    const bool empty_bias = k == 2 && param.NumElements() == 0;
+    if (param.dims() != 1 || (param.dim_size(0) != channels && !empty_bias)) {
+      return errors::InvalidArgument("`", names[k], "` must have shape [", channels, "] (the last dimension of ",
+                                     "`currents`)", k == 2 ? " or [0]" : "", ", got ", param.shape().DebugString());
+    }
+    const T* values = param.flat<T>().data();
+    rows[k]->resize(static_cast<size_t>(p->units));
+    for (i64 m = 0; m < p->units; ++m) (*rows[k])[m] = empty_bias ? T(0) : values[m % channels];
+  }
+  return absl::OkStatus();
+}
+
+static void RunUnits(OpKernelContext* ctx, i64 units, i64 cost, const std::function<void(i64, i64)>& fn) {
+  const auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
+  if (units <= 1 || threads == nullptr || threads->num_threads <= 1) {
+    fn(0, units);
+    return;
+  }
+  ::tensorflow::Shard(threads->num_threads, threads->workers, units, cost, fn);
+}
+
+template <typename T>
+class LifForwardOp : public OpKernel {
+ public:
+  explicit LifForwardOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    std::string reset;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("reset", &reset));
+    OP_REQUIRES_OK(ctx, ParseReset(reset, &reset_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    Problem p;
+    std::vector<T> beta, th, bias;
+    OP_REQUIRES_OK(ctx, Prepare<T>(ctx, &p, &beta, &th, &bias));
+    Tensor* spikes = nullptr;
+    Tensor* v_final = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 0, ctx->input(0).shape(), &spikes));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, ctx->input(1).shape(), &v_final));
+    if (p.batch == 0 || p.units == 0) return;
+    const T* in = ctx->input(0).flat<T>().data();
+    const T* v0 = ctx->input(1).flat<T>().data();
+    T* out = spikes->flat<T>().data();
+    T* vf = v_final->flat<T>().data();
+    const int reset = reset_;
+    RunUnits(ctx, p.batch, p.steps * p.units * 4, [&](i64 u0, i64 u1) {
+      DSNN_LIF_DISPATCH(Forward, reset, p, in, v0, beta.data(), th.data(), bias.data(), out, vf, u0, u1);
+    });
+  }
+
+ private:
+  int reset_ = kSubtract;
+};
+
+// Units per gradient tile: the tile's S membranes should stay in L2 (about 2 MiB), with at
+// least 1024 units (whole 4 KiB pages of each row) unless the rows are shorter.
+static i64 GradTileUnits(i64 units, i64 steps, i64 bytes) {
+  i64 tile = (i64(1) << 21) / std::max<i64>(1, steps * bytes);
+  tile = std::max<i64>(1024, (tile + 15) / 16 * 16);
+  return std::max<i64>(1, std::min(units, tile));
+}
+
+template <typename T>
+class LifGradOp : public OpKernel {
+ public:
+  explicit LifGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    std::string reset, surrogate;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("reset", &reset));
+    OP_REQUIRES_OK(ctx, ParseReset(reset, &reset_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("surrogate", &surrogate));
+    OP_REQUIRES_OK(ctx, ParseSurrogate(surrogate, &surrogate_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("stop_reset_grad", &stop_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("scale", &scale_));
+    OP_REQUIRES(ctx, scale_ > 0, errors::InvalidArgument("scale must be > 0, got ", scale_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    Problem p;
+    std::vector<T> beta, th, bias;
+    OP_REQUIRES_OK(ctx, Prepare<T>(ctx, &p, &beta, &th, &bias));
+    const Tensor& d_spikes = ctx->input(5);
+    const Tensor& d_final = ctx->input(6);
+    OP_REQUIRES(ctx, d_spikes.shape() == ctx->input(0).shape(),
+                errors::InvalidArgument("`d_spikes` must have the shape of `currents` ",
+                                        ctx->input(0).shape().DebugString(), ", got ", d_spikes.shape().DebugString()));
+    OP_REQUIRES(ctx, d_final.shape() == ctx->input(1).shape(),
+                errors::InvalidArgument("`d_final_v` must have the shape of `initial_v` ",
+                                        ctx->input(1).shape().DebugString(), ", got ", d_final.shape().DebugString()));
+    Tensor* d_currents = nullptr;
+    Tensor* d_v0 = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({5}, 0, ctx->input(0).shape(), &d_currents));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, ctx->input(1).shape(), &d_v0));
+    std::vector<T> sums(static_cast<size_t>(3 * p.batch * p.units), T(0));
+    GradArgs<T> a;
+    a.in = ctx->input(0).flat<T>().data();
+    a.v0 = ctx->input(1).flat<T>().data();
+    a.beta = beta.data();
+    a.th = th.data();
+    a.bias = bias.data();
+    a.gs = d_spikes.flat<T>().data();
+    a.gv = d_final.flat<T>().data();
+    a.di = d_currents->flat<T>().data();
+    a.dv0 = d_v0->flat<T>().data();
+    a.sums = sums.data();
+    a.scale = static_cast<T>(scale_);
+    if (p.batch > 0 && p.units > 0) {
+      const i64 tile = GradTileUnits(p.units, p.steps, sizeof(T));
+      const i64 units = p.batch * ((p.units + tile - 1) / tile);
+      const int reset = reset_, surrogate = surrogate_;
+      const bool stop = stop_;
+      RunUnits(ctx, units, p.steps * tile * 20, [&](i64 u0, i64 u1) {
+        DSNN_LIF_DISPATCH(Grad, reset, surrogate, stop, a, p, tile, u0, u1);
+      });
+    }
+    // Parameter gradients: sum over the batch and over the positions of each channel.
+    for (int k = 0; k < 3; ++k) {
+      Tensor* out = nullptr;
+      OP_REQUIRES_OK(ctx, ctx->allocate_output(2 + k, ctx->input(2 + k).shape(), &out));
+      T* o = out->flat<T>().data();
+      const i64 channels = out->NumElements();
+      std::fill(o, o + channels, T(0));
+      if (channels == 0) continue;
+      for (i64 b = 0; b < p.batch; ++b) {
+        const T* row = sums.data() + (b * 3 + k) * p.units;
+        for (i64 m = 0; m < p.units; ++m) o[m % channels] += row[m];
+      }
+    }
+  }
+
+ private:
+  int reset_ = kSubtract, surrogate_ = kSuperspike;
+  bool stop_ = true;
+  float scale_ = 1.0f;
+};
+
+}  // namespace dense_snns_lif
+
+namespace {
+
+using ::tensorflow::shape_inference::InferenceContext;
+
+absl::Status SameAsInputs(InferenceContext* c) {
+  for (int i = 0; i < c->num_outputs(); ++i) c->set_output(i, c->input(i));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+REGISTER_OP("DenseSnnsLifForward")
+    .Input("currents: T")
+    .Input("initial_v: T")
+    .Input("beta: T")
+    .Input("threshold: T")
+    .Input("bias: T")
+    .Output("spikes: T")
+    .Output("final_v: T")
+    .Attr("T: {float, double}")
+    .Attr("reset: {'subtract', 'zero', 'none'}")
+    .SetShapeFn(SameAsInputs)
+    .Doc("LIF recurrence over a batch-major sequence: spikes [B, S, ...] and the final membrane [B, ...].");
+
+REGISTER_OP("DenseSnnsLifGrad")
+    .Input("currents: T")
+    .Input("initial_v: T")
+    .Input("beta: T")
+    .Input("threshold: T")
+    .Input("bias: T")
+    .Input("d_spikes: T")
+    .Input("d_final_v: T")
+    .Output("d_currents: T")
+    .Output("d_initial_v: T")
+    .Output("d_beta: T")
+    .Output("d_threshold: T")
+    .Output("d_bias: T")
+    .Attr("T: {float, double}")
+    .Attr("reset: {'subtract', 'zero', 'none'}")
+    .Attr("stop_reset_grad: bool")
+    .Attr("surrogate: {'superspike', 'fast_sigmoid', 'rational', 'arctan', 'sigmoid', 'triangle', 'boxcar'}")
+    .Attr("scale: float")
+    .SetShapeFn(SameAsInputs)
+    .Doc("Reverse-time gradient of DenseSnnsLifForward with a surrogate spike derivative.");
+
+REGISTER_KERNEL_BUILDER(Name("DenseSnnsLifForward").Device(::tensorflow::DEVICE_CPU).TypeConstraint<float>("T"),
+                        dense_snns_lif::LifForwardOp<float>);
+REGISTER_KERNEL_BUILDER(Name("DenseSnnsLifForward").Device(::tensorflow::DEVICE_CPU).TypeConstraint<double>("T"),
+                        dense_snns_lif::LifForwardOp<double>);
+REGISTER_KERNEL_BUILDER(Name("DenseSnnsLifGrad").Device(::tensorflow::DEVICE_CPU).TypeConstraint<float>("T"),
+                        dense_snns_lif::LifGradOp<float>);
+REGISTER_KERNEL_BUILDER(Name("DenseSnnsLifGrad").Device(::tensorflow::DEVICE_CPU).TypeConstraint<double>("T"),
+                        dense_snns_lif::LifGradOp<double>);

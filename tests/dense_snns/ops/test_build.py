@@ -1,0 +1,117 @@
+"""dense_snns.ops.OpLibrary: cache key, build failures, missing compiler, fallback warning."""
+import os
+import warnings
+
+import pytest
+
+from dense_snns.ops import OpLibrary, cache_dir, compiler
+
+GOOD_SOURCE = """
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/shape_inference.h"
+#include "header.h"
+REGISTER_OP("DenseSnnsBuildTestOne").Output("value: int32").SetShapeFn([](::tensorflow::shape_inference::InferenceContext* c) {
+  c->set_output(0, c->Scalar());
+  return absl::OkStatus();
+});
+class OneOp : public ::tensorflow::OpKernel {
+ public:
+  explicit OneOp(::tensorflow::OpKernelConstruction* c) : OpKernel(c) {}
+  void Compute(::tensorflow::OpKernelContext* c) override {
+    ::tensorflow::Tensor* out = nullptr;
+    OP_REQUIRES_OK(c, c->allocate_output(0, {}, &out));
+    out->scalar<int32_t>()() = kTestValue;
+  }
+};
+REGISTER_KERNEL_BUILDER(Name("DenseSnnsBuildTestOne").Device(::tensorflow::DEVICE_CPU), OneOp);
+"""
+
+
+def library(directory, source="one.cc"):
+    return OpLibrary(str(directory), [source], ["header.h"], "test_lib", "test kernels", flags=["-O1"])
+
+
+@pytest.fixture
+def sources(tmp_path):
+    directory = tmp_path / "src"
+    directory.mkdir()
+    (directory / "one.cc").write_text(GOOD_SOURCE)
+    (directory / "header.h").write_text("constexpr int kTestValue = 41 + 1;\n")
+    return directory
+
+
+@pytest.fixture
+def fresh_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("DENSE_SNNS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("DENSE_SNNS_DISABLE_OP", raising=False)
+    monkeypatch.delenv("DENSE_SNNS_CXX", raising=False)
+    return tmp_path / "cache"
+
+
+def test_builds_caches_and_loads(sources, fresh_env):
+    if compiler()[0] is None:
+        pytest.skip(compiler()[1])
+    lib = library(sources)
+    assert lib.load() is not None, lib.load_error()
+    assert int(lib.load().dense_snns_build_test_one()) == 42
+    path = lib.loaded_path()
+    assert os.path.dirname(path) == str(fresh_env) == cache_dir()
+    assert os.path.basename(path).startswith("test_lib-tf") and path.endswith(".so")
+    assert [p for p in os.listdir(fresh_env) if p.endswith(".so")] == [os.path.basename(path)]  # no temporary left
+    again = library(sources)  # a new process would find the cached file: no rebuild
+    mtime = os.path.getmtime(path)
+    assert again.loaded_path() == path and os.path.getmtime(path) == mtime
+
+
+def test_cache_key_depends_on_sources_headers_flags_and_compiler(sources, fresh_env):
+    lib = library(sources)
+    first = lib.library_path("/usr/bin/g++")
+    assert lib.library_path("/usr/bin/clang++") != first
+    assert OpLibrary(str(sources), ["one.cc"], ["header.h"], "test_lib", "x", flags=["-O2"]).library_path(
+        "/usr/bin/g++") != first
+    (sources / "header.h").write_text("constexpr int kTestValue = 7;\n")
+    assert lib.library_path("/usr/bin/g++") != first
+    (sources / "header.h").write_text("constexpr int kTestValue = 41 + 1;\n")
+    assert lib.library_path("/usr/bin/g++") == first
+    (sources / "one.cc").write_text(GOOD_SOURCE + "\n// changed\n")
+    assert lib.library_path("/usr/bin/g++") != first
+
+
+def test_build_failure_reports_the_compiler_error(sources, fresh_env):
+    (sources / "broken.cc").write_text("#error deliberately broken source\n")
+    lib = library(sources, "broken.cc")
+    module, error, path, warn = lib.load_or_build()
+    assert module is None and path is None and warn
+    assert "compiling broken.cc failed" in error and "deliberately broken" in error
+    assert not [p for p in os.listdir(fresh_env) if p.endswith(".so")]  # no partial library left
+
+
+def test_missing_compiler_missing_source_and_disabled_reasons(sources, fresh_env, monkeypatch):
+    module, error, _, warn = library(sources, "absent.cc").load_or_build()
+    assert module is None and warn and "absent.cc" in error and "missing" in error
+    monkeypatch.setenv("DENSE_SNNS_CXX", "/nonexistent/bin/c++")
+    module, error, _, warn = library(sources).load_or_build()
+    assert module is None and warn and "'/nonexistent/bin/c++' (from $DENSE_SNNS_CXX) not found" in error
+    monkeypatch.setenv("DENSE_SNNS_DISABLE_OP", "1")
+    module, error, _, warn = library(sources).load_or_build()
+    assert module is None and not warn and "DENSE_SNNS_DISABLE_OP" in error
+
+
+def test_unavailable_library_warns_once_with_the_reason(sources, fresh_env, monkeypatch):
+    monkeypatch.setenv("DENSE_SNNS_CXX", "/nonexistent/bin/c++")
+    lib = library(sources)
+    with pytest.warns(RuntimeWarning, match=r"test kernels are unavailable.*nonexistent/bin/c\+\+") as record:
+        assert lib.load() is None
+        assert not lib.op_available()
+    assert len([w for w in record if issubclass(w.category, RuntimeWarning)]) == 1
+    assert "not found" in lib.load_error() and lib.loaded_path() is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert lib.load() is None  # decided once per process: no second warning
+    lib.reset()  # forgetting the result tries again
+    monkeypatch.delenv("DENSE_SNNS_CXX")
+    monkeypatch.setenv("DENSE_SNNS_DISABLE_OP", "1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # turned off on purpose: no warning
+        assert lib.load() is None and "DENSE_SNNS_DISABLE_OP" in lib.load_error()

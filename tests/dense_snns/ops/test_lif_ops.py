@@ -1,0 +1,283 @@
+"""The C++ LIF kernels (dense_snns.ops.lif) against the compiled TensorFlow loops that run
+`neurons.lif_step`: identical spikes, equal gradients, every reset / surrogate / layout."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import dense_snns as ds
+from dense_snns import fused, keras, neurons, surrogates
+from dense_snns.layers import SNNConv2D, SNNDense
+from dense_snns.ops import lif as lif_ops
+
+from conftest import compile_kwargs
+
+pytestmark = pytest.mark.skipif(not lif_ops.op_available(), reason=f"C++ LIF kernels unavailable: {lif_ops.load_error()}")
+
+
+def problem(rng, shape, dtype=np.float32, per_channel=True, with_bias=True):
+    """currents [B, T, ..., C], v0, beta, threshold, bias (tensors) for a LIF layer."""
+    channels = shape[-1]
+    currents = tf.constant(rng.normal(0.15, 0.6, shape).astype(dtype))
+    v0 = tf.constant(rng.normal(0.0, 0.3, shape[:1] + shape[2:]).astype(dtype))
+    beta = tf.constant(rng.uniform(0.6, 0.95, channels if per_channel else ()).astype(dtype))
+    threshold = tf.constant(rng.uniform(0.3, 0.8, channels if per_channel else ()).astype(dtype))
+    bias = tf.constant(rng.normal(0.0, 0.2, channels).astype(dtype)) if with_bias else None
+    return currents, v0, beta, threshold, bias
+
+
+def run(implementation, currents, v0, beta, threshold, bias, reset="subtract", stop_reset_grad=True,
+        surrogate="superspike", scale=None, jit_compile=False):
+    """[spikes, final v, then the gradients of currents, v0, beta, threshold (and bias)] of a
+    loss weighting every spike and final membrane differently."""
+    params = neurons.LIFParams(beta, threshold, reset, stop_reset_grad, surrogates.Surrogate(surrogate, scale))
+    watched = [currents, v0, beta, threshold] + ([bias] if bias is not None else [])
+    with tf.GradientTape() as tape:
+        tape.watch(watched)
+        spikes, (final_v,) = fused.fused_recurrence(
+            neurons.lif_step, neurons.LIFState, currents, [v0], params, None, time_axis=1, bias=bias,
+            jit_compile=jit_compile, implementation=implementation)
+        w_spikes = tf.reshape(tf.cos(tf.range(tf.size(spikes), dtype=spikes.dtype)), tf.shape(spikes))
+        w_final = tf.reshape(tf.sin(tf.range(tf.size(final_v), dtype=spikes.dtype)), tf.shape(final_v))
+        loss = tf.reduce_sum(spikes * w_spikes) + tf.reduce_sum(final_v * w_final)
+    return [spikes, final_v] + tape.gradient(loss, watched)
+
+
+def assert_same(result, reference, rtol):
+    np.testing.assert_array_equal(result[0].numpy(), reference[0].numpy())
+    for got, want in zip(result[1:], reference[1:]):
+        want = want.numpy()
+        np.testing.assert_allclose(got.numpy(), want, rtol=rtol, atol=rtol * (np.abs(want).max() + 1e-12))
+
+
+def check(rng, shape, dtype=np.float32, per_channel=True, with_bias=True, **kwargs):
+    args = problem(rng, shape, dtype, per_channel, with_bias)
+    reference = run("tf", *args, **kwargs)
+    result = run("op", *args, **kwargs)
+    spikes = reference[0].numpy()
+    assert_same(result, reference, 1e-5 if dtype == np.float32 else 1e-12)
+    return spikes
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
+@pytest.mark.parametrize("stop_reset_grad", [True, False])
+def test_every_reset_with_and_without_stopped_reset_gradient(rng, reset, stop_reset_grad):
+    spikes = check(rng, (3, 9, 21), reset=reset, stop_reset_grad=stop_reset_grad)
+    assert 0 < spikes.sum() < spikes.size
+
+
+@pytest.mark.parametrize("surrogate", surrogates.SURROGATE_NAMES)
+def test_every_surrogate(rng, surrogate):
+    check(rng, (2, 7, 19), surrogate=surrogate, scale=3.0)
+    check(rng, (2, 7, 19), surrogate=surrogate, reset="zero", stop_reset_grad=False)
+
+
+def test_float64_scalar_parameters_and_no_bias(rng):
+    check(rng, (2, 8, 13), dtype=np.float64, per_channel=False, with_bias=False)
+
+
+def test_against_the_xla_loops(rng):
+    """The XLA-compiled loops (the default without the kernels) give the same spikes."""
+    args = problem(rng, (3, 11, 37))
+    assert_same(run("op", *args), run("tf", *args, jit_compile=True), 1e-5)
+
+
+def test_long_rows_are_split_into_tiles(rng):
+    """600 steps of 1100 units: the gradient works on tiles of 1024 units (each tile's
+    membranes stay in cache), and on several threads."""
+    spikes = check(rng, (2, 600, 1100))
+    assert 0 < spikes.sum() < spikes.size
+
+
+@settings(max_examples=20, deadline=None)
+@given(batch=st.integers(1, 3), steps=st.integers(1, 6), spatial=st.sampled_from([(), (3,), (2, 3)]),
+       channels=st.integers(1, 19), reset=st.sampled_from(["subtract", "zero", "none"]),
+       stop_reset_grad=st.booleans(), per_channel=st.booleans(), with_bias=st.booleans(),
+       seed=st.integers(0, 2 ** 16))
+def test_any_shape_and_configuration(batch, steps, spatial, channels, reset, stop_reset_grad, per_channel, with_bias,
+                                     seed):
+    """Rank 3 to 5 sequences (the parameters repeat along the last axis, as a convolution's
+    channels), any length including the vector tails."""
+    check(np.random.default_rng(seed), (batch, steps) + spatial + (channels,), per_channel=per_channel,
+          with_bias=with_bias, reset=reset, stop_reset_grad=stop_reset_grad)
+
+
+def test_generic_instruction_set_in_a_child_process(tmp_path):
+    """DENSE_SNNS_ISA=generic runs the SSE2 loops: same results as the default."""
+    script = (
+        "import sys, numpy as np, tensorflow as tf\n"
+        "from dense_snns.ops import lif\n"
+        "rng = np.random.default_rng(5)\n"
+        "c = tf.constant(rng.normal(0.2, 0.6, (2, 30, 45)).astype(np.float32))\n"
+        "v0 = tf.zeros([2, 45]); beta = tf.fill([45], 0.9); th = tf.fill([45], 0.5); b = tf.zeros([0])\n"
+        "s, v = lif.load().dense_snns_lif_forward(c, v0, beta, th, b, reset='subtract')\n"
+        "g = lif.load().dense_snns_lif_grad(c, v0, beta, th, b, tf.ones_like(c), tf.ones_like(v0), reset='subtract',"
+        " stop_reset_grad=True, surrogate='arctan', scale=2.0)\n"
+        "np.save(sys.argv[1], np.concatenate([s.numpy().ravel(), v.numpy().ravel()] + [x.numpy().ravel() for x in g]))\n")
+    results = []
+    for isa in ("generic", "default"):
+        out = tmp_path / f"{isa}.npy"
+        env = dict(os.environ, DENSE_SNNS_ISA=isa, TF_CPP_MIN_LOG_LEVEL="2")
+        proc = subprocess.run([sys.executable, "-c", script, str(out)], env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        results.append(np.load(out))
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-6, atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# when the kernels run, and when they refuse
+# --------------------------------------------------------------------------------------------
+
+
+def test_op_refuses_what_it_cannot_run(rng):
+    currents, v0, beta, threshold, bias = problem(rng, (2, 5, 4))
+    params = neurons.LIFParams(beta, threshold, "subtract", True, surrogates.Surrogate())
+
+    def call(**kwargs):
+        args = dict(step_fn=neurons.lif_step, state_type=neurons.LIFState, currents=currents, initial_states=[v0],
+                    params=params, time_axis=1, implementation="op")
+        args.update(kwargs)
+        return fused.fused_recurrence(**args)
+
+    with pytest.raises(ValueError, match="a mask is given"):
+        call(mask=tf.ones([2, 5], tf.bool))
+    with pytest.raises(ValueError, match="recurrent kernel"):
+        call(recurrent_kernel=tf.zeros([4, 4]), initial_states=[v0, tf.zeros_like(v0)])
+    with pytest.raises(ValueError, match="time-major"):
+        call(currents=tf.transpose(currents, [1, 0, 2]), time_axis=0)
+    with pytest.raises(ValueError, match="float16"):
+        call(currents=tf.cast(currents, tf.float16), initial_states=[tf.cast(v0, tf.float16)])
+    with pytest.raises(ValueError, match="not lif_step"):
+        alif = neurons.ALIFParams(0.9, 0.9, 0.5, 0.1, "subtract", True, surrogates.Surrogate())
+        call(step_fn=neurons.alif_step, state_type=neurons.ALIFState, params=alif,
+             initial_states=[v0, tf.zeros_like(v0)])
+    with pytest.raises(ValueError, match="not a dense_snns.surrogates.Surrogate"):
+        call(params=params._replace(spike_fn=surrogates.heaviside))
+    with pytest.raises(ValueError, match="compiled by XLA"):
+        tf.function(lambda c: call(currents=c)[0], jit_compile=True)(currents)
+    with pytest.raises(ValueError, match="implementation must be one of"):
+        call(implementation="cpp")
+    # "auto" takes the compiled loops for all of these: XLA included
+    spikes = tf.function(lambda c: call(currents=c, implementation="auto")[0], jit_compile=True)(currents)
+    np.testing.assert_array_equal(spikes.numpy(), call()[0].numpy())
+
+
+def test_raw_kernels_check_their_arguments(rng):
+    library = lif_ops.load()
+    c, v0 = tf.zeros([2, 5, 4]), tf.zeros([2, 4])
+    ones = tf.ones([4])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="`beta` must have shape \\[4\\]"):
+        library.dense_snns_lif_forward(c, v0, tf.ones([3]), ones, tf.zeros([0]), reset="subtract")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="`bias` must have shape \\[4\\].* or \\[0\\]"):
+        library.dense_snns_lif_forward(c, v0, ones, ones, tf.ones([2]), reset="subtract")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="`initial_v` must have shape \\[2,4\\]"):
+        library.dense_snns_lif_forward(c, tf.zeros([2, 5]), ones, ones, tf.zeros([0]), reset="subtract")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="rank >= 3"):
+        library.dense_snns_lif_forward(tf.zeros([2, 4]), v0, ones, ones, tf.zeros([0]), reset="subtract")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="`d_spikes` must have the shape of `currents`"):
+        library.dense_snns_lif_grad(c, v0, ones, ones, tf.zeros([0]), tf.zeros([2, 4, 4]), v0, reset="zero",
+                                    stop_reset_grad=True, surrogate="boxcar", scale=1.0)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="scale must be > 0"):
+        library.dense_snns_lif_grad(c, v0, ones, ones, tf.zeros([0]), c, v0, reset="zero", stop_reset_grad=True,
+                                    surrogate="boxcar", scale=0.0)
+
+
+def kernel_calls(monkeypatch):
+    calls = []
+    original = lif_ops.lif_recurrence
+
+    def spy(*args, **kwargs):
+        calls.append(args[0].shape)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(lif_ops, "lif_recurrence", spy)
+    return calls
+
+
+def test_layers_use_the_kernels_and_match_the_reference_rnn(rng, monkeypatch):
+    """SNNDense and SNNConv2D of LIF neurons run the kernels under "auto", with trainable
+    decays and thresholds; spikes and gradients equal the RNN-cell / loop reference."""
+    calls = kernel_calls(monkeypatch)
+    x = tf.constant((rng.random((3, 10, 7)) < 0.4).astype(np.float32))
+    lif = dict(threshold=0.5, trainable_decays=True, trainable_threshold=True)
+    reference = keras.layers.RNN(ds.SNNBlock(6, neuron=ds.LIF(6, **lif),
+                                             kernel_initializer=keras.initializers.RandomNormal(0.2, 0.6, seed=3),
+                                             bias_initializer=keras.initializers.RandomNormal(0.0, 0.3, seed=4)),
+                                 return_sequences=True)
+    layer = SNNDense(6, neuron=ds.LIF(6, **lif))
+    reference(x)
+    layer(x)
+    layer.set_weights(reference.get_weights())
+    calls.clear()
+    results = []
+    for model in (layer, reference):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = model(x)
+            loss = tf.reduce_sum(out * tf.reshape(tf.cos(tf.range(tf.size(out), dtype=tf.float32)), out.shape))
+        results.append([out] + tape.gradient(loss, [x] + model.trainable_weights))
+    assert len(calls) == 1  # the layer, not the reference cell
+    results, expected = results
+    assert 0 < results[0].numpy().sum() < results[0].numpy().size
+    assert len(layer.trainable_weights) == 4  # kernel, bias, decay, threshold
+    assert_same(results, expected, 1e-5)
+
+    frames = tf.constant((rng.random((2, 6, 8, 8, 2)) < 0.4).astype(np.float32))
+    conv_kwargs = dict(strides=2, padding="same", neuron=ds.LIF(3, **lif))
+    conv, conv_loop = SNNConv2D(3, 3, **conv_kwargs), SNNConv2D(3, 3, implementation="loop", **conv_kwargs)
+    conv(frames)
+    conv_loop(frames)
+    conv_loop.set_weights(conv.get_weights())
+    calls.clear()
+    results = []
+    for model in (conv, conv_loop):
+        with tf.GradientTape() as tape:
+            out = model(frames)
+            loss = tf.reduce_sum(out * tf.reshape(tf.cos(tf.range(tf.size(out), dtype=tf.float32)), out.shape))
+        results.append([out] + tape.gradient(loss, model.trainable_weights))
+    assert calls == [tf.TensorShape([2, 6, 4, 4, 3])]
+    assert 0 < results[0][0].numpy().sum() < results[0][0].numpy().size
+    assert_same(results[0], results[1], 1e-5)
+
+
+def test_fit_runs_the_kernels_and_outer_xla_the_loops(rng, monkeypatch):
+    calls = kernel_calls(monkeypatch)
+    x = (rng.random((16, 12, 7)) < 0.4).astype(np.float32)
+    y = rng.integers(0, 3, 16)
+    model = keras.Sequential([keras.Input((12, 7)), SNNDense(6, neuron=ds.LIF(6, threshold=0.5)), ds.LeakyReadout(3)])
+    model.compile(keras.optimizers.Adam(0.01), ds.MaxOverTimeCrossEntropy(), **compile_kwargs())
+    history = model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"])) and calls
+    if ds.KERAS_3:  # the whole train step compiled by XLA: the compiled loops run inside it
+        model.compile(keras.optimizers.Adam(0.01), ds.MaxOverTimeCrossEntropy(), jit_compile=True)
+        calls.clear()
+        assert np.isfinite(model.fit(x, y, epochs=1, batch_size=8, verbose=0).history["loss"][0])
+        assert not calls
+
+
+def test_inference_may_reuse_the_currents_buffer_safely(rng):
+    """The forward kernel writes the spikes into the currents' buffer when TensorFlow hands it
+    over; a currents tensor still used afterwards must keep its values."""
+    currents, v0, beta, threshold, bias = problem(rng, (2, 6, 5))
+    library = lif_ops.load()
+
+    @tf.function
+    def both(c):
+        doubled = c * 2.0
+        spikes, _ = library.dense_snns_lif_forward(doubled, v0, beta, threshold, bias, reset="subtract")
+        return spikes, doubled + 0.0
+
+    @tf.function
+    def only_spikes(c):
+        return library.dense_snns_lif_forward(c * 2.0, v0, beta, threshold, bias, reset="subtract")[0]
+
+    spikes, doubled = both(currents)
+    np.testing.assert_array_equal(doubled.numpy(), currents.numpy() * 2.0)
+    np.testing.assert_array_equal(only_spikes(currents).numpy(), spikes.numpy())
+    assert set(np.unique(spikes.numpy())) <= {0.0, 1.0}
