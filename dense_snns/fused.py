@@ -399,12 +399,14 @@ _BLOCK_STEPS = {}
 IMPLEMENTATIONS = ("auto", "op", "tf")
 
 
-def _lif_kernel_refusal(step_fn, params, currents, time_axis, mask, recurrent_kernel) -> Optional[str]:
-    """Why the C++ LIF kernel cannot run this recurrence, or None if it can."""
-    if step_fn is not neurons.lif_step:
-        return f"the neuron step is {getattr(step_fn, '__name__', step_fn)!r}, not lif_step"
-    if not isinstance(params.spike_fn, surrogates.Surrogate):
-        return "the spike function is not a dense_snns.surrogates.Surrogate"
+def _kernel_refusal(step_fn, params, currents, time_axis, mask, recurrent_kernel) -> Optional[str]:
+    """Why the C++ kernels (`dense_snns.ops.lif`) cannot run this recurrence, or None if they can."""
+    if step_fn is neurons.lif_step:
+        if not isinstance(params.spike_fn, surrogates.Surrogate):
+            return "the spike function is not a dense_snns.surrogates.Surrogate"
+    elif step_fn is not neurons.leaky_integrator_step:
+        return f"there is no kernel for the step {getattr(step_fn, '__name__', step_fn)!r} (only lif_step and " \
+               "leaky_integrator_step)"
     return lif_ops.applicable(currents, time_axis, mask is not None, recurrent_kernel is not None)
 
 
@@ -438,9 +440,10 @@ def fused_recurrence(
         time_axis: 0 (time-major) or 1 (batch-major) sequences; see `compiled_recurrence`.
         bias: [units] or None, added to the currents inside the loop.
         checkpoint_every: see `compiled_recurrence`.
-        implementation: ``"op"`` runs the C++ LIF kernels (`dense_snns.ops.lif`): `LIF`
-            neurons with a `Surrogate` spike function, batch-major float32/float64
-            sequences, no mask, no recurrent kernel, not inside XLA (ValueError otherwise).
+        implementation: ``"op"`` runs the C++ kernels (`dense_snns.ops.lif`): `LIF`
+            neurons with a `Surrogate` spike function or the leaky integrator, batch-major
+            float32/float64 sequences, no mask, no recurrent kernel, not inside XLA
+            (ValueError otherwise).
             ``"tf"`` runs the compiled TensorFlow loops (`compiled_recurrence`); ``"auto"``
             the kernels whenever they apply and are built, else the loops.
     Returns: (spikes laid out as `currents`, final states list).
@@ -448,12 +451,15 @@ def fused_recurrence(
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got implementation={implementation!r}")
     if implementation != "tf":
-        refusal = _lif_kernel_refusal(step_fn, params, currents, time_axis, mask, recurrent_kernel)
+        refusal = _kernel_refusal(step_fn, params, currents, time_axis, mask, recurrent_kernel)
         if refusal is None:
-            spikes, final_v = lif_ops.lif_recurrence(
-                currents, initial_states[0], params.beta, params.threshold, bias, params.reset,
-                params.stop_reset_grad, params.spike_fn)
-            return spikes, [final_v]
+            if step_fn is neurons.leaky_integrator_step:
+                outputs, final_v = lif_ops.leaky_integrator_recurrence(currents, initial_states[0], params.beta, bias)
+            else:
+                outputs, final_v = lif_ops.lif_recurrence(
+                    currents, initial_states[0], params.beta, params.threshold, bias, params.reset,
+                    params.stop_reset_grad, params.spike_fn)
+            return outputs, [final_v]
         if implementation == "op":
             raise ValueError(f"implementation='op' cannot run this recurrence: {refusal}")
     step = BlockStep(step_fn, state_type, params, recurrent_kernel is not None, bias is not None)

@@ -47,11 +47,11 @@ def checkpoint_choices(monkeypatch):
 
 @pytest.fixture
 def tf_loops_only(monkeypatch):
-    """Run fused LIF layers on the compiled TensorFlow loops of `dense_snns.fused` instead of
-    the C++ LIF kernels (which "auto" would pick)."""
+    """Run fused LIF layers and readouts on the compiled TensorFlow loops of `dense_snns.fused`
+    instead of the C++ kernels (which "auto" would pick)."""
     from dense_snns import fused
 
-    monkeypatch.setattr(fused, "_lif_kernel_refusal", lambda *args: "turned off by the test")
+    monkeypatch.setattr(fused, "_kernel_refusal", lambda *args: "turned off by the test")
 
 
 def compile_kwargs():

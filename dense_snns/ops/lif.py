@@ -1,11 +1,14 @@
-"""The LIF recurrence of a whole sequence as one C++ kernel, with its reverse-time gradient.
+"""The LIF and leaky-integrator recurrences of a whole sequence as C++ kernels, with their
+reverse-time gradients.
 
 `lif_recurrence` runs `neurons.lif_step` (with the bias added to the current first, as
 `fused.BlockStep` does) over a batch-major sequence: one pass over the currents forward, and
 one backward pass that recomputes each tile's membranes in cache and walks back in time,
 carrying dL/dv. Nothing but the currents (which the layer's matmul gradient keeps anyway) is
-stored for the gradient. `fused.fused_recurrence` uses it when `applicable`; otherwise, and
-inside XLA, the compiled TensorFlow loops of `dense_snns.fused` run the same step.
+stored for the gradient. `leaky_integrator_recurrence` does the same for
+`neurons.leaky_integrator_step` (the readouts); its gradient reads the outputs, which are
+the membranes. `fused.fused_recurrence` uses them when `applicable`; otherwise, and inside
+XLA, the compiled TensorFlow loops of `dense_snns.fused` run the same steps.
 
 The kernels (`lif_ops.cc`) are built at first use (see `OpLibrary`).
 """
@@ -18,14 +21,15 @@ import tensorflow as tf
 
 from ._build import OpLibrary, in_xla_context
 
-__all__ = ["LIBRARY", "OP_DTYPES", "applicable", "lif_recurrence", "load", "load_error", "op_available"]
+__all__ = ["LIBRARY", "OP_DTYPES", "applicable", "leaky_integrator_recurrence", "lif_recurrence", "load", "load_error",
+           "op_available"]
 
 LIBRARY = OpLibrary(
     directory=os.path.dirname(os.path.abspath(__file__)),
     sources=("lif_ops.cc",),
     headers=(),
     prefix="dense_snns_lif_ops",
-    description="dense_snns: the C++ LIF kernels of the fused layers",
+    description="dense_snns: the C++ LIF and leaky-integrator kernels of the fused layers",
     # no fused multiply-adds: the membrane rounds as TensorFlow's separate ops do
     flags=("-ffp-contract=off",),
 )
@@ -39,10 +43,10 @@ OP_DTYPES = (tf.float32, tf.float64)
 
 
 def applicable(currents: tf.Tensor, time_axis: int, has_mask: bool, has_recurrent_kernel: bool) -> Optional[str]:
-    """Why the kernel cannot run this recurrence (None if it can), for a `LIF` neuron whose
-    spike function is a `surrogates.Surrogate`: it needs batch-major float32/float64
-    sequences of rank >= 3, no mask, no recurrent kernel, no XLA compilation around it, and
-    the built library."""
+    """Why the kernels cannot run this recurrence (None if they can), for a `LIF` neuron whose
+    spike function is a `surrogates.Surrogate` or a leaky integrator: they need batch-major
+    float32/float64 sequences of rank >= 3, no mask, no recurrent kernel, no XLA compilation
+    around them, and the built library."""
     if time_axis != 1:
         return "the sequence is time-major"
     if currents.shape.rank is None or currents.shape.rank < 3:
@@ -105,3 +109,39 @@ def lif_recurrence(currents: tf.Tensor, initial_v: tf.Tensor, beta, threshold, b
 
     spikes, final_v = run(currents, tf.cast(initial_v, dtype), beta, threshold, bias)
     return spikes, final_v
+
+
+def leaky_integrator_recurrence(currents: tf.Tensor, initial_v: tf.Tensor, beta, bias):
+    """Membranes [B, T, ...] (the outputs) and the final membrane [B, ...] of a leaky
+    integrator, v = beta v + (I + bias).
+
+    Args:
+        currents: x W [batch, time, ..., channels] (without the bias).
+        initial_v: membrane entering step 0, [batch, ..., channels].
+        beta: decay, scalar or [channels] (a tensor gets a gradient).
+        bias: [channels] or None.
+    Gradients flow to currents, initial_v, beta and bias; the gradient keeps the outputs.
+    """
+    library = load()
+    if library is None:
+        raise RuntimeError(f"the C++ leaky-integrator kernels are unavailable: {load_error()}")
+    dtype = currents.dtype
+    channels = currents.shape[-1]
+    beta = _channel_vector(beta, channels, dtype)
+    has_bias = bias is not None
+    bias = tf.cast(bias, dtype) if has_bias else tf.zeros([0], dtype)
+
+    @tf.custom_gradient
+    def run(currents, initial_v, beta, bias):
+        outputs, final_v = library.dense_snns_leaky_forward(currents, initial_v, beta, bias)
+
+        def grad(d_outputs, d_final_v):
+            d_outputs = tf.zeros_like(outputs) if d_outputs is None else d_outputs
+            d_final_v = tf.zeros_like(initial_v) if d_final_v is None else d_final_v
+            d_currents, d_initial, d_beta, d_bias = library.dense_snns_leaky_grad(
+                outputs, initial_v, beta, d_outputs, d_final_v)
+            return d_currents, d_initial, d_beta, (d_bias if has_bias else tf.zeros_like(bias))
+
+        return (outputs, final_v), grad
+
+    return run(currents, tf.cast(initial_v, dtype), beta, bias)

@@ -1,5 +1,8 @@
 // The LIF recurrence of a whole sequence as two CPU kernels: the forward pass and its
-// reverse-time gradient (BPTT with a surrogate spike derivative).
+// reverse-time gradient (BPTT with a surrogate spike derivative). Also the leaky integrator
+// of the readouts (`neurons.leaky_integrator_step`: v = beta * v + (I + bias), output v),
+// whose gradient reads the outputs it produced (they are the membranes) instead of
+// recomputing them.
 //
 // These kernels compute exactly what `dense_snns.neurons.lif_step` computes (with the bias
 // added to the current first, as `fused.BlockStep` does); tests compare them with the
@@ -32,6 +35,8 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -270,6 +275,59 @@ DSNN_INLINE void BackwardTile(bool stop, const T* __restrict keep, const T* __re
 }
 
 // ------------------------------------------------------------------------------------------
+// leaky integrator (non-spiking readout): v = beta * v + (I + bias), output v
+// ------------------------------------------------------------------------------------------
+
+template <typename T, int VB>
+DSNN_INLINE void IntegrateRow(const T* __restrict in, T* __restrict out, T* __restrict v, const T* __restrict beta,
+                              const T* __restrict bias, i64 n) {
+  typedef Vec<T, VB> W;
+  typedef typename W::V V;
+  i64 i = 0;
+  for (; i + W::kLanes <= n; i += W::kLanes) {
+    const V x = W::Load(beta + i) * W::Load(v + i) + (W::Load(in + i) + W::Load(bias + i));
+    W::Store(out + i, x);
+    W::Store(v + i, x);
+  }
+  for (; i < n; ++i) {
+    const T x = beta[i] * v[i] + (in[i] + bias[i]);
+    out[i] = x;
+    v[i] = x;
+  }
+}
+
+// Reverse-time walk of one batch element: out [S, M] the forward outputs (the membranes),
+// go [S, M] their gradient, di [S, M] dL/dI (may alias go), gv [M]: dL/dv after the last
+// step in, dL/dv0 out; dbeta, dbias [M] accumulated.
+template <typename T, int VB>
+DSNN_INLINE void IntegratorBackward(const T* __restrict out, const T* __restrict v0, const T* go, T* di,
+                                    T* __restrict gv, const T* __restrict beta, T* __restrict dbeta,
+                                    T* __restrict dbias, i64 steps, i64 n) {
+  typedef Vec<T, VB> W;
+  typedef typename W::V V;
+  for (i64 t = steps - 1; t >= 0; --t) {
+    const T* prev = t > 0 ? out + (t - 1) * n : v0;
+    const T* g_row = go + t * n;
+    T* d_row = di + t * n;
+    i64 i = 0;
+    for (; i + W::kLanes <= n; i += W::kLanes) {
+      const V dx = W::Load(gv + i) + W::Load(g_row + i);
+      W::Store(dbeta + i, W::Load(dbeta + i) + dx * W::Load(prev + i));
+      W::Store(dbias + i, W::Load(dbias + i) + dx);
+      W::Store(d_row + i, dx);
+      W::Store(gv + i, W::Load(beta + i) * dx);
+    }
+    for (; i < n; ++i) {
+      const T dx = gv[i] + g_row[i];
+      dbeta[i] += dx * prev[i];
+      dbias[i] += dx;
+      d_row[i] = dx;
+      gv[i] = beta[i] * dx;
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------------
 // dispatch over instruction sets and template parameters
 // ------------------------------------------------------------------------------------------
 
@@ -351,6 +409,34 @@ DSNN_INLINE void GradUnits(int reset, int surrogate, bool stop, const GradArgs<T
   }
 }
 
+// Leaky integrator forward and gradient of batch elements [u0, u1).
+template <typename T, int VB>
+DSNN_INLINE void IntegratorForwardUnits(const Problem& p, const T* in, const T* v0, const T* beta, const T* bias,
+                                        T* out, T* v_final, i64 u0, i64 u1) {
+  const i64 M = p.units;
+  for (i64 b = u0; b < u1; ++b) {
+    T* v = v_final + b * M;
+    std::copy(v0 + b * M, v0 + (b + 1) * M, v);
+    for (i64 t = 0; t < p.steps; ++t) {
+      const i64 offset = (b * p.steps + t) * M;
+      IntegrateRow<T, VB>(in + offset, out + offset, v, beta, bias, M);
+    }
+  }
+}
+
+template <typename T, int VB>
+DSNN_INLINE void IntegratorGradUnits(const Problem& p, const T* out, const T* v0, const T* beta, const T* go,
+                                     const T* gv_final, T* di, T* dv0, T* sums, i64 u0, i64 u1) {
+  const i64 M = p.units, S = p.steps;
+  for (i64 b = u0; b < u1; ++b) {
+    T* gv = dv0 + b * M;
+    std::copy(gv_final + b * M, gv_final + (b + 1) * M, gv);
+    T* row_sums = sums + b * 2 * M;
+    IntegratorBackward<T, VB>(out + b * S * M, v0 + b * M, go + b * S * M, di + b * S * M, gv, beta, row_sums,
+                              row_sums + M, S, M);
+  }
+}
+
 #define DSNN_LIF_ENTRIES(SUFFIX, ATTRIBUTES, VB)                                                   \
   template <typename T>                                                                            \
   ATTRIBUTES void Forward##SUFFIX(int reset, const Problem& p, const T* in, const T* v0,            \
@@ -362,6 +448,18 @@ DSNN_INLINE void GradUnits(int reset, int surrogate, bool stop, const GradArgs<T
   ATTRIBUTES void Grad##SUFFIX(int reset, int surrogate, bool stop, const GradArgs<T>& a,           \
                                const Problem& p, i64 tile, i64 u0, i64 u1) {                       \
     GradUnits<T, VB>(reset, surrogate, stop, a, p, tile, u0, u1);                                  \
+  }                                                                                                \
+  template <typename T>                                                                            \
+  ATTRIBUTES void IntegratorForward##SUFFIX(const Problem& p, const T* in, const T* v0,             \
+                                            const T* beta, const T* bias, T* out, T* v_final,      \
+                                            i64 u0, i64 u1) {                                      \
+    IntegratorForwardUnits<T, VB>(p, in, v0, beta, bias, out, v_final, u0, u1);                    \
+  }                                                                                                \
+  template <typename T>                                                                            \
+  ATTRIBUTES void IntegratorGrad##SUFFIX(const Problem& p, const T* out, const T* v0,               \
+                                         const T* beta, const T* go, const T* gv_final, T* di,     \
+                                         T* dv0, T* sums, i64 u0, i64 u1) {                        \
+    IntegratorGradUnits<T, VB>(p, out, v0, beta, go, gv_final, di, dv0, sums, u0, u1);             \
   }
 
 DSNN_LIF_ENTRIES(Generic, static, 16)
@@ -408,10 +506,18 @@ static Isa CurrentIsa() {
 // ops
 // ------------------------------------------------------------------------------------------
 
-// Checks shapes and returns the problem size; expands the [C] parameters to [M] rows.
+// A per-channel parameter input: its index, its name in messages, whether [0] (absent) is allowed.
+struct ParamInput {
+  int index;
+  const char* name;
+  bool optional;
+};
+
+// Checks the shapes of the sequence (input 0) and the initial state (input 1) and returns
+// the problem size; checks the [C] parameters and expands each to an [M] row.
 template <typename T>
-static absl::Status Prepare(OpKernelContext* ctx, Problem* p, std::vector<T>* beta, std::vector<T>* th,
-                            std::vector<T>* bias) {
+static absl::Status Prepare(OpKernelContext* ctx, std::initializer_list<ParamInput> params, Problem* p,
+                            std::vector<std::vector<T>>* rows) {
   const Tensor& currents = ctx->input(0);
   const Tensor& v0 = ctx->input(1);
   if (currents.dims() < 3) {
@@ -428,18 +534,50 @@ static absl::Status Prepare(OpKernelContext* ctx, Problem* p, std::vector<T>* be
   p->batch = currents.dim_size(0);
   p->steps = currents.dim_size(1);
   p->units = p->batch == 0 ? 0 : v0.NumElements() / p->batch;
-  const char* names[3] = {"beta", "threshold", "bias"};
-  std::vector<T>* rows[3] = {beta, th, bias};
-  for (int k = 0; k < 3; ++k) {
-    const Tensor& param = ctx->input(2 + k);
-    const bool empty_bias = k == 2 && param.NumElements() == 0;
-    if (param.dims() != 1 || (param.dim_size(0) != channels && !empty_bias)) {
-      return errors::InvalidArgument("`", names[k], "` must have shape [", channels, "] (the last dimension of ",
-                                     "`currents`)", k == 2 ? " or [0]" : "", ", got ", param.shape().DebugString());
+  rows->clear();
+  for (const ParamInput& spec : params) {
+    const Tensor& param = ctx->input(spec.index);
+    const bool absent = spec.optional && param.dims() == 1 && param.NumElements() == 0;
+    if (param.dims() != 1 || (param.dim_size(0) != channels && !absent)) {
+      return errors::InvalidArgument("`", spec.name, "` must have shape [", channels, "] (the last dimension of ",
+                                     "`currents`)", spec.optional ? " or [0]" : "", ", got ",
+                                     param.shape().DebugString());
     }
     const T* values = param.flat<T>().data();
-    rows[k]->resize(static_cast<size_t>(p->units));
-    for (i64 m = 0; m < p->units; ++m) (*rows[k])[m] = empty_bias ? T(0) : values[m % channels];
+    rows->emplace_back(static_cast<size_t>(p->units));
+    std::vector<T>& row = rows->back();
+    for (i64 m = 0; m < p->units; ++m) row[m] = absent ? T(0) : values[m % channels];
+  }
+  return absl::OkStatus();
+}
+
+// Checks that gradient input `index` has the shape of input `like`.
+static absl::Status CheckSameShape(OpKernelContext* ctx, int index, const char* name, int like, const char* like_name) {
+  if (ctx->input(index).shape() == ctx->input(like).shape()) return absl::OkStatus();
+  return errors::InvalidArgument("`", name, "` must have the shape of `", like_name, "` ",
+                                 ctx->input(like).shape().DebugString(), ", got ",
+                                 ctx->input(index).shape().DebugString());
+}
+
+// Outputs first_output, ... : the parameter gradients, each the sum over the batch and over
+// the positions of each channel of `count` rows sums [B, count, M], shaped like `shapes`.
+template <typename T>
+static absl::Status ReduceParamGrads(OpKernelContext* ctx, const std::vector<T>& sums, const Problem& p, int count,
+                                     int first_output, std::initializer_list<TensorShape> shapes) {
+  int k = 0;
+  for (const TensorShape& shape : shapes) {
+    Tensor* out = nullptr;
+    TF_RETURN_IF_ERROR(ctx->allocate_output(first_output + k, shape, &out));
+    T* o = out->flat<T>().data();
+    const i64 channels = out->NumElements();
+    std::fill(o, o + channels, T(0));
+    if (channels > 0) {
+      for (i64 b = 0; b < p.batch; ++b) {
+        const T* row = sums.data() + (b * count + k) * p.units;
+        for (i64 m = 0; m < p.units; ++m) o[m % channels] += row[m];
+      }
+    }
+    ++k;
   }
   return absl::OkStatus();
 }
@@ -464,8 +602,11 @@ class LifForwardOp : public OpKernel {
 
   void Compute(OpKernelContext* ctx) override {
     Problem p;
-    std::vector<T> beta, th, bias;
-    OP_REQUIRES_OK(ctx, Prepare<T>(ctx, &p, &beta, &th, &bias));
+    std::vector<std::vector<T>> rows;
+    OP_REQUIRES_OK(ctx, Prepare<T>(ctx, {{2, "beta", false}, {3, "threshold", false}, {4, "bias", true}}, &p, &rows));
+    const std::vector<T>& beta = rows[0];
+    const std::vector<T>& th = rows[1];
+    const std::vector<T>& bias = rows[2];
     Tensor* spikes = nullptr;
     Tensor* v_final = nullptr;
     OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 0, ctx->input(0).shape(), &spikes));
@@ -509,16 +650,15 @@ class LifGradOp : public OpKernel {
 
   void Compute(OpKernelContext* ctx) override {
     Problem p;
-    std::vector<T> beta, th, bias;
-    OP_REQUIRES_OK(ctx, Prepare<T>(ctx, &p, &beta, &th, &bias));
+    std::vector<std::vector<T>> rows;
+    OP_REQUIRES_OK(ctx, Prepare<T>(ctx, {{2, "beta", false}, {3, "threshold", false}, {4, "bias", true}}, &p, &rows));
+    const std::vector<T>& beta = rows[0];
+    const std::vector<T>& th = rows[1];
+    const std::vector<T>& bias = rows[2];
+    OP_REQUIRES_OK(ctx, CheckSameShape(ctx, 5, "d_spikes", 0, "currents"));
+    OP_REQUIRES_OK(ctx, CheckSameShape(ctx, 6, "d_final_v", 1, "initial_v"));
     const Tensor& d_spikes = ctx->input(5);
     const Tensor& d_final = ctx->input(6);
-    OP_REQUIRES(ctx, d_spikes.shape() == ctx->input(0).shape(),
-                errors::InvalidArgument("`d_spikes` must have the shape of `currents` ",
-                                        ctx->input(0).shape().DebugString(), ", got ", d_spikes.shape().DebugString()));
-    OP_REQUIRES(ctx, d_final.shape() == ctx->input(1).shape(),
-                errors::InvalidArgument("`d_final_v` must have the shape of `initial_v` ",
-                                        ctx->input(1).shape().DebugString(), ", got ", d_final.shape().DebugString()));
     Tensor* d_currents = nullptr;
     Tensor* d_v0 = nullptr;
     OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({5}, 0, ctx->input(0).shape(), &d_currents));
@@ -545,25 +685,75 @@ class LifGradOp : public OpKernel {
         DSNN_LIF_DISPATCH(Grad, reset, surrogate, stop, a, p, tile, u0, u1);
       });
     }
-    // Parameter gradients: sum over the batch and over the positions of each channel.
-    for (int k = 0; k < 3; ++k) {
-      Tensor* out = nullptr;
-      OP_REQUIRES_OK(ctx, ctx->allocate_output(2 + k, ctx->input(2 + k).shape(), &out));
-      T* o = out->flat<T>().data();
-      const i64 channels = out->NumElements();
-      std::fill(o, o + channels, T(0));
-      if (channels == 0) continue;
-      for (i64 b = 0; b < p.batch; ++b) {
-        const T* row = sums.data() + (b * 3 + k) * p.units;
-        for (i64 m = 0; m < p.units; ++m) o[m % channels] += row[m];
-      }
-    }
+    OP_REQUIRES_OK(ctx, ReduceParamGrads<T>(ctx, sums, p, 3, 2,
+                                            {ctx->input(2).shape(), ctx->input(3).shape(), ctx->input(4).shape()}));
   }
 
  private:
   int reset_ = kSubtract, surrogate_ = kSuperspike;
   bool stop_ = true;
   float scale_ = 1.0f;
+};
+
+
+template <typename T>
+class LeakyForwardOp : public OpKernel {
+ public:
+  explicit LeakyForwardOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    Problem p;
+    std::vector<std::vector<T>> rows;
+    OP_REQUIRES_OK(ctx, Prepare<T>(ctx, {{2, "beta", false}, {3, "bias", true}}, &p, &rows));
+    Tensor* outputs = nullptr;
+    Tensor* v_final = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({0}, 0, ctx->input(0).shape(), &outputs));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, ctx->input(1).shape(), &v_final));
+    if (p.batch == 0 || p.units == 0) return;
+    const T* in = ctx->input(0).flat<T>().data();
+    const T* v0 = ctx->input(1).flat<T>().data();
+    const T* beta = rows[0].data();
+    const T* bias = rows[1].data();
+    T* out = outputs->flat<T>().data();
+    T* vf = v_final->flat<T>().data();
+    RunUnits(ctx, p.batch, p.steps * p.units * 3, [&](i64 u0, i64 u1) {
+      DSNN_LIF_DISPATCH(IntegratorForward, p, in, v0, beta, bias, out, vf, u0, u1);
+    });
+  }
+};
+
+template <typename T>
+class LeakyGradOp : public OpKernel {
+ public:
+  explicit LeakyGradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    Problem p;
+    std::vector<std::vector<T>> rows;
+    OP_REQUIRES_OK(ctx, Prepare<T>(ctx, {{2, "beta", false}}, &p, &rows));
+    OP_REQUIRES_OK(ctx, CheckSameShape(ctx, 3, "d_outputs", 0, "outputs"));
+    OP_REQUIRES_OK(ctx, CheckSameShape(ctx, 4, "d_final_v", 1, "initial_v"));
+    Tensor* d_currents = nullptr;
+    Tensor* d_v0 = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({3}, 0, ctx->input(0).shape(), &d_currents));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, ctx->input(1).shape(), &d_v0));
+    std::vector<T> sums(static_cast<size_t>(2 * p.batch * p.units), T(0));
+    if (p.batch > 0 && p.units > 0) {
+      const T* out = ctx->input(0).flat<T>().data();
+      const T* v0 = ctx->input(1).flat<T>().data();
+      const T* beta = rows[0].data();
+      const T* go = ctx->input(3).flat<T>().data();
+      const T* gv = ctx->input(4).flat<T>().data();
+      T* di = d_currents->flat<T>().data();
+      T* dv0 = d_v0->flat<T>().data();
+      T* acc = sums.data();
+      RunUnits(ctx, p.batch, p.steps * p.units * 6, [&](i64 u0, i64 u1) {
+        DSNN_LIF_DISPATCH(IntegratorGrad, p, out, v0, beta, go, gv, di, dv0, acc, u0, u1);
+      });
+    }
+    const TensorShape channels({ctx->input(0).dim_size(ctx->input(0).dims() - 1)});
+    OP_REQUIRES_OK(ctx, ReduceParamGrads<T>(ctx, sums, p, 2, 2, {ctx->input(2).shape(), channels}));
+  }
 };
 
 }  // namespace dense_snns_lif
@@ -613,6 +803,45 @@ REGISTER_OP("DenseSnnsLifGrad")
     .SetShapeFn(SameAsInputs)
     .Doc("Reverse-time gradient of DenseSnnsLifForward with a surrogate spike derivative.");
 
+REGISTER_OP("DenseSnnsLeakyForward")
+    .Input("currents: T")
+    .Input("initial_v: T")
+    .Input("beta: T")
+    .Input("bias: T")
+    .Output("outputs: T")
+    .Output("final_v: T")
+    .Attr("T: {float, double}")
+    .SetShapeFn(SameAsInputs)
+    .Doc("Leaky integrator over a batch-major sequence: membranes [B, S, ...] and the final one [B, ...].");
+
+REGISTER_OP("DenseSnnsLeakyGrad")
+    .Input("outputs: T")
+    .Input("initial_v: T")
+    .Input("beta: T")
+    .Input("d_outputs: T")
+    .Input("d_final_v: T")
+    .Output("d_currents: T")
+    .Output("d_initial_v: T")
+    .Output("d_beta: T")
+    .Output("d_bias: T")
+    .Attr("T: {float, double}")
+    .SetShapeFn([](InferenceContext* c) {
+      c->set_output(0, c->input(0));
+      c->set_output(1, c->input(1));
+      c->set_output(2, c->input(2));
+      c->set_output(3, c->input(2));
+      return absl::OkStatus();
+    })
+    .Doc("Reverse-time gradient of DenseSnnsLeakyForward, from its outputs; d_bias is per channel.");
+
+REGISTER_KERNEL_BUILDER(Name("DenseSnnsLeakyForward").Device(::tensorflow::DEVICE_CPU).TypeConstraint<float>("T"),
+                        dense_snns_lif::LeakyForwardOp<float>);
+REGISTER_KERNEL_BUILDER(Name("DenseSnnsLeakyForward").Device(::tensorflow::DEVICE_CPU).TypeConstraint<double>("T"),
+                        dense_snns_lif::LeakyForwardOp<double>);
+REGISTER_KERNEL_BUILDER(Name("DenseSnnsLeakyGrad").Device(::tensorflow::DEVICE_CPU).TypeConstraint<float>("T"),
+                        dense_snns_lif::LeakyGradOp<float>);
+REGISTER_KERNEL_BUILDER(Name("DenseSnnsLeakyGrad").Device(::tensorflow::DEVICE_CPU).TypeConstraint<double>("T"),
+                        dense_snns_lif::LeakyGradOp<double>);
 REGISTER_KERNEL_BUILDER(Name("DenseSnnsLifForward").Device(::tensorflow::DEVICE_CPU).TypeConstraint<float>("T"),
                         dense_snns_lif::LifForwardOp<float>);
 REGISTER_KERNEL_BUILDER(Name("DenseSnnsLifForward").Device(::tensorflow::DEVICE_CPU).TypeConstraint<double>("T"),

@@ -44,7 +44,7 @@ def test_readout_matches_rnn_of_cell_and_numpy(rng, use_bias):
     np.testing.assert_allclose(out, np_leaky(x, w, b, 0.8), rtol=1e-5, atol=1e-5)
 
 
-def test_long_sequence_is_checkpointed_and_matches_the_cell(rng, checkpoint_choices):
+def test_long_sequence_is_checkpointed_and_matches_the_cell(rng, checkpoint_choices, tf_loops_only):
     """T = 300: the compiled loop keeps every 32nd state ("auto") and still gives the
     integrator's output and the RNN cell's gradients."""
     x = tf.constant(rng.normal(size=(2, 300, 3)).astype(np.float32))
