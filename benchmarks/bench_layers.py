@@ -6,7 +6,8 @@ For each workload and thread count this measures, in one run, the time of one tr
 (forward + backward, gradients of all trainable weights, inside a `tf.function`; the fused
 layers XLA-compile only their own time loops) of
 
-  (a) fused:   `SNNDense`/`SNNConv2D` with ``implementation="fused"``;
+  (a) fused:   `SNNDense`/`SNNConv2D` as configured by default (``implementation="auto"``:
+               the C++ LIF kernels; ``DENSE_SNNS_DISABLE_OP=1`` measures the compiled loops);
   (b) ref:     `keras.layers.RNN(SNNBlock(...), return_sequences=True)` (and
                `RNN(LeakyReadoutCell)` for the readout); for the conv workload the same
                layers with ``implementation="loop"``; weights copied with `set_weights`;
@@ -15,10 +16,12 @@ layers XLA-compile only their own time loops) of
                after the first, the input gradient dI @ W^T (the roofline);
 
 plus times of the inference forward pass (``training=False``) of (a) and of the forward
-matmuls. The peak memory of a training
-step is measured for (a) (its default ``checkpoint_every="auto"``: every 32nd neuron state
-kept at T=1000), for (a) keeping every state (``checkpoint_every=None``), for (b) and for (c). Before timing, (a) and (b) are
-checked to emit identical spikes on the benchmark input.
+matmuls. The peak memory of a training step is measured for (a), for the same layers on the
+compiled loops (``implementation="fused"``) with their default ``checkpoint_every="auto"``
+(every 32nd neuron state kept at T=1000) and keeping every state (``checkpoint_every=None``),
+for (b) and for (c). Before timing, (a) and (b) are checked to emit identical spikes on the
+benchmark input. Paired ratios (the median over rounds of the ratio of two calls made one
+after the other) are printed besides the ratios of medians.
 
 Each thread setting runs in a fresh child process of this script (TensorFlow's thread pools
 are fixed when it initialises); a further child measures the peak memory of a training step.
@@ -34,6 +37,7 @@ import copy
 import gc
 import json
 import os
+import statistics
 import sys
 import time
 import traceback
@@ -105,7 +109,7 @@ MEMORY_WORKLOAD = "W2"
 # 256 KiB and up); with a BFC allocator for all CPU memory every allocation is counted,
 # including the per-step [batch, units] tensors of the reference while loop.
 MEMORY_ENV = {"TF_CPU_ALLOCATOR_USE_BFC": "true"}
-#: `checkpoint_every` of the fused layers in the second fused memory measurement: every state.
+#: `checkpoint_every` of the fused loops in the last fused memory measurement: every state.
 ALL_STATES = None
 
 
@@ -150,14 +154,14 @@ def build(spec: Dict[str, Any]):
         kind = layer[0]
         kinds.append(layer)
         if kind == "dense":
-            fused.append(SNNDense(layer[1], neuron=lif(layer[2]), kernel_initializer=init, implementation="fused"))
+            fused.append(SNNDense(layer[1], neuron=lif(layer[2]), kernel_initializer=init))
             ref.append(keras.layers.RNN(ds.SNNBlock(layer[1], neuron=lif(layer[2])), return_sequences=True))
         elif kind == "readout":
             fused.append(ds.LeakyReadout(layer[1], kernel_initializer=init))
             ref.append(keras.layers.RNN(ds.LeakyReadoutCell(layer[1]), return_sequences=True))
         elif kind == "conv":
             kwargs = dict(strides=layer[3], padding="same", neuron=lif(layer[4]), kernel_initializer=init)
-            fused.append(SNNConv2D(layer[1], layer[2], implementation="fused", **kwargs))
+            fused.append(SNNConv2D(layer[1], layer[2], **kwargs))
             ref.append(SNNConv2D(layer[1], layer[2], implementation="loop", **kwargs))
         else:
             raise ValueError(kind)
@@ -384,17 +388,20 @@ def run_memory(args) -> Dict[str, Any]:
     tensor_bytes = spec["batch"] * spec["time"] * units * 4
     out: Dict[str, Any] = {"memory": True, "workload": spec["name"], "threads": args.threads, "batch": spec["batch"],
                            "time": spec["time"], "units": units, "tensor_bytes": tensor_bytes}
-    def all_states_step():
-        # The same fused layers keeping the neuron states of every step (traced after the
-        # other paths, so that they run with the default).
+    def loops_step(checkpoint_every):
+        # The same layers on the compiled loops (implementation="fused"), keeping every
+        # `checkpoint_every`-th neuron state (traced after the other paths, so that those
+        # run with the defaults).
         for layer in fused:
             if hasattr(layer, "checkpoint_every"):
-                layer.checkpoint_every = ALL_STATES
+                layer.implementation = "fused"
+                layer.checkpoint_every = checkpoint_every
         return make_functions(spec, x, fused, ref)["fused_step"]
 
     for name, fn, fn_args in [("fused", fns["fused_step"], [x, labels]), ("ref", fns["ref_step"], [x, labels]),
-                              ("matmul", mm_step, [xs, weights, dis]), ("fused_all", None, [x, labels])]:
-        fn = all_states_step() if fn is None else fn
+                              ("matmul", mm_step, [xs, weights, dis]), ("fused_loops", "auto", [x, labels]),
+                              ("fused_all", ALL_STATES, [x, labels])]:
+        fn = fn if callable(fn) else loops_step(fn)
         warm = fn(*fn_args)  # compiles
         del warm
         extras = []
@@ -495,6 +502,27 @@ def best_of_table(results: List[Dict[str, Any]]) -> str:
     return format_table(headers, rows)
 
 
+def paired_ratio(times_a: List[float], times_b: List[float]) -> Optional[float]:
+    """Median over rounds of a/b, each a and b timed in the same round (one after the other):
+    load that comes and goes between rounds cancels out."""
+    pairs = [a / b for a, b in zip(times_a, times_b) if b > 0]
+    return statistics.median(pairs) if pairs else None
+
+
+def paired_table(results: List[Dict[str, Any]]) -> str:
+    headers = ["workload", "thr", "fused/mm", "ref/fused", "fwd f/mm", "rounds"]
+    rows = []
+    for r in results:
+        if "error" in r:
+            continue
+        fused, ref, mm = r["fused_step"]["times"], r["ref_step"]["times"], r["mm_step"]["times"]
+        step_ratio, speedup = paired_ratio(fused, mm), paired_ratio(ref, fused)
+        fwd_ratio = paired_ratio(r["fused_fwd"]["times"], r["mm_fwd"]["times"])
+        rows.append([r["workload"], r["threads"]] + [f"{v:.2f}" if v is not None else "-"
+                                                      for v in (step_ratio, speedup, fwd_ratio)] + [len(fused)])
+    return format_table(headers, rows)
+
+
 def memory_report(memory: List[Dict[str, Any]]) -> str:
     mib = 2 ** 20
     m = memory[0]
@@ -510,14 +538,16 @@ def memory_report(memory: List[Dict[str, Any]]) -> str:
     ]
     for r in memory:  # results saved by older versions: one step, no thread count
         r.setdefault("threads", 0)
-        for name in ("fused", "fused_all", "fused_ckpt", "ref", "matmul"):
+        for name in ("fused", "fused_loops", "fused_all", "fused_ckpt", "ref", "matmul"):
             if name in r:
                 r[name].setdefault("all", [r[name]["extra"]])
     threads = sorted({r["threads"] for r in memory})
     rows = []
-    labels = {"fused": 'fused (checkpoint_every="auto")', "fused_all": "fused, checkpoint_every=None",
+    labels = {"fused": "fused (default: C++ kernels)",
+              "fused_loops": 'fused loops (implementation="fused", checkpoint_every="auto")',
+              "fused_all": "fused loops, checkpoint_every=None",
               "fused_ckpt": "fused, checkpoint_every=32"}  # fused_ckpt: results of older versions
-    for name in ("fused", "fused_all", "fused_ckpt", "ref", "matmul"):
+    for name in ("fused", "fused_loops", "fused_all", "fused_ckpt", "ref", "matmul"):
         if not all(name in r for r in memory):
             continue
         row = [labels.get(name, name)]
@@ -593,6 +623,9 @@ def report(info: Dict[str, Any], workload_results: List[Dict[str, Any]], memory:
           "processes during the workload (timing noise).")
     print("\nThe same with the fastest of the n repeats instead of the median (less sensitive to other processes):")
     print(best_of_table(workload_results))
+    print("\nPaired ratios: median over the rounds of the ratio of two calls made one after the other in the same "
+          "round (the most robust to load that changes between rounds):")
+    print(paired_table(workload_results))
     print("\nFused vs reference outputs:")
     for r in workload_results:
         if "grad_rel_err" in r:

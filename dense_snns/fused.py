@@ -402,7 +402,7 @@ IMPLEMENTATIONS = ("auto", "op", "tf")
 def _kernel_refusal(step_fn, params, currents, time_axis, mask, recurrent_kernel) -> Optional[str]:
     """Why the C++ kernels (`dense_snns.ops.lif`) cannot run this recurrence, or None if they can."""
     if step_fn is neurons.lif_step:
-        if not isinstance(params.spike_fn, surrogates.Surrogate):
+        if type(params.spike_fn) is not surrogates.Surrogate:  # a subclass may change the derivative
             return "the spike function is not a dense_snns.surrogates.Surrogate"
     elif step_fn is not neurons.leaky_integrator_step:
         return f"there is no kernel for the step {getattr(step_fn, '__name__', step_fn)!r} (only lif_step and " \

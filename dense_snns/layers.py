@@ -5,14 +5,21 @@ one SNN block over it:
 
 1. the feed-forward synaptic current of all steps is ONE matmul (or one convolution over
    [batch*time, ...]);
-2. the state recurrence runs in a compiled loop (`dense_snns.fused`), with a hand-written
-   reverse-time BPTT that stores only the states entering each step;
+2. the state recurrence runs over the whole sequence with a hand-written reverse-time
+   BPTT (`dense_snns.fused.fused_recurrence`): in C++ kernels (`dense_snns.ops.lif`) for
+   `LIF` neurons without self-recurrence or mask, else in compiled loops that store only
+   the states entering each step (or every k-th);
 3. weight and input gradients come from the autodiff of that single matmul/convolution.
 
-``implementation="loop"`` instead runs the block step by step in a `tf.while_loop` with
-plain autodiff, the same computation as ``keras.layers.RNN(SNNBlock(...))``; it is the
-reference the fused path is tested against. ``"auto"`` (default) takes the fused path,
-which covers every option of these layers.
+`implementation`:
+- ``"auto"`` (default): the C++ kernels where they apply (and could be built), else the
+  compiled loops; covers every option of these layers;
+- ``"kernel"``: the C++ kernels, a ValueError saying why if they cannot run this layer;
+- ``"fused"``: the compiled loops (XLA by default), never the C++ library (e.g. for a
+  SavedModel to be loaded where the library is not);
+- ``"loop"``: the block step by step in a `tf.while_loop` with plain autodiff, the same
+  computation as ``keras.layers.RNN(SNNBlock(...))``; the reference the others are tested
+  against.
 """
 from __future__ import annotations
 
@@ -25,7 +32,9 @@ from ._compat import keras, register
 from .cells import SNNBlock, get_neuron, serialize_neuron
 from .validation import as_numeric_tensor, check_features, check_units
 
-IMPLEMENTATIONS = ("auto", "fused", "loop")
+IMPLEMENTATIONS = ("auto", "kernel", "fused", "loop")
+#: `fused.fused_recurrence`'s `implementation` for each layer `implementation` but "loop".
+_RECURRENCE = {"auto": "auto", "kernel": "op", "fused": "tf"}
 
 
 class SNNSequenceLayer(keras.layers.Layer):
@@ -187,6 +196,7 @@ class SNNSequenceLayer(keras.layers.Layer):
             time_axis=1,
             bias=self._loop_bias(dtype),
             checkpoint_every=checkpoint_every,
+            implementation=_RECURRENCE[self.implementation],
         )
 
     def _loop(self, x, mask, initial_state, dtype):
@@ -250,9 +260,12 @@ class SNNDense(SNNSequenceLayer):
         return_state: also return the final states (list of [batch, units]).
         stateful: carry the final states of a call into the next call (needs a fixed
             batch size); `reset_states()` zeroes them.
-        implementation: ``"auto"`` | ``"fused"`` | ``"loop"`` (see the module docstring).
-        jit_compile: compile the fused time loops with XLA. Default True.
-        checkpoint_every: which neuron states the fused path keeps for the backward pass.
+        implementation: ``"auto"`` | ``"kernel"`` | ``"fused"`` | ``"loop"`` (see the module
+            docstring).
+        jit_compile: compile the fused time loops with XLA. Default True. (The C++ kernels
+            are compiled code already.)
+        checkpoint_every: which neuron states the fused loops keep for the backward pass
+            (the C++ kernels keep none: their gradient recomputes the states).
             None: those of every step. An int k: every k-th; the others are recomputed in
             the backward pass (k-fold less state memory, one more pass of the recurrence,
             not of the matmuls). ``"auto"`` (default): every state for sequences shorter

@@ -105,7 +105,9 @@ class Surrogate:
         @tf.custom_gradient
         def spike(x):
             def grad(upstream):
-                return upstream * derivative(x, tf.cast(scale_value, x.dtype))
+                # tf.constant, not tf.cast: a Python float cast goes through float32 (0.3 would
+                # not be exact in float64)
+                return upstream * derivative(x, tf.constant(scale_value, x.dtype))
 
             return heaviside(x), grad
 
@@ -116,7 +118,7 @@ class Surrogate:
 
     def derivative(self, x: tf.Tensor) -> tf.Tensor:
         """The surrogate derivative d spike / dx at `x` (used by hand-written backward passes)."""
-        return _SURROGATES[self.name](x, tf.cast(self.scale, x.dtype))
+        return _SURROGATES[self.name](x, tf.constant(self.scale, x.dtype))
 
     def get_config(self) -> dict:
         return {"name": self.name, "scale": self.scale}

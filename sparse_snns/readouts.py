@@ -27,8 +27,9 @@ class SparseLeakyReadout(keras.layers.Layer):
     The current of all steps is one `sparse_linear` (cost O(K * units) per step instead of
     O(input_dim * units)), or, when K is not much smaller than input_dim, one dense matmul
     on the spikes scattered to [T, B, input_dim] (with few readout units a BLAS matmul beats
-    the gather-accumulate of the sparse product); the leak and the bias run in the compiled
-    loop of `dense_snns.fused`. The gradient reaches the input `values` at their K entries
+    the gather-accumulate of the sparse product); the leak and the bias run in the C++
+    leaky-integrator kernel of `dense_snns.ops` (the compiled loop of `dense_snns.fused`
+    under XLA, without the library or with ``implementation="tf"``). The gradient reaches the input `values` at their K entries
     only (and so, through a sparse block's selection, only the selected neurons). Same
     weights as `LeakyReadout` (``layer.cell``: kernel [input_dim, units], bias, optional
     beta_logit), so `set_weights(get_weights())` moves them between the two.
@@ -96,9 +97,11 @@ class SparseLeakyReadout(keras.layers.Layer):
             current = tf.tensordot(dense, kernel, axes=1)
         else:
             current = _sparse_linear(ids, values, count, kernel, None, chosen)
+        # "tf" keeps every C++ library out of the graph, the leak's kernel included.
         outputs, _ = fused.fused_recurrence(neurons.leaky_integrator_step, neurons.LeakyIntegratorState, current,
                                             [tf.zeros_like(current[:, 0])], self.cell.params(dtype), time_axis=1,
-                                            bias=bias, checkpoint_every=fused.AUTO)
+                                            bias=bias, checkpoint_every=fused.AUTO,
+                                            implementation="tf" if self.implementation == "tf" else "auto")
         return outputs
 
     def compute_output_shape(self, input_shape):

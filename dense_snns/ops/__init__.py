@@ -3,8 +3,9 @@
 - `OpLibrary` (`_build`): sources shipped with the package, compiled against the installed
   TensorFlow into a cached shared library at the first `load()`; used here and by
   `sparse_snns.ops`.
-- `lif` (`lif_ops.cc`): the LIF recurrence of a whole sequence and its reverse-time
-  gradient, the kernel behind the fused layers for `LIF` neurons (`lif.lif_recurrence`).
+- `lif` (`lif_ops.cc`): the LIF and leaky-integrator recurrences of a whole sequence and
+  their reverse-time gradients, the kernels behind the fused layers for `LIF` neurons and
+  behind the readouts (`lif.lif_recurrence`, `lif.leaky_integrator_recurrence`).
 
 Everything works without a compiler: callers fall back to their compiled TensorFlow loops.
 """

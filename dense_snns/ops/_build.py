@@ -14,7 +14,7 @@ of its `load()`:
    TensorFlow (`tf.sysconfig` flags). The compiler writes a temporary file that is then
    renamed into place, so several processes may build at the same time without ever
    loading a partial library. Portable flags are used (no ``-march=native``): the kernels
-   pick AVX-512/AVX2/generic code for the CPU they run on.
+   carry code for several vector instruction sets and pick one for the CPU they run on.
 3. It is loaded with `tf.load_op_library`.
 
 If any step fails (no compiler, compile error, unwritable cache, load error), `load()`

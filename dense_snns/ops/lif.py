@@ -4,8 +4,7 @@ reverse-time gradients.
 `lif_recurrence` runs `neurons.lif_step` (with the bias added to the current first, as
 `fused.BlockStep` does) over a batch-major sequence: one pass over the currents forward, and
 one backward pass that recomputes each tile's membranes in cache and walks back in time,
-carrying dL/dv. Nothing but the currents (which the layer's matmul gradient keeps anyway) is
-stored for the gradient. `leaky_integrator_recurrence` does the same for
+carrying dL/dv. The gradient keeps only the currents (one [B, T, ...] tensor), no state. `leaky_integrator_recurrence` does the same for
 `neurons.leaky_integrator_step` (the readouts); its gradient reads the outputs, which are
 the membranes. `fused.fused_recurrence` uses them when `applicable`; otherwise, and inside
 XLA, the compiled TensorFlow loops of `dense_snns.fused` run the same steps.
@@ -42,17 +41,26 @@ load_error = LIBRARY.load_error
 OP_DTYPES = (tf.float32, tf.float64)
 
 
+def _gpu_visible() -> bool:
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
 def applicable(currents: tf.Tensor, time_axis: int, has_mask: bool, has_recurrent_kernel: bool) -> Optional[str]:
     """Why the kernels cannot run this recurrence (None if they can), for a `LIF` neuron whose
     spike function is a `surrogates.Surrogate` or a leaky integrator: they need batch-major
-    float32/float64 sequences of rank >= 3, no mask, no recurrent kernel, no XLA compilation
-    around them, and the built library."""
+    float32/float64 sequences of rank >= 3 with a static last dimension, no mask, no
+    recurrent kernel, no XLA compilation around them, the CPU (with a GPU present, only
+    tensors placed on a CPU device explicitly) and the built library."""
     if time_axis != 1:
         return "the sequence is time-major"
     if currents.shape.rank is None or currents.shape.rank < 3:
         return "the currents have rank < 3"
+    if currents.shape[-1] is None:
+        return "the last dimension of the currents is not static"
     if currents.dtype not in OP_DTYPES:
         return f"the dtype is {currents.dtype.name}"
+    if _gpu_visible() and "CPU" not in (currents.device or "").upper():
+        return "a GPU is present (the kernels run on the CPU only)"
     if has_mask:
         return "a mask is given"
     if has_recurrent_kernel:
@@ -92,8 +100,8 @@ def lif_recurrence(currents: tf.Tensor, initial_v: tf.Tensor, beta, threshold, b
     threshold = _channel_vector(threshold, channels, dtype)
     bias = tf.zeros([0], dtype) if bias is None else tf.cast(bias, dtype)
     attrs = dict(reset=reset)
-    grad_attrs = dict(reset=reset, stop_reset_grad=bool(stop_reset_grad), surrogate=surrogate.name,
-                      scale=float(surrogate.scale))
+    grad_attrs = dict(reset=reset, stop_reset_grad=bool(stop_reset_grad), surrogate=surrogate.name)
+    scale = tf.constant(surrogate.scale, dtype)
 
     @tf.custom_gradient
     def run(currents, initial_v, beta, threshold, bias):
@@ -103,7 +111,7 @@ def lif_recurrence(currents: tf.Tensor, initial_v: tf.Tensor, beta, threshold, b
             d_spikes = tf.zeros_like(currents) if d_spikes is None else d_spikes
             d_final_v = tf.zeros_like(initial_v) if d_final_v is None else d_final_v
             return library.dense_snns_lif_grad(
-                currents, initial_v, beta, threshold, bias, d_spikes, d_final_v, **grad_attrs)
+                currents, initial_v, beta, threshold, bias, d_spikes, d_final_v, scale, **grad_attrs)
 
         return (spikes, final_v), grad
 

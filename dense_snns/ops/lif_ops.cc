@@ -115,9 +115,10 @@ DSNN_INLINE V Abs(V x, S zero) { return Select(x < zero, -x, x); }
 // ------------------------------------------------------------------------------------------
 
 // One step of a row of n units: v (in/out) is the membrane after the previous reset.
-// Writes the spikes to `out` and, if KEEP, the membrane before the reset to `keep`.
+// Writes the spikes to `out` and, if KEEP, the membrane before the reset to `keep`. `out`
+// may be `in` (the spikes then overwrite the currents, element by element after reading).
 template <typename T, int VB, int R, bool SPIKES, bool KEEP>
-DSNN_INLINE void StepRow(const T* __restrict in, T* __restrict out, T* __restrict keep, T* __restrict v,
+DSNN_INLINE void StepRow(const T* in, T* out, T* __restrict keep, T* __restrict v,
                          const T* __restrict beta, const T* __restrict th, const T* __restrict bias, i64 n) {
   typedef Vec<T, VB> W;
   typedef typename W::V V;
@@ -279,7 +280,7 @@ DSNN_INLINE void BackwardTile(bool stop, const T* __restrict keep, const T* __re
 // ------------------------------------------------------------------------------------------
 
 template <typename T, int VB>
-DSNN_INLINE void IntegrateRow(const T* __restrict in, T* __restrict out, T* __restrict v, const T* __restrict beta,
+DSNN_INLINE void IntegrateRow(const T* in, T* out, T* __restrict v, const T* __restrict beta,
                               const T* __restrict bias, i64 n) {
   typedef Vec<T, VB> W;
   typedef typename W::V V;
@@ -626,11 +627,13 @@ class LifForwardOp : public OpKernel {
   int reset_ = kSubtract;
 };
 
-// Units per gradient tile: the tile's S membranes should stay in L2 (about 2 MiB), with at
-// least 1024 units (whole 4 KiB pages of each row) unless the rows are shorter.
+// Units per gradient tile: the tile's S membranes (the scratch of one thread) take about
+// 2 MiB, which measured fastest at W2's shapes (S = 500: tiles of 1024 units, whole 4 KiB
+// pages per row) against 0.5 and 1 MiB. Very long sequences get narrow tiles (at least 64
+// units) rather than a scratch that grows with S.
 static i64 GradTileUnits(i64 units, i64 steps, i64 bytes) {
   i64 tile = (i64(1) << 21) / std::max<i64>(1, steps * bytes);
-  tile = std::max<i64>(1024, (tile + 15) / 16 * 16);
+  tile = std::max<i64>(64, (tile + 15) / 16 * 16);
   return std::max<i64>(1, std::min(units, tile));
 }
 
@@ -644,8 +647,6 @@ class LifGradOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("surrogate", &surrogate));
     OP_REQUIRES_OK(ctx, ParseSurrogate(surrogate, &surrogate_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("stop_reset_grad", &stop_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("scale", &scale_));
-    OP_REQUIRES(ctx, scale_ > 0, errors::InvalidArgument("scale must be > 0, got ", scale_));
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -657,6 +658,11 @@ class LifGradOp : public OpKernel {
     const std::vector<T>& bias = rows[2];
     OP_REQUIRES_OK(ctx, CheckSameShape(ctx, 5, "d_spikes", 0, "currents"));
     OP_REQUIRES_OK(ctx, CheckSameShape(ctx, 6, "d_final_v", 1, "initial_v"));
+    const Tensor& scale = ctx->input(7);
+    OP_REQUIRES(ctx, scale.dims() == 0,
+                errors::InvalidArgument("`scale` must be a scalar, got shape ", scale.shape().DebugString()));
+    const T scale_value = scale.scalar<T>()();
+    OP_REQUIRES(ctx, scale_value > T(0), errors::InvalidArgument("`scale` must be > 0, got ", scale_value));
     const Tensor& d_spikes = ctx->input(5);
     const Tensor& d_final = ctx->input(6);
     Tensor* d_currents = nullptr;
@@ -675,7 +681,7 @@ class LifGradOp : public OpKernel {
     a.di = d_currents->flat<T>().data();
     a.dv0 = d_v0->flat<T>().data();
     a.sums = sums.data();
-    a.scale = static_cast<T>(scale_);
+    a.scale = scale_value;
     if (p.batch > 0 && p.units > 0) {
       const i64 tile = GradTileUnits(p.units, p.steps, sizeof(T));
       const i64 units = p.batch * ((p.units + tile - 1) / tile);
@@ -692,7 +698,6 @@ class LifGradOp : public OpKernel {
  private:
   int reset_ = kSubtract, surrogate_ = kSuperspike;
   bool stop_ = true;
-  float scale_ = 1.0f;
 };
 
 
@@ -790,6 +795,7 @@ REGISTER_OP("DenseSnnsLifGrad")
     .Input("bias: T")
     .Input("d_spikes: T")
     .Input("d_final_v: T")
+    .Input("scale: T")
     .Output("d_currents: T")
     .Output("d_initial_v: T")
     .Output("d_beta: T")
@@ -799,7 +805,6 @@ REGISTER_OP("DenseSnnsLifGrad")
     .Attr("reset: {'subtract', 'zero', 'none'}")
     .Attr("stop_reset_grad: bool")
     .Attr("surrogate: {'superspike', 'fast_sigmoid', 'rational', 'arctan', 'sigmoid', 'triangle', 'boxcar'}")
-    .Attr("scale: float")
     .SetShapeFn(SameAsInputs)
     .Doc("Reverse-time gradient of DenseSnnsLifForward with a surrogate spike derivative.");
 

@@ -46,6 +46,18 @@ def test_forward_is_heaviside_and_gradient_is_closed_form(name, scale):
     np.testing.assert_allclose(fn.derivative(x).numpy(), closed_form(name, X, fn.scale), rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.parametrize("name", ["superspike", "rational", "arctan", "sigmoid"])
+def test_float64_gradient_uses_the_exact_scale(name):
+    """A scale that float32 cannot hold (0.3) enters float64 gradients unrounded."""
+    fn = Surrogate(name, 0.3)
+    x = tf.constant(X.astype(np.float64))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(fn(x))
+    np.testing.assert_allclose(tape.gradient(loss, x).numpy(), closed_form(name, X, 0.3), rtol=1e-13)
+    np.testing.assert_allclose(fn.derivative(x).numpy(), closed_form(name, X, 0.3), rtol=1e-13)
+
+
 @pytest.mark.parametrize("name", surrogates.SURROGATE_NAMES)
 def test_derivative_peaks_at_one(name):
     assert Surrogate(name).derivative(tf.constant([0.0])).numpy()[0] == pytest.approx(1.0)

@@ -75,8 +75,9 @@ def check(rng, shape, dtype=np.float32, per_channel=True, with_bias=True, **kwar
 
 @pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
 @pytest.mark.parametrize("stop_reset_grad", [True, False])
-def test_every_reset_with_and_without_stopped_reset_gradient(rng, reset, stop_reset_grad):
-    spikes = check(rng, (3, 9, 21), reset=reset, stop_reset_grad=stop_reset_grad)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_reset_with_and_without_stopped_reset_gradient(rng, reset, stop_reset_grad, dtype):
+    spikes = check(rng, (3, 9, 21), dtype=dtype, reset=reset, stop_reset_grad=stop_reset_grad)
     assert 0 < spikes.sum() < spikes.size
 
 
@@ -86,8 +87,8 @@ def test_every_surrogate(rng, surrogate):
     check(rng, (2, 7, 19), surrogate=surrogate, reset="zero", stop_reset_grad=False)
 
 
-def test_float64_scalar_parameters_and_no_bias(rng):
-    check(rng, (2, 8, 13), dtype=np.float64, per_channel=False, with_bias=False)
+def test_float64_scalar_parameters_no_bias_and_a_scale_float32_cannot_hold(rng):
+    check(rng, (2, 8, 13), dtype=np.float64, per_channel=False, with_bias=False, surrogate="arctan", scale=0.3)
 
 
 def test_against_the_xla_loops(rng):
@@ -116,8 +117,18 @@ def test_any_shape_and_configuration(batch, steps, spatial, channels, reset, sto
           with_bias=with_bias, reset=reset, stop_reset_grad=stop_reset_grad)
 
 
+def _cpu_has_avx2() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return " avx2" in f.read()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _cpu_has_avx2(), reason="the default is the SSE2 build too on a CPU without AVX2")
 def test_generic_instruction_set_in_a_child_process(tmp_path):
-    """DENSE_SNNS_ISA=generic runs the SSE2 loops: same results as the default."""
+    """DENSE_SNNS_ISA=generic runs the SSE2 loops: the same arithmetic as the AVX2 default
+    (no fused multiply-adds in either), so bit-identical results."""
     script = (
         "import sys, numpy as np, tensorflow as tf\n"
         "from dense_snns.ops import lif\n"
@@ -125,8 +136,8 @@ def test_generic_instruction_set_in_a_child_process(tmp_path):
         "c = tf.constant(rng.normal(0.2, 0.6, (2, 30, 45)).astype(np.float32))\n"
         "v0 = tf.zeros([2, 45]); beta = tf.fill([45], 0.9); th = tf.fill([45], 0.5); b = tf.zeros([0])\n"
         "s, v = lif.load().dense_snns_lif_forward(c, v0, beta, th, b, reset='subtract')\n"
-        "g = lif.load().dense_snns_lif_grad(c, v0, beta, th, b, tf.ones_like(c), tf.ones_like(v0), reset='subtract',"
-        " stop_reset_grad=True, surrogate='arctan', scale=2.0)\n"
+        "g = lif.load().dense_snns_lif_grad(c, v0, beta, th, b, tf.ones_like(c), tf.ones_like(v0), tf.constant(2.0),"
+        " reset='subtract', stop_reset_grad=True, surrogate='arctan')\n"
         "np.save(sys.argv[1], np.concatenate([s.numpy().ravel(), v.numpy().ravel()] + [x.numpy().ravel() for x in g]))\n")
     results = []
     for isa in ("generic", "default"):
@@ -136,7 +147,7 @@ def test_generic_instruction_set_in_a_child_process(tmp_path):
                               timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]
         results.append(np.load(out))
-    np.testing.assert_allclose(results[0], results[1], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(results[0], results[1])
 
 
 def run_integrator(implementation, currents, v0, beta, bias, jit_compile=False):
@@ -234,6 +245,8 @@ def test_op_refuses_what_it_cannot_run(rng):
         tf.function(lambda c: call(currents=c)[0], jit_compile=True)(currents)
     with pytest.raises(ValueError, match="implementation must be one of"):
         call(implementation="cpp")
+    with pytest.raises(ValueError, match="last dimension of the currents is not static"):
+        tf.function(lambda c: call(currents=c)[0], input_signature=[tf.TensorSpec([2, 5, None])])(currents)
     # "auto" takes the compiled loops for all of these: XLA included
     spikes = tf.function(lambda c: call(currents=c, implementation="auto")[0], jit_compile=True)(currents)
     np.testing.assert_array_equal(spikes.numpy(), call()[0].numpy())
@@ -251,12 +264,52 @@ def test_raw_kernels_check_their_arguments(rng):
         library.dense_snns_lif_forward(c, tf.zeros([2, 5]), ones, ones, tf.zeros([0]), reset="subtract")
     with pytest.raises(tf.errors.InvalidArgumentError, match="rank >= 3"):
         library.dense_snns_lif_forward(tf.zeros([2, 4]), v0, ones, ones, tf.zeros([0]), reset="subtract")
+    grad_attrs = dict(reset="zero", stop_reset_grad=True, surrogate="boxcar")
     with pytest.raises(tf.errors.InvalidArgumentError, match="`d_spikes` must have the shape of `currents`"):
-        library.dense_snns_lif_grad(c, v0, ones, ones, tf.zeros([0]), tf.zeros([2, 4, 4]), v0, reset="zero",
-                                    stop_reset_grad=True, surrogate="boxcar", scale=1.0)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="scale must be > 0"):
-        library.dense_snns_lif_grad(c, v0, ones, ones, tf.zeros([0]), c, v0, reset="zero", stop_reset_grad=True,
-                                    surrogate="boxcar", scale=0.0)
+        library.dense_snns_lif_grad(c, v0, ones, ones, tf.zeros([0]), tf.zeros([2, 4, 4]), v0, 1.0, **grad_attrs)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="`scale` must be > 0"):
+        library.dense_snns_lif_grad(c, v0, ones, ones, tf.zeros([0]), c, v0, 0.0, **grad_attrs)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="`scale` must be a scalar"):
+        library.dense_snns_lif_grad(c, v0, ones, ones, tf.zeros([0]), c, v0, tf.ones([1]), **grad_attrs)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="`d_outputs` must have the shape of `outputs`"):
+        library.dense_snns_leaky_grad(c, v0, ones, tf.zeros([2, 4, 4]), v0)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="`beta` must have shape \\[4\\]"):
+        library.dense_snns_leaky_forward(c, v0, tf.ones([2]), tf.zeros([0]))
+
+
+def test_empty_batch_and_empty_sequence(rng):
+    library = lif_ops.load()
+    for shape in ((0, 5, 4), (2, 0, 4)):
+        c, v0 = tf.zeros(shape), tf.fill([shape[0], 4], 0.3)
+        ones = tf.ones([4])
+        spikes, final_v = library.dense_snns_lif_forward(c, v0, ones, ones, tf.zeros([0]), reset="subtract")
+        assert spikes.shape == shape
+        np.testing.assert_array_equal(final_v.numpy(), v0.numpy())  # no step: the state is unchanged
+        grads = library.dense_snns_lif_grad(c, v0, ones, ones, tf.zeros([4]), c, v0, 1.0, reset="subtract",
+                                            stop_reset_grad=True, surrogate="superspike")
+        assert grads[0].shape == shape
+        np.testing.assert_array_equal(grads[1].numpy(), v0.numpy())  # dL/dv0 = dL/dv_final
+        for g in grads[2:]:
+            np.testing.assert_array_equal(g.numpy(), np.zeros(4))
+
+
+def test_loss_on_the_spikes_only_or_the_final_state_only(rng):
+    """An output that the loss does not use has no gradient (None): the kernels take zeros."""
+    currents, v0, beta, threshold, bias = problem(rng, (2, 6, 9))
+    params = neurons.LIFParams(beta, threshold, "subtract", True, surrogates.Surrogate())
+    for pick in (0, 1):
+        results = []
+        for implementation in ("op", "tf"):
+            with tf.GradientTape() as tape:
+                tape.watch([currents, v0])
+                spikes, (final_v,) = fused.fused_recurrence(
+                    neurons.lif_step, neurons.LIFState, currents, [v0], params, None, time_axis=1, bias=bias,
+                    jit_compile=False, implementation=implementation)
+                loss = tf.reduce_sum(spikes * tf.cos(currents)) if pick == 0 else tf.reduce_sum(final_v ** 2)
+            results.append(tape.gradient(loss, [currents, v0]))
+        for got, want in zip(*results):
+            np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
+        assert np.abs(results[0][0].numpy()).max() > 0
 
 
 def kernel_calls(monkeypatch):
@@ -352,3 +405,30 @@ def test_inference_may_reuse_the_currents_buffer_safely(rng):
     np.testing.assert_array_equal(doubled.numpy(), currents.numpy() * 2.0)
     np.testing.assert_array_equal(only_spikes(currents).numpy(), spikes.numpy())
     assert set(np.unique(spikes.numpy())) <= {0.0, 1.0}
+
+
+def test_layer_implementation_chooses_kernel_or_loops(rng, monkeypatch):
+    """"kernel" demands the kernels (ValueError naming the reason), "fused" never uses them."""
+    calls = kernel_calls(monkeypatch)
+    x = tf.constant((rng.random((2, 5, 3)) < 0.5).astype(np.float32))
+    SNNDense(4, neuron=ds.LIF(4), implementation="kernel")(x)
+    assert len(calls) == 1
+    SNNDense(4, neuron=ds.LIF(4), implementation="fused")(x)
+    assert len(calls) == 1
+    with pytest.raises(ValueError, match="recurrent kernel"):
+        SNNDense(4, neuron=ds.LIF(4), self_recurrent=True, implementation="kernel")(x)
+    with pytest.raises(ValueError, match="no kernel for the step 'cuba_lif_step'"):
+        SNNDense(4, neuron=ds.CubaLIF(4), implementation="kernel")(x)
+    with pytest.raises(ValueError, match="implementation must be one of"):
+        SNNDense(4, implementation="op")
+    assert SNNDense.from_config(SNNDense(4, implementation="kernel").get_config()).implementation == "kernel"
+
+
+def test_op_without_the_library_says_why(rng, monkeypatch):
+    monkeypatch.setattr(lif_ops, "op_available", lambda: False)
+    monkeypatch.setattr(lif_ops, "load_error", lambda: "no C++ compiler found (test)")
+    currents, v0, beta, threshold, bias = problem(rng, (2, 4, 3))
+    with pytest.raises(ValueError, match="library is unavailable: no C\\+\\+ compiler found \\(test\\)"):
+        run("op", currents, v0, beta, threshold, bias)
+    auto = run("auto", currents, v0, beta, threshold, bias)  # the loops instead
+    assert_same(auto, run("tf", currents, v0, beta, threshold, bias), 1e-6)
