@@ -10,7 +10,7 @@ readout membrane. Each block is the fused layer `SNNDense` (default, ``--layer f
 same block as an RNN cell, ``keras.layers.RNN(SNNBlock(...), return_sequences=True)``
 (``--layer rnn``); both have the same weights and spikes. The firing rates of both hidden
 layers appear in the `fit` logs (``h1_rate``, ``h2_rate``: spikes per neuron per step). The
-defaults reach 99.95% test accuracy (seed 0) in 8 epochs, about 50 s wall time on 2 CPU cores.
+defaults reach 99.95-100% test accuracy (seed 0) in 8 epochs, about 50 s wall time on 2 CPU cores.
 
 Outputs, in `--out` (default ``runs/randman/``): the model (``model.keras``, reloaded and
 checked), spike rasters of one test sample with membrane traces of five hidden-1 neurons
