@@ -446,7 +446,7 @@ def fused_recurrence(
             (ValueError otherwise).
             ``"tf"`` runs the compiled TensorFlow loops (`compiled_recurrence`); ``"auto"``
             the kernels whenever they apply and are built, else the loops.
-    Returns: (spikes laid out as `currents`, final states list).
+    Returns: (outputs (spikes; a readout's membranes) laid out as `currents`, final states list).
     """
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got implementation={implementation!r}")

@@ -11,23 +11,34 @@ from .validation import as_numeric_tensor, check_rank
 
 #: The constructor arguments of `LeakyReadout` that live in its cell's config.
 CELL_CONFIG_KEYS = ("units", "beta", "use_bias", "kernel_initializer", "bias_initializer", "trainable_decay")
+#: `fused.fused_recurrence`'s `implementation` for each of `LeakyReadout`'s.
+_RECURRENCE = {"auto": "auto", "kernel": "op", "fused": "tf"}
 
 
 @register()
 class LeakyReadout(keras.layers.Layer):
     """Leaky-integrator readout over a whole sequence.
 
-    The projection of all steps is one matmul; only the linear leak runs in the time loop
-    (`dense_snns.fused`), through the same step function as `LeakyReadoutCell` (whose
-    arguments it takes).
+    The projection of all steps is one matmul; only the linear leak runs over time, in the
+    C++ leaky-integrator kernel (`dense_snns.ops.lif`) or in the compiled loop of
+    `dense_snns.fused` (under XLA, without the library, or with ``implementation="fused"``),
+    both running the step function of `LeakyReadoutCell` (whose arguments it takes).
+
+    Args: those of `LeakyReadoutCell`, and `implementation`: ``"auto"`` (default: the
+    kernel when it can run), ``"kernel"`` (the kernel, else a ValueError saying why) or
+    ``"fused"`` (the compiled loop; no C++ library in the graph).
 
     Input: spikes [batch, time, features]. Output: membrane [batch, time, units], to be
     reduced over time by the losses of `dense_snns.losses` (max, mean).
     """
 
     def __init__(self, units: int, beta=0.9, use_bias: bool = True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", trainable_decay: bool = False, **kwargs):
+                 bias_initializer="zeros", trainable_decay: bool = False, implementation: str = "auto", **kwargs):
         super().__init__(**kwargs)
+        if implementation not in _RECURRENCE:
+            raise ValueError(
+                f"implementation must be one of {tuple(_RECURRENCE)}, got implementation={implementation!r}")
+        self.implementation = implementation
         self.cell = LeakyReadoutCell(
             units,
             beta=beta,
@@ -64,6 +75,7 @@ class LeakyReadout(keras.layers.Layer):
             time_axis=1,
             bias=bias,
             checkpoint_every=fused.AUTO,
+            implementation=_RECURRENCE[self.implementation],
         )
         return outputs
 
@@ -75,4 +87,5 @@ class LeakyReadout(keras.layers.Layer):
         cell_config = self.cell.get_config()
         for key in CELL_CONFIG_KEYS:
             config[key] = cell_config[key]
+        config["implementation"] = self.implementation
         return config

@@ -29,8 +29,9 @@ class SparseLeakyReadout(keras.layers.Layer):
     on the spikes scattered to [T, B, input_dim] (with few readout units a BLAS matmul beats
     the gather-accumulate of the sparse product); the leak and the bias run in the C++
     leaky-integrator kernel of `dense_snns.ops` (the compiled loop of `dense_snns.fused`
-    under XLA, without the library or with ``implementation="tf"``). The gradient reaches the input `values` at their K entries
-    only (and so, through a sparse block's selection, only the selected neurons). Same
+    under XLA, without the library or with ``implementation="tf"``). The gradient reaches
+    the input `values` at their K entries only (and so, through a sparse block's
+    selection, only the selected neurons). Same
     weights as `LeakyReadout` (``layer.cell``: kernel [input_dim, units], bias, optional
     beta_logit), so `set_weights(get_weights())` moves them between the two.
 

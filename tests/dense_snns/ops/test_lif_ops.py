@@ -210,6 +210,16 @@ def test_leaky_readout_uses_the_kernel_and_matches_its_cell(rng, monkeypatch):
         results.append([out] + tape.gradient(loss, [x] + model.trainable_weights))
     assert calls == [1]
     assert_close(results[0], results[1], 1e-5)
+    loops = ds.LeakyReadout(4, beta=[0.5, 0.7, 0.9, 0.95], implementation="fused")
+    loops(x)
+    loops.set_weights(layer.get_weights())
+    np.testing.assert_allclose(loops(x).numpy(), results[0][0].numpy(), rtol=1e-6, atol=1e-6)
+    assert calls == [1]  # "fused": the compiled loop, no kernel
+    ds.LeakyReadout(4, implementation="kernel")(x)
+    assert calls == [1, 1]
+    assert ds.LeakyReadout.from_config(loops.get_config()).implementation == "fused"
+    with pytest.raises(ValueError, match="implementation must be one of"):
+        ds.LeakyReadout(4, implementation="loop")
 
 
 # --------------------------------------------------------------------------------------------
