@@ -190,10 +190,35 @@ def test_leaky_integrator_of_a_long_sequence(rng):
                  run_integrator("tf", currents, v0, beta, bias, jit_compile=True), 1e-5)
 
 
-def test_leaky_readout_uses_the_kernel_and_matches_its_cell(rng, monkeypatch):
+def kernel_calls(monkeypatch, name="lif_recurrence"):
+    """The shapes of the currents of every call of `lif_ops.<name>` during the test."""
     calls = []
-    original = lif_ops.leaky_integrator_recurrence
-    monkeypatch.setattr(lif_ops, "leaky_integrator_recurrence", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = getattr(lif_ops, name)
+
+    def spy(*args, **kwargs):
+        calls.append(args[0].shape)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(lif_ops, name, spy)
+    return calls
+
+
+def outputs_and_gradients(models, x, watch_x=True):
+    """For each model: [outputs, (d loss/d x,) d loss/d each trainable weight] of a loss
+    weighting every output differently."""
+    results = []
+    for model in models:
+        with tf.GradientTape() as tape:
+            if watch_x:
+                tape.watch(x)
+            out = model(x)
+            loss = tf.reduce_sum(out * tf.reshape(tf.cos(tf.range(tf.size(out), dtype=tf.float32)), out.shape))
+        results.append([out] + tape.gradient(loss, ([x] if watch_x else []) + model.trainable_weights))
+    return results
+
+
+def test_leaky_readout_uses_the_kernel_and_matches_its_cell(rng, monkeypatch):
+    calls = kernel_calls(monkeypatch, "leaky_integrator_recurrence")
     x = tf.constant(rng.normal(size=(3, 9, 5)).astype(np.float32))
     layer = ds.LeakyReadout(4, beta=[0.5, 0.7, 0.9, 0.95])
     reference = keras.layers.RNN(ds.LeakyReadoutCell(4, beta=[0.5, 0.7, 0.9, 0.95]), return_sequences=True)
@@ -201,22 +226,16 @@ def test_leaky_readout_uses_the_kernel_and_matches_its_cell(rng, monkeypatch):
     reference(x)
     reference.set_weights(layer.get_weights())
     calls.clear()
-    results = []
-    for model in (layer, reference):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            out = model(x)
-            loss = tf.reduce_sum(out * tf.reshape(tf.cos(tf.range(tf.size(out), dtype=tf.float32)), out.shape))
-        results.append([out] + tape.gradient(loss, [x] + model.trainable_weights))
-    assert calls == [1]
+    results = outputs_and_gradients((layer, reference), x)
+    assert len(calls) == 1
     assert_close(results[0], results[1], 1e-5)
     loops = ds.LeakyReadout(4, beta=[0.5, 0.7, 0.9, 0.95], implementation="fused")
     loops(x)
     loops.set_weights(layer.get_weights())
     np.testing.assert_allclose(loops(x).numpy(), results[0][0].numpy(), rtol=1e-6, atol=1e-6)
-    assert calls == [1]  # "fused": the compiled loop, no kernel
+    assert len(calls) == 1  # "fused": the compiled loop, no kernel
     ds.LeakyReadout(4, implementation="kernel")(x)
-    assert calls == [1, 1]
+    assert len(calls) == 2
     assert ds.LeakyReadout.from_config(loops.get_config()).implementation == "fused"
     with pytest.raises(ValueError, match="implementation must be one of"):
         ds.LeakyReadout(4, implementation="loop")
@@ -322,17 +341,6 @@ def test_loss_on_the_spikes_only_or_the_final_state_only(rng):
         assert np.abs(results[0][0].numpy()).max() > 0
 
 
-def kernel_calls(monkeypatch):
-    calls = []
-    original = lif_ops.lif_recurrence
-
-    def spy(*args, **kwargs):
-        calls.append(args[0].shape)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(lif_ops, "lif_recurrence", spy)
-    return calls
-
 
 def test_layers_use_the_kernels_and_match_the_reference_rnn(rng, monkeypatch):
     """SNNDense and SNNConv2D of LIF neurons run the kernels under "auto", with trainable
@@ -349,15 +357,8 @@ def test_layers_use_the_kernels_and_match_the_reference_rnn(rng, monkeypatch):
     layer(x)
     layer.set_weights(reference.get_weights())
     calls.clear()
-    results = []
-    for model in (layer, reference):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            out = model(x)
-            loss = tf.reduce_sum(out * tf.reshape(tf.cos(tf.range(tf.size(out), dtype=tf.float32)), out.shape))
-        results.append([out] + tape.gradient(loss, [x] + model.trainable_weights))
+    results, expected = outputs_and_gradients((layer, reference), x)
     assert len(calls) == 1  # the layer, not the reference cell
-    results, expected = results
     assert 0 < results[0].numpy().sum() < results[0].numpy().size
     assert len(layer.trainable_weights) == 4  # kernel, bias, decay, threshold
     assert_same(results, expected, 1e-5)
@@ -369,12 +370,7 @@ def test_layers_use_the_kernels_and_match_the_reference_rnn(rng, monkeypatch):
     conv_loop(frames)
     conv_loop.set_weights(conv.get_weights())
     calls.clear()
-    results = []
-    for model in (conv, conv_loop):
-        with tf.GradientTape() as tape:
-            out = model(frames)
-            loss = tf.reduce_sum(out * tf.reshape(tf.cos(tf.range(tf.size(out), dtype=tf.float32)), out.shape))
-        results.append([out] + tape.gradient(loss, model.trainable_weights))
+    results = outputs_and_gradients((conv, conv_loop), frames, watch_x=False)
     assert calls == [tf.TensorShape([2, 6, 4, 4, 3])]
     assert 0 < results[0][0].numpy().sum() < results[0][0].numpy().size
     assert_same(results[0], results[1], 1e-5)
