@@ -78,6 +78,18 @@ def _channel_vector(value, channels: int, dtype) -> tf.Tensor:
     return tf.broadcast_to(tf.cast(value, dtype), [channels])
 
 
+def _prepare(currents: tf.Tensor, beta, bias):
+    """(library, dtype, channels, beta [channels], bias [channels] or [0] if None) for a call
+    of the kernels on `currents`; RuntimeError if the library is unavailable."""
+    library = load()
+    if library is None:
+        raise RuntimeError(f"the C++ kernels of dense_snns.ops.lif are unavailable: {load_error()}")
+    dtype = currents.dtype
+    channels = currents.shape[-1]
+    bias = tf.zeros([0], dtype) if bias is None else tf.cast(bias, dtype)
+    return library, dtype, channels, _channel_vector(beta, channels, dtype), bias
+
+
 def lif_recurrence(currents: tf.Tensor, initial_v: tf.Tensor, beta, threshold, bias, reset: str,
                    stop_reset_grad: bool, surrogate):
     """Spikes [B, T, ...] and the final membrane [B, ...] of a LIF layer.
@@ -91,14 +103,8 @@ def lif_recurrence(currents: tf.Tensor, initial_v: tf.Tensor, beta, threshold, b
         surrogate: the `surrogates.Surrogate` of the spike function (its name and scale).
     Gradients flow to currents, initial_v, beta, threshold and bias.
     """
-    library = load()
-    if library is None:
-        raise RuntimeError(f"the C++ LIF kernels are unavailable: {load_error()}")
-    dtype = currents.dtype
-    channels = currents.shape[-1]
-    beta = _channel_vector(beta, channels, dtype)
+    library, dtype, channels, beta, bias = _prepare(currents, beta, bias)
     threshold = _channel_vector(threshold, channels, dtype)
-    bias = tf.zeros([0], dtype) if bias is None else tf.cast(bias, dtype)
     attrs = dict(reset=reset)
     grad_attrs = dict(reset=reset, stop_reset_grad=bool(stop_reset_grad), surrogate=surrogate.name)
     scale = tf.constant(surrogate.scale, dtype)
@@ -130,14 +136,8 @@ def leaky_integrator_recurrence(currents: tf.Tensor, initial_v: tf.Tensor, beta,
         bias: [channels] or None.
     Gradients flow to currents, initial_v, beta and bias; the gradient keeps the outputs.
     """
-    library = load()
-    if library is None:
-        raise RuntimeError(f"the C++ leaky-integrator kernels are unavailable: {load_error()}")
-    dtype = currents.dtype
-    channels = currents.shape[-1]
-    beta = _channel_vector(beta, channels, dtype)
     has_bias = bias is not None
-    bias = tf.cast(bias, dtype) if has_bias else tf.zeros([0], dtype)
+    library, dtype, channels, beta, bias = _prepare(currents, beta, bias)
 
     @tf.custom_gradient
     def run(currents, initial_v, beta, bias):

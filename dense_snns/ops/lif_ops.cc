@@ -839,19 +839,12 @@ REGISTER_OP("DenseSnnsLeakyGrad")
     })
     .Doc("Reverse-time gradient of DenseSnnsLeakyForward, from its outputs; d_bias is per channel.");
 
-REGISTER_KERNEL_BUILDER(Name("DenseSnnsLeakyForward").Device(::tensorflow::DEVICE_CPU).TypeConstraint<float>("T"),
-                        dense_snns_lif::LeakyForwardOp<float>);
-REGISTER_KERNEL_BUILDER(Name("DenseSnnsLeakyForward").Device(::tensorflow::DEVICE_CPU).TypeConstraint<double>("T"),
-                        dense_snns_lif::LeakyForwardOp<double>);
-REGISTER_KERNEL_BUILDER(Name("DenseSnnsLeakyGrad").Device(::tensorflow::DEVICE_CPU).TypeConstraint<float>("T"),
-                        dense_snns_lif::LeakyGradOp<float>);
-REGISTER_KERNEL_BUILDER(Name("DenseSnnsLeakyGrad").Device(::tensorflow::DEVICE_CPU).TypeConstraint<double>("T"),
-                        dense_snns_lif::LeakyGradOp<double>);
-REGISTER_KERNEL_BUILDER(Name("DenseSnnsLifForward").Device(::tensorflow::DEVICE_CPU).TypeConstraint<float>("T"),
-                        dense_snns_lif::LifForwardOp<float>);
-REGISTER_KERNEL_BUILDER(Name("DenseSnnsLifForward").Device(::tensorflow::DEVICE_CPU).TypeConstraint<double>("T"),
-                        dense_snns_lif::LifForwardOp<double>);
-REGISTER_KERNEL_BUILDER(Name("DenseSnnsLifGrad").Device(::tensorflow::DEVICE_CPU).TypeConstraint<float>("T"),
-                        dense_snns_lif::LifGradOp<float>);
-REGISTER_KERNEL_BUILDER(Name("DenseSnnsLifGrad").Device(::tensorflow::DEVICE_CPU).TypeConstraint<double>("T"),
-                        dense_snns_lif::LifGradOp<double>);
+// Each op has a float and a double kernel.
+#define DSNN_LIF_REGISTER(NAME, OP)                                                                              \
+  REGISTER_KERNEL_BUILDER(Name(NAME).Device(::tensorflow::DEVICE_CPU).TypeConstraint<float>("T"), OP<float>);   \
+  REGISTER_KERNEL_BUILDER(Name(NAME).Device(::tensorflow::DEVICE_CPU).TypeConstraint<double>("T"), OP<double>);
+
+DSNN_LIF_REGISTER("DenseSnnsLifForward", dense_snns_lif::LifForwardOp)
+DSNN_LIF_REGISTER("DenseSnnsLifGrad", dense_snns_lif::LifGradOp)
+DSNN_LIF_REGISTER("DenseSnnsLeakyForward", dense_snns_lif::LeakyForwardOp)
+DSNN_LIF_REGISTER("DenseSnnsLeakyGrad", dense_snns_lif::LeakyGradOp)
