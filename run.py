@@ -6,6 +6,7 @@
 
 Only the Python standard library is needed to start it.
 """
+
 import os
 import subprocess
 import sys
@@ -56,7 +57,10 @@ def test(args):
     paths = [p for p in PACKAGES + ["examples", "benchmarks"] if os.path.isdir(os.path.join(ROOT, p))]
     run([os.path.join(VENV, "bin", "vermin"), "-q", "--no-tips", "--violations", "-t=3.8-"] + paths)
     # Undefined names, unused imports and the like (pyflakes rules).
-    run([os.path.join(VENV, "bin", "ruff"), "check", "--quiet", "--select", "F", "--target-version", "py38"] + paths + ["tests"])
+    ruff = os.path.join(VENV, "bin", "ruff")
+    run([ruff, "check", "--quiet", "--select", "F"] + paths + ["tests"])
+    # One code format, settings in pyproject.toml (`ruff format .` applies it).
+    run([ruff, "format", "--check", "--quiet", "."])
     # pytest exits 5 when it collects no test: run() treats every non-zero code as failure.
     print("=== test suite under Keras 3 ===", flush=True)
     run([PY, "-m", "pytest", "-q"] + args, env=env_with(TF_USE_LEGACY_KERAS="0"))

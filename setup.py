@@ -4,6 +4,7 @@ TensorFlow comes through an extra so that an existing TensorFlow (e.g. Graphcore
 wheel) is never replaced: `pip install .[cpu]`, `.[gpu]`, or plain `pip install .` on a
 machine that already has TensorFlow.
 """
+
 from setuptools import find_packages, setup
 
 setup(
@@ -12,7 +13,9 @@ setup(
     description="Efficient spiking neural networks for TensorFlow/Keras: LIF cells, fused layers, sparse spikes, graphs of blocks",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["dense_snns", "dense_snns.*", "sparse_snns", "sparse_snns.*", "snns_as_gnn", "snns_as_gnn.*"]),
+    packages=find_packages(
+        include=["dense_snns", "dense_snns.*", "sparse_snns", "sparse_snns.*", "snns_as_gnn", "snns_as_gnn.*"]
+    ),
     # the C++ kernels are compiled at first use
     package_data={"dense_snns": ["ops/*.cc"], "sparse_snns": ["ops/*.cc", "ops/*.h"]},
     python_requires=">=3.8",
@@ -29,7 +32,7 @@ setup(
             "hypothesis>=6.50,<7",
             "tf-keras>=2.16,<2.22",
             "vermin>=1.5,<2",
-            "ruff>=0.5,<1",
+            "ruff==0.17.6",  # pinned: `ruff format --check` must format as it did when the code was written
         ],
     },
     license="Apache-2.0",

@@ -40,6 +40,7 @@ sizes).
     PYTHONPATH=. python benchmarks/bench_graph.py --quick      # small sizes (~1-2 min)
     PYTHONPATH=. python benchmarks/bench_graph.py --graph ring --threads default --impls fused
 """
+
 from __future__ import annotations
 
 import argparse
@@ -69,8 +70,13 @@ from benchmarks.common import (  # noqa: E402
 
 GRAPHS = ("chains", "ring")
 IMPLS = ("fused", "loop")
-THREADS = {"default": (None, None), "intra1inter1": (1, 1), "intra1inter2": (1, 2), "intra2inter1": (2, 1),
-           "intra2inter2": (2, 2)}
+THREADS = {
+    "default": (None, None),
+    "intra1inter1": (1, 1),
+    "intra1inter2": (1, 2),
+    "intra2inter1": (2, 1),
+    "intra2inter2": (2, 2),
+}
 QUIET_LOAD = 0.5  # cores used by other processes below which a round counts as quiet
 
 
@@ -91,8 +97,9 @@ def make_graph(kind: str, units: int, inputs: int, threshold: float):
         ins, outs = [0], [3, 7]
     else:
         raise ValueError(f"unknown graph {kind!r}; expected one of {GRAPHS}")
-    return SNNGraph.from_adjacency(conn, units=units, inputs=ins, outputs=outs, neuron="lif",
-                                   neuron_config=config, names=names, input_size=inputs)
+    return SNNGraph.from_adjacency(
+        conn, units=units, inputs=ins, outputs=outs, neuron="lif", neuron_config=config, names=names, input_size=inputs
+    )
 
 
 # -- child process ------------------------------------------------------------------------------
@@ -162,13 +169,15 @@ def serve(cfg: Dict[str, Any]) -> None:
         fn(x)
     spikes = fns["forward"](x).numpy()
     grads = fns["train"](x)
-    info.update({
-        "ready": True,
-        "warmup_s": time.perf_counter() - start,
-        "output_rate": float(spikes.mean()),
-        "spike_checksum": float(spikes.sum()),
-        "grad_checksum": float(sum(float(tf.reduce_sum(tf.abs(g))) for g in grads)),
-    })
+    info.update(
+        {
+            "ready": True,
+            "warmup_s": time.perf_counter() - start,
+            "output_rate": float(spikes.mean()),
+            "spike_checksum": float(spikes.sum()),
+            "grad_checksum": float(sum(float(tf.reduce_sum(tf.abs(g))) for g in grads)),
+        }
+    )
     emit(info)
     for line in sys.stdin:
         command = line.strip()
@@ -182,9 +191,14 @@ def serve(cfg: Dict[str, Any]) -> None:
         after = cpu_snapshot()
         del out
         wall = after["wall"] - before["wall"]
-        emit({"kind": command, "seconds": seconds,
-              "own_cores": (after["own"] - before["own"]) / wall if wall > 0 else float("nan"),
-              "other_load": other_load(before, after)})
+        emit(
+            {
+                "kind": command,
+                "seconds": seconds,
+                "own_cores": (after["own"] - before["own"]) / wall if wall > 0 else float("nan"),
+                "other_load": other_load(before, after),
+            }
+        )
 
 
 # -- parent -------------------------------------------------------------------------------------
@@ -196,8 +210,16 @@ class Child:
         self.label = f"{cfg['impl']} {cfg['threads']} {cfg['devices']} dev"
         self.stderr = tempfile.TemporaryFile(mode="w+")
         cmd = [python(), os.path.abspath(__file__), "--serve", json.dumps(cfg)]
-        self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=child_env(), stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self.stderr, text=True, bufsize=1)
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=REPO_ROOT,
+            env=child_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+            bufsize=1,
+        )
         self.info: Dict[str, Any] = {}
         self.calls: List[Dict[str, Any]] = []
 
@@ -205,7 +227,7 @@ class Child:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             if line.startswith(RESULT_TAG):
-                return json.loads(line[len(RESULT_TAG):])
+                return json.loads(line[len(RESULT_TAG) :])
         self.stderr.seek(0)
         tail = self.stderr.read()[-3000:]
         raise RuntimeError(f"child '{self.label}' ended (code {self.proc.wait()}):\n{tail}")
@@ -231,8 +253,16 @@ class Child:
 
 
 def configurations(args, threads: str) -> List[Dict[str, Any]]:
-    base = {"graph": args.graph, "units": args.units, "batch": args.batch, "time": args.time, "inputs": args.inputs,
-            "p": args.p, "threshold": args.threshold, "threads": threads}
+    base = {
+        "graph": args.graph,
+        "units": args.units,
+        "batch": args.batch,
+        "time": args.time,
+        "inputs": args.inputs,
+        "p": args.p,
+        "threshold": args.threshold,
+        "threads": threads,
+    }
     out = []
     for impl in args.impls:
         if impl == "fused" and not args.no_xla:
@@ -249,10 +279,13 @@ def run_group(cfgs: List[Dict[str, Any]], rounds: int) -> List[Child]:
     try:
         for child in children:
             child.info = child.read()
-            print(f"  {child.label}: ready after {child.info['warmup_s']:.0f} s, "
-                  f"output rate {child.info['output_rate']:.3f}", flush=True)
+            print(
+                f"  {child.label}: ready after {child.info['warmup_s']:.0f} s, "
+                f"output rate {child.info['output_rate']:.3f}",
+                flush=True,
+            )
         for r in range(rounds):
-            order = children[r % len(children):] + children[:r % len(children)]
+            order = children[r % len(children) :] + children[: r % len(children)]
             line = []
             for kind in ("forward", "train"):
                 for child in order:
@@ -260,9 +293,13 @@ def run_group(cfgs: List[Dict[str, Any]], rounds: int) -> List[Child]:
                     result["round"] = r
             for child in children:
                 f, t = child.calls[-2], child.calls[-1]
-                line.append(f"{child.cfg['impl']}/{child.cfg['devices']}: {fmt_ms(f['seconds'])}+{fmt_ms(t['seconds'])}")
+                line.append(
+                    f"{child.cfg['impl']}/{child.cfg['devices']}: {fmt_ms(f['seconds'])}+{fmt_ms(t['seconds'])}"
+                )
             load = max(c["other_load"] for child in children for c in child.calls[-2:])
-            print(f"  round {r + 1}/{rounds} (fwd+train ms; other load up to {load:.1f}): " + ", ".join(line), flush=True)
+            print(
+                f"  round {r + 1}/{rounds} (fwd+train ms; other load up to {load:.1f}): " + ", ".join(line), flush=True
+            )
     finally:
         for child in children:
             child.close()
@@ -281,8 +318,11 @@ def median_of(child: Optional[Child], kind: str, key: str) -> Optional[float]:
 def paired_ratio(one: Optional[Child], two: Optional[Child], kind: str, quiet: bool) -> Tuple[Optional[float], int]:
     """Median over rounds of (1-device time / 2-device time) = 2-device rate / 1-device rate."""
     a, b = series(one, kind), series(two, kind)
-    ratios = [a[r]["seconds"] / b[r]["seconds"] for r in a if r in b
-              and (not quiet or max(a[r]["other_load"], b[r]["other_load"]) < QUIET_LOAD)]
+    ratios = [
+        a[r]["seconds"] / b[r]["seconds"]
+        for r in a
+        if r in b and (not quiet or max(a[r]["other_load"], b[r]["other_load"]) < QUIET_LOAD)
+    ]
     return (statistics.median(ratios) if ratios else None), len(ratios)
 
 
@@ -297,12 +337,35 @@ def detail_table(children: List[Child]) -> str:
     rows = []
     for child in children:
         f, t = median_of(child, "forward", "seconds"), median_of(child, "train", "seconds")
-        rows.append([child.cfg["impl"], child.cfg["threads"], child.cfg["devices"], fmt_ms(f), fmt_ms(t),
-                     f"{1 / f:.2f}", f"{1 / t:.2f}",
-                     f"{median_of(child, 'forward', 'own_cores'):.2f}", f"{median_of(child, 'train', 'own_cores'):.2f}",
-                     f"{median_of(child, 'train', 'other_load'):.1f}"])
-    return format_table(["impl", "threads", "devices", "fwd ms", "train ms", "fwd/s", "train/s",
-                         "cores used fwd", "cores used train", "other load"], rows)
+        rows.append(
+            [
+                child.cfg["impl"],
+                child.cfg["threads"],
+                child.cfg["devices"],
+                fmt_ms(f),
+                fmt_ms(t),
+                f"{1 / f:.2f}",
+                f"{1 / t:.2f}",
+                f"{median_of(child, 'forward', 'own_cores'):.2f}",
+                f"{median_of(child, 'train', 'own_cores'):.2f}",
+                f"{median_of(child, 'train', 'other_load'):.1f}",
+            ]
+        )
+    return format_table(
+        [
+            "impl",
+            "threads",
+            "devices",
+            "fwd ms",
+            "train ms",
+            "fwd/s",
+            "train/s",
+            "cores used fwd",
+            "cores used train",
+            "other load",
+        ],
+        rows,
+    )
 
 
 def ratio_table(children: List[Child], threads_order: List[str]) -> str:
@@ -322,22 +385,28 @@ def ratio_table(children: List[Child], threads_order: List[str]) -> str:
                 quiet, n = paired_ratio(one, two, kind, quiet=True)
                 row += [fmt(all_rounds), fmt(quiet, n)]
             rows.append(row)
-    return format_table(["impl", "threads", "fwd 2/1", "fwd 2/1 quiet (rounds)", "train 2/1",
-                         "train 2/1 quiet (rounds)"], rows)
+    return format_table(
+        ["impl", "threads", "fwd 2/1", "fwd 2/1 quiet (rounds)", "train 2/1", "train 2/1 quiet (rounds)"], rows
+    )
 
 
 def best_lines(children: List[Child]) -> List[str]:
     """The best 2-device rate against the best 1-device rate of any implementation/threads."""
     lines = []
     for kind in ("forward", "train"):
-        rates = {(c.cfg["impl"], c.cfg["threads"], c.cfg["devices"]): 1 / median_of(c, kind, "seconds")
-                 for c in children if median_of(c, kind, "seconds")}
+        rates = {
+            (c.cfg["impl"], c.cfg["threads"], c.cfg["devices"]): 1 / median_of(c, kind, "seconds")
+            for c in children
+            if median_of(c, kind, "seconds")
+        }
         ones = {k: v for k, v in rates.items() if k[2] == 1}
         twos = {k: v for k, v in rates.items() if k[2] == 2}
         if ones and twos:
             k1, k2 = max(ones, key=ones.get), max(twos, key=twos.get)
-            lines.append(f"{kind}: best 2-device {twos[k2]:.2f}/s ({k2[0]}, {k2[1]}) vs best 1-device "
-                         f"{ones[k1]:.2f}/s ({k1[0]}, {k1[1]}): {twos[k2] / ones[k1]:.2f}x")
+            lines.append(
+                f"{kind}: best 2-device {twos[k2]:.2f}/s ({k2[0]}, {k2[1]}) vs best 1-device "
+                f"{ones[k1]:.2f}/s ({k1[0]}, {k1[1]}): {twos[k2] / ones[k1]:.2f}x"
+            )
     return lines
 
 
@@ -351,8 +420,9 @@ def parse_args(argv=None):
     parser.add_argument("--p", type=float, default=0.05, help="input spike probability per step")
     parser.add_argument("--threshold", type=float, default=0.8, help="LIF threshold (0.8: ~6%% output spikes per step)")
     parser.add_argument("--impls", default="fused,loop", help="comma-separated: fused, loop")
-    parser.add_argument("--threads", default="default,intra1inter2",
-                        help=f"comma-separated thread settings: {', '.join(THREADS)}")
+    parser.add_argument(
+        "--threads", default="default,intra1inter2", help=f"comma-separated thread settings: {', '.join(THREADS)}"
+    )
     parser.add_argument("--no-xla", action="store_true", help="skip the 1-device fused row with XLA")
     parser.add_argument("--rounds", type=int, default=10, help="timed calls per configuration and kind")
     parser.add_argument("--quick", action="store_true", help="small sizes: 128 units, 20 steps, 4 rounds")
@@ -383,8 +453,10 @@ def main(argv=None) -> int:
     graph = make_graph(args.graph, args.units, args.inputs, args.threshold)
     plan = plan_placement(graph, ["/CPU:0", "/CPU:1"])
     info = machine_info()
-    print(f"bench_graph: {args.graph} graph, {graph.num_nodes} nodes x {args.units} LIF, {len(graph.edges)} edges, "
-          f"batch {args.batch}, T={args.time}, input {args.inputs}")
+    print(
+        f"bench_graph: {args.graph} graph, {graph.num_nodes} nodes x {args.units} LIF, {len(graph.edges)} edges, "
+        f"batch {args.batch}, T={args.time}, input {args.inputs}"
+    )
     print(f"machine: {info['cpu']}, {info['cores']} cores, load average {info['loadavg']}")
     print(f"2-device plan: {plan}; cut edges {plan.cut_edges()}")
     start = time.time()
@@ -401,13 +473,17 @@ def main(argv=None) -> int:
             mismatches.append(f"{impl}: spike sums differ across configurations: {sorted(sums)}")
 
     print()
-    print(f"Median per call over {args.rounds} rounds (one call = batch {args.batch} x {args.time} time steps); "
-          f"cores used = the child's CPU time / wall time during its calls; other load = cores used by "
-          f"other processes")
+    print(
+        f"Median per call over {args.rounds} rounds (one call = batch {args.batch} x {args.time} time steps); "
+        f"cores used = the child's CPU time / wall time during its calls; other load = cores used by "
+        f"other processes"
+    )
     print(detail_table(children))
     print()
-    print("2/1 = 2-device step rate / 1-device step rate (same implementation and threads), median of "
-          f"per-round ratios; quiet = rounds with other load < {QUIET_LOAD} core")
+    print(
+        "2/1 = 2-device step rate / 1-device step rate (same implementation and threads), median of "
+        f"per-round ratios; quiet = rounds with other load < {QUIET_LOAD} core"
+    )
     print(ratio_table(children, args.threads))
     for line in best_lines(children):
         print(line)
@@ -416,9 +492,15 @@ def main(argv=None) -> int:
         print("WARNING:", line)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": info, "args": vars(args),
-                       "children": [{"config": c.cfg, "info": c.info, "calls": c.calls} for c in children]},
-                      f, indent=2)
+            json.dump(
+                {
+                    "machine": info,
+                    "args": vars(args),
+                    "children": [{"config": c.cfg, "info": c.info, "calls": c.calls} for c in children],
+                },
+                f,
+                indent=2,
+            )
     return 1 if mismatches else 0
 
 

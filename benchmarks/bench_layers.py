@@ -30,6 +30,7 @@ are fixed when it initialises); a further child measures the peak memory of a tr
     PYTHONPATH=. python benchmarks/bench_layers.py --quick         # small sizes (~2 min)
     PYTHONPATH=. python benchmarks/bench_layers.py --workloads W1,C1 --threads 1 --repeats 3
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,35 +71,50 @@ from benchmarks.common import (  # noqa: E402
 WORKLOADS: Dict[str, Dict[str, Any]] = {
     "W1": {
         "title": "SHD-like: 700 -> SNNDense(256, LIF) -> LeakyReadout(20)",
-        "batch": 32, "time": 100, "features": [700],
-        "input": "bernoulli", "p": 0.05,
+        "batch": 32,
+        "time": 100,
+        "features": [700],
+        "input": "bernoulli",
+        "p": 0.05,
         "layers": [("dense", 256, 0.5), ("readout", 20)],
         "loss": "max_over_time_ce",
     },
     "W2": {
         "title": "wide: 1024 -> 1024 LIF",
-        "batch": 16, "time": 500, "features": [1024],
-        "input": "bernoulli", "p": 0.05,
+        "batch": 16,
+        "time": 500,
+        "features": [1024],
+        "input": "bernoulli",
+        "p": 0.05,
         "layers": [("dense", 1024, 0.4)],
         "loss": "spike_sum",
         "quick": {"time": 100},
     },
     "W3": {
         "title": "Open Neuromorphic: 4096 -> 4096 LIF",
-        "batch": 16, "time": 500, "features": [4096],
+        "batch": 16,
+        "time": 500,
+        "features": [4096],
         "input": "normal",
         "layers": [("dense", 4096, 1.0)],
         "loss": "spike_sum",
         # The reference step takes tens of seconds here: trace it with a relaxed time
         # dimension and warm it up on 10 steps instead of a full extra step.
         "ref_warmup_time": 10,
-        "quick": {"time": 50, "features": [2048], "layers": [("dense", 2048, 1.0)], "title":
-                  "Open Neuromorphic, shrunk for --quick: 2048 -> 2048 LIF"},
+        "quick": {
+            "time": 50,
+            "features": [2048],
+            "layers": [("dense", 2048, 1.0)],
+            "title": "Open Neuromorphic, shrunk for --quick: 2048 -> 2048 LIF",
+        },
     },
     "C1": {
         "title": "conv: [34,34,2] -> SNNConv2D(16,3x3,s2) -> SNNConv2D(32,3x3,s2), LIF",
-        "batch": 32, "time": 50, "features": [34, 34, 2],
-        "input": "bernoulli", "p": 0.05,
+        "batch": 32,
+        "time": 50,
+        "features": [34, 34, 2],
+        "input": "bernoulli",
+        "p": 0.05,
         "layers": [("conv", 16, 3, 2, 0.1), ("conv", 32, 3, 2, 0.5)],
         "loss": "spike_sum",
         "quick": {"time": 10},
@@ -185,12 +201,15 @@ def make_loss(spec):
     from dense_snns.losses import reduce_over_time
 
     if spec["loss"] == "max_over_time_ce":
+
         def loss_fn(outputs, labels):
             logits = reduce_over_time(outputs, "max")
             return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
     else:
+
         def loss_fn(outputs, labels):
             return tf.reduce_sum(outputs)
+
     return loss_fn
 
 
@@ -263,11 +282,17 @@ def make_roofline(kinds, x, hidden, weights):
             results.append(fwd_op(i, inp, w))
             if kind == "conv":
                 strides = [1, stride, stride, 1]
-                results.append(tf.raw_ops.Conv2DBackpropFilter(
-                    input=inp, filter_sizes=tf.shape(w), out_backprop=d, strides=strides, padding="SAME"))
+                results.append(
+                    tf.raw_ops.Conv2DBackpropFilter(
+                        input=inp, filter_sizes=tf.shape(w), out_backprop=d, strides=strides, padding="SAME"
+                    )
+                )
                 if i > 0:
-                    results.append(tf.raw_ops.Conv2DBackpropInput(
-                        input_sizes=tf.shape(inp), filter=w, out_backprop=d, strides=strides, padding="SAME"))
+                    results.append(
+                        tf.raw_ops.Conv2DBackpropInput(
+                            input_sizes=tf.shape(inp), filter=w, out_backprop=d, strides=strides, padding="SAME"
+                        )
+                    )
             else:
                 results.append(tf.matmul(inp, d, transpose_a=True))
                 if i > 0:
@@ -293,8 +318,14 @@ def run_workload(spec, args, check: bool) -> Dict[str, Any]:
     load_start = cpu_snapshot()
     x, labels, fused, ref, kinds = build(spec)
     fns = make_functions(spec, x, fused, ref)
-    result: Dict[str, Any] = {"workload": spec["name"], "title": spec["title"], "threads": args.threads,
-                              "batch": spec["batch"], "time": spec["time"], "features": spec["features"]}
+    result: Dict[str, Any] = {
+        "workload": spec["name"],
+        "title": spec["title"],
+        "threads": args.threads,
+        "batch": spec["batch"],
+        "time": spec["time"],
+        "features": spec["features"],
+    }
 
     # Forward passes: fused layers vs the forward matmuls. The fused forward also gives the
     # firing rates, the spike check against the reference and the hidden spikes that are the
@@ -305,7 +336,9 @@ def run_workload(spec, args, check: bool) -> Dict[str, Any]:
     if check:
         t0 = time.perf_counter()
         ref_out = [o.numpy() for o in fns["ref_fwd"](x)]
-        mismatches = [int(np.sum(a != b)) for a, b in zip(spike_outputs(kinds, fused_out), spike_outputs(kinds, ref_out))]
+        mismatches = [
+            int(np.sum(a != b)) for a, b in zip(spike_outputs(kinds, fused_out), spike_outputs(kinds, ref_out))
+        ]
         sizes = [int(a.size) for a in spike_outputs(kinds, fused_out)]
         readout_err = [float(np.max(np.abs(a - b))) for k, a, b in zip(kinds, fused_out, ref_out) if k[0] == "readout"]
         # Units (last axis) of each layer whose spikes differ, to tell their gradients apart below.
@@ -315,15 +348,23 @@ def run_workload(spec, args, check: bool) -> Dict[str, Any]:
             units = np.nonzero(np.any((a != b).reshape(-1, a.shape[-1]), axis=0))[0]
             if units.size:
                 flipped[i] = [int(u) for u in units]
-        result["check"] = {"spike_mismatches": mismatches, "spikes": sizes, "readout_max_abs_diff": readout_err,
-                           "flipped_units": {str(k): v for k, v in flipped.items()},
-                           "seconds": time.perf_counter() - t0}
-        print(f"{spec['name']}: spike check fused vs reference: {sum(mismatches)} of {sum(sizes)} spike values differ"
-              f"{'' if not readout_err else f', readout max |diff| {max(readout_err):.2e}'}"
-              f" ({time.perf_counter() - t0:.1f} s)", flush=True)
+        result["check"] = {
+            "spike_mismatches": mismatches,
+            "spikes": sizes,
+            "readout_max_abs_diff": readout_err,
+            "flipped_units": {str(k): v for k, v in flipped.items()},
+            "seconds": time.perf_counter() - t0,
+        }
+        print(
+            f"{spec['name']}: spike check fused vs reference: {sum(mismatches)} of {sum(sizes)} spike values differ"
+            f"{'' if not readout_err else f', readout max |diff| {max(readout_err):.2e}'}"
+            f" ({time.perf_counter() - t0:.1f} s)",
+            flush=True,
+        )
         allowed = 0 if args.strict else int(args.mismatch_tolerance * sum(sizes))
         assert sum(mismatches) <= allowed, (
-            f"{spec['name']}: fused and reference spikes differ in {mismatches} of {sizes} values")
+            f"{spec['name']}: fused and reference spikes differ in {mismatches} of {sizes} values"
+        )
         del ref_out
     hidden = [tf.constant(o) for o in fused_out[:-1]]
     del fused_out
@@ -339,13 +380,21 @@ def run_workload(spec, args, check: bool) -> Dict[str, Any]:
     # Training steps, interleaved.
     warmup = None
     if spec.get("ref_warmup_time"):
-        warmup = [x[:, :spec["ref_warmup_time"]], labels]
-    steps = measure([("fused_step", fns["fused_step"], [x, labels], None),
-                     ("ref_step", fns["ref_step"], [x, labels], warmup),
-                     ("mm_step", mm_step, [xs, weights, dis], None)], **timing)
+        warmup = [x[:, : spec["ref_warmup_time"]], labels]
+    steps = measure(
+        [
+            ("fused_step", fns["fused_step"], [x, labels], None),
+            ("ref_step", fns["ref_step"], [x, labels], warmup),
+            ("mm_step", mm_step, [xs, weights, dis], None),
+        ],
+        **timing,
+    )
     fused_step, ref_step = steps["fused_step"], steps["ref_step"]
-    print(f"{spec['name']}: fused step {fmt_ms(fused_step['median'])} ms (first call {fused_step['first']:.1f} s), "
-          f"reference {fmt_ms(ref_step['median'])} ms, matmuls {fmt_ms(steps['mm_step']['median'])} ms", flush=True)
+    print(
+        f"{spec['name']}: fused step {fmt_ms(fused_step['median'])} ms (first call {fused_step['first']:.1f} s), "
+        f"reference {fmt_ms(ref_step['median'])} ms, matmuls {fmt_ms(steps['mm_step']['median'])} ms",
+        flush=True,
+    )
     result["mm_step"] = public(steps["mm_step"])
     del xs, dis, hidden
 
@@ -354,7 +403,8 @@ def run_workload(spec, args, check: bool) -> Dict[str, Any]:
     g_ref = [g.numpy() for g in ref_step["last"]]
     result["loss"] = [float(g_fused[0]), float(g_ref[0])]
     result["grad_rel_err"] = max(
-        float(np.max(np.abs(a - b)) / (np.max(np.abs(b)) + 1e-30)) for a, b in zip(g_fused[1:], g_ref[1:]))
+        float(np.max(np.abs(a - b)) / (np.max(np.abs(b)) + 1e-30)) for a, b in zip(g_fused[1:], g_ref[1:])
+    )
     flipped = {int(k): v for k, v in result.get("check", {}).get("flipped_units", {}).items()}
     if flipped and len(kinds) == 1:
         # One layer: a unit whose spike train differs has its own kernel column and bias entry.
@@ -386,8 +436,16 @@ def run_memory(args) -> Dict[str, Any]:
     mm_step, _, xs, dis = make_roofline(kinds, x, hidden, weights)
     units = spec["layers"][0][1]
     tensor_bytes = spec["batch"] * spec["time"] * units * 4
-    out: Dict[str, Any] = {"memory": True, "workload": spec["name"], "threads": args.threads, "batch": spec["batch"],
-                           "time": spec["time"], "units": units, "tensor_bytes": tensor_bytes}
+    out: Dict[str, Any] = {
+        "memory": True,
+        "workload": spec["name"],
+        "threads": args.threads,
+        "batch": spec["batch"],
+        "time": spec["time"],
+        "units": units,
+        "tensor_bytes": tensor_bytes,
+    }
+
     def loops_step(checkpoint_every):
         # The same layers on the compiled loops (implementation="fused"), keeping every
         # `checkpoint_every`-th neuron state (traced after the other paths, so that those
@@ -398,9 +456,13 @@ def run_memory(args) -> Dict[str, Any]:
                 layer.checkpoint_every = checkpoint_every
         return make_functions(spec, x, fused, ref)["fused_step"]
 
-    for name, fn, fn_args in [("fused", fns["fused_step"], [x, labels]), ("ref", fns["ref_step"], [x, labels]),
-                              ("matmul", mm_step, [xs, weights, dis]), ("fused_loops", "auto", [x, labels]),
-                              ("fused_all", ALL_STATES, [x, labels])]:
+    for name, fn, fn_args in [
+        ("fused", fns["fused_step"], [x, labels]),
+        ("ref", fns["ref_step"], [x, labels]),
+        ("matmul", mm_step, [xs, weights, dis]),
+        ("fused_loops", "auto", [x, labels]),
+        ("fused_all", ALL_STATES, [x, labels]),
+    ]:
         fn = fn if callable(fn) else loops_step(fn)
         warm = fn(*fn_args)  # compiles
         del warm
@@ -414,10 +476,17 @@ def run_memory(args) -> Dict[str, Any]:
             del res
         extras.sort()
         extra = extras[len(extras) // 2]
-        out[name] = {"extra": extra, "extra_tensors": extra / tensor_bytes, "all": extras,
-                     "range_tensors": [extras[0] / tensor_bytes, extras[-1] / tensor_bytes]}
-        print(f"memory {name}: +{extra / 2**20:.0f} MiB = {extra / tensor_bytes:.2f} x [T,B,N] "
-              f"(runs: {', '.join(f'{e / tensor_bytes:.2f}' for e in extras)})", flush=True)
+        out[name] = {
+            "extra": extra,
+            "extra_tensors": extra / tensor_bytes,
+            "all": extras,
+            "range_tensors": [extras[0] / tensor_bytes, extras[-1] / tensor_bytes],
+        }
+        print(
+            f"memory {name}: +{extra / 2**20:.0f} MiB = {extra / tensor_bytes:.2f} x [T,B,N] "
+            f"(runs: {', '.join(f'{e / tensor_bytes:.2f}' for e in extras)})",
+            flush=True,
+        )
     return out
 
 
@@ -426,8 +495,11 @@ def child(args) -> int:
     tf = configure_threads(args.threads)
     from dense_snns import keras
 
-    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__ if hasattr(keras, '__version__') else '?'}, "
-          f"threads {args.threads}", flush=True)
+    print(
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__ if hasattr(keras, '__version__') else '?'}, "
+        f"threads {args.threads}",
+        flush=True,
+    )
     if args.memory_child:
         emit(run_memory(args))
         return 0
@@ -436,8 +508,11 @@ def child(args) -> int:
         spec = workload_spec(name, args.quick)
         if args.wait_idle > 0:
             idle = wait_for_idle(args.wait_idle, args.idle_threshold)
-            print(f"{name}: waited {idle['waited']:.0f} s for other processes to go idle "
-                  f"(they use {idle['load']:.1f} cores now)", flush=True)
+            print(
+                f"{name}: waited {idle['waited']:.0f} s for other processes to go idle "
+                f"(they use {idle['load']:.1f} cores now)",
+                flush=True,
+            )
         try:
             emit(run_workload(spec, args, check=args.check))
         except Exception as error:  # report and go on with the next workload
@@ -450,11 +525,27 @@ def child(args) -> int:
 
 # -- parent: spawn children, print the tables ------------------------------------------------
 def child_command(args, threads: int, check: bool, memory: bool = False) -> List[str]:
-    cmd = [python(), os.path.abspath(__file__), "--child", "--threads", str(threads),
-           "--workloads", ",".join(args.workloads), "--repeats", str(args.repeats),
-           "--min-repeats", str(args.min_repeats), "--budget", str(args.budget),
-           "--mismatch-tolerance", str(args.mismatch_tolerance),
-           "--wait-idle", str(args.wait_idle), "--idle-threshold", str(args.idle_threshold)]
+    cmd = [
+        python(),
+        os.path.abspath(__file__),
+        "--child",
+        "--threads",
+        str(threads),
+        "--workloads",
+        ",".join(args.workloads),
+        "--repeats",
+        str(args.repeats),
+        "--min-repeats",
+        str(args.min_repeats),
+        "--budget",
+        str(args.budget),
+        "--mismatch-tolerance",
+        str(args.mismatch_tolerance),
+        "--wait-idle",
+        str(args.wait_idle),
+        "--idle-threshold",
+        str(args.idle_threshold),
+    ]
     if args.quick:
         cmd.append("--quick")
     if args.strict:
@@ -467,8 +558,23 @@ def child_command(args, threads: int, check: bool, memory: bool = False) -> List
 
 
 def results_table(results: List[Dict[str, Any]]) -> str:
-    headers = ["workload", "thr", "fused ms", "ref ms", "matmul ms", "fused/mm", "ref/fused",
-               "fused fwd ms", "mm fwd ms", "fwd f/mm", "1st call s", "rate %", "n f/r/mm", "check", "other"]
+    headers = [
+        "workload",
+        "thr",
+        "fused ms",
+        "ref ms",
+        "matmul ms",
+        "fused/mm",
+        "ref/fused",
+        "fused fwd ms",
+        "mm fwd ms",
+        "fwd f/mm",
+        "1st call s",
+        "rate %",
+        "n f/r/mm",
+        "check",
+        "other",
+    ]
     rows = []
     for r in results:
         if "error" in r:
@@ -478,27 +584,61 @@ def results_table(results: List[Dict[str, Any]]) -> str:
         ffwd, mfwd = r["fused_fwd"]["median"], r["mm_fwd"]["median"]
         check = r.get("check")
         check_text = "-" if check is None else f"{sum(check['spike_mismatches'])} diff"
-        rows.append([
-            r["workload"], r["threads"], fmt_ms(fused), fmt_ms(ref), fmt_ms(mm), fmt_ratio(fused, mm),
-            fmt_ratio(ref, fused), fmt_ms(ffwd), fmt_ms(mfwd), fmt_ratio(ffwd, mfwd), f"{r['fused_step']['first']:.1f}",
-            "/".join(f"{100 * x:.1f}" for x in r["rates"]),
-            f"{r['fused_step']['n']}/{r['ref_step']['n']}/{r['mm_step']['n']}", check_text,
-            f"{r['other_load']:.1f}",
-        ])
+        rows.append(
+            [
+                r["workload"],
+                r["threads"],
+                fmt_ms(fused),
+                fmt_ms(ref),
+                fmt_ms(mm),
+                fmt_ratio(fused, mm),
+                fmt_ratio(ref, fused),
+                fmt_ms(ffwd),
+                fmt_ms(mfwd),
+                fmt_ratio(ffwd, mfwd),
+                f"{r['fused_step']['first']:.1f}",
+                "/".join(f"{100 * x:.1f}" for x in r["rates"]),
+                f"{r['fused_step']['n']}/{r['ref_step']['n']}/{r['mm_step']['n']}",
+                check_text,
+                f"{r['other_load']:.1f}",
+            ]
+        )
     return format_table(headers, rows)
 
 
 def best_of_table(results: List[Dict[str, Any]]) -> str:
-    headers = ["workload", "thr", "fused ms", "ref ms", "matmul ms", "fused/mm", "ref/fused", "fused fwd ms",
-               "mm fwd ms", "fwd f/mm"]
+    headers = [
+        "workload",
+        "thr",
+        "fused ms",
+        "ref ms",
+        "matmul ms",
+        "fused/mm",
+        "ref/fused",
+        "fused fwd ms",
+        "mm fwd ms",
+        "fwd f/mm",
+    ]
     rows = []
     for r in results:
         if "error" in r:
             continue
         fused, ref, mm = r["fused_step"]["min"], r["ref_step"]["min"], r["mm_step"]["min"]
         ffwd, mfwd = r["fused_fwd"]["min"], r["mm_fwd"]["min"]
-        rows.append([r["workload"], r["threads"], fmt_ms(fused), fmt_ms(ref), fmt_ms(mm), fmt_ratio(fused, mm),
-                     fmt_ratio(ref, fused), fmt_ms(ffwd), fmt_ms(mfwd), fmt_ratio(ffwd, mfwd)])
+        rows.append(
+            [
+                r["workload"],
+                r["threads"],
+                fmt_ms(fused),
+                fmt_ms(ref),
+                fmt_ms(mm),
+                fmt_ratio(fused, mm),
+                fmt_ratio(ref, fused),
+                fmt_ms(ffwd),
+                fmt_ms(mfwd),
+                fmt_ratio(ffwd, mfwd),
+            ]
+        )
     return format_table(headers, rows)
 
 
@@ -518,13 +658,16 @@ def paired_table(results: List[Dict[str, Any]]) -> str:
         fused, ref, mm = r["fused_step"]["times"], r["ref_step"]["times"], r["mm_step"]["times"]
         step_ratio, speedup = paired_ratio(fused, mm), paired_ratio(ref, fused)
         fwd_ratio = paired_ratio(r["fused_fwd"]["times"], r["mm_fwd"]["times"])
-        rows.append([r["workload"], r["threads"]] + [f"{v:.2f}" if v is not None else "-"
-                                                      for v in (step_ratio, speedup, fwd_ratio)] + [len(fused)])
+        rows.append(
+            [r["workload"], r["threads"]]
+            + [f"{v:.2f}" if v is not None else "-" for v in (step_ratio, speedup, fwd_ratio)]
+            + [len(fused)]
+        )
     return format_table(headers, rows)
 
 
 def memory_report(memory: List[Dict[str, Any]]) -> str:
-    mib = 2 ** 20
+    mib = 2**20
     m = memory[0]
     tensor = m["tensor_bytes"]
     lines = [
@@ -543,10 +686,12 @@ def memory_report(memory: List[Dict[str, Any]]) -> str:
                 r[name].setdefault("all", [r[name]["extra"]])
     threads = sorted({r["threads"] for r in memory})
     rows = []
-    labels = {"fused": "fused (default: C++ kernels)",
-              "fused_loops": 'fused loops (implementation="fused", checkpoint_every="auto")',
-              "fused_all": "fused loops, checkpoint_every=None",
-              "fused_ckpt": "fused, checkpoint_every=32"}  # fused_ckpt: results of older versions
+    labels = {
+        "fused": "fused (default: C++ kernels)",
+        "fused_loops": 'fused loops (implementation="fused", checkpoint_every="auto")',
+        "fused_all": "fused loops, checkpoint_every=None",
+        "fused_ckpt": "fused, checkpoint_every=32",
+    }  # fused_ckpt: results of older versions
     for name in ("fused", "fused_loops", "fused_all", "fused_ckpt", "ref", "matmul"):
         if not all(name in r for r in memory):
             continue
@@ -556,27 +701,39 @@ def memory_report(memory: List[Dict[str, Any]]) -> str:
             values = sorted(v for r in runs for v in r[name]["all"])
             median = values[len(values) // 2]
             per_process = "/".join(f"{r[name]['extra_tensors']:.2f}" for r in runs)
-            row.append(f"{median / mib:.0f} MiB = {median / tensor:.2f} ({values[0] / tensor:.2f}-"
-                       f"{values[-1] / tensor:.2f}; per process {per_process})")
+            row.append(
+                f"{median / mib:.0f} MiB = {median / tensor:.2f} ({values[0] / tensor:.2f}-"
+                f"{values[-1] / tensor:.2f}; per process {per_process})"
+            )
         rows.append(row)
-    lines.append(format_table(["path"] + [f"extra, {t} thr: MiB = k x [T,B,N] (range; per process)" for t in threads],
-                              rows))
-    lines.append("k = median over all measured steps of all processes; the peak depends on the order in which "
-                 "TensorFlow runs independent ops, which can differ between processes.")
+    lines.append(
+        format_table(["path"] + [f"extra, {t} thr: MiB = k x [T,B,N] (range; per process)" for t in threads], rows)
+    )
+    lines.append(
+        "k = median over all measured steps of all processes; the peak depends on the order in which "
+        "TensorFlow runs independent ops, which can differ between processes."
+    )
     return "\n".join(lines)
 
 
 def parent(args) -> int:
     start = time.perf_counter()
     info = machine_info()
-    print(f"bench_layers: {info['date']}, {info['cpu']}, {info['cores']} cores, load average {info['loadavg']}",
-          flush=True)
-    print(f"workloads {','.join(args.workloads)}; threads {args.thread_list}; "
-          f"{'quick' if args.quick else 'full'} sizes; up to {args.repeats} repeats "
-          f"(at least {args.min_repeats}, {args.budget:.0f} s budget per measurement)", flush=True)
+    print(
+        f"bench_layers: {info['date']}, {info['cpu']}, {info['cores']} cores, load average {info['loadavg']}",
+        flush=True,
+    )
+    print(
+        f"workloads {','.join(args.workloads)}; threads {args.thread_list}; "
+        f"{'quick' if args.quick else 'full'} sizes; up to {args.repeats} repeats "
+        f"(at least {args.min_repeats}, {args.budget:.0f} s budget per measurement)",
+        flush=True,
+    )
     for name in args.workloads:
         spec = workload_spec(name, args.quick)
-        print(f"  {name}: {spec['title']}; batch {spec['batch']}, T {spec['time']}, input {spec['features']}", flush=True)
+        print(
+            f"  {name}: {spec['title']}; batch {spec['batch']}, T {spec['time']}, input {spec['features']}", flush=True
+        )
     results: List[Dict[str, Any]] = []
     for i, threads in enumerate(args.thread_list):
         check = args.check_all or (i == 0 and not args.no_check)
@@ -585,8 +742,9 @@ def parent(args) -> int:
     if not args.no_memory:
         for threads in args.thread_list:
             for _ in range(args.memory_processes):
-                found = run_child(child_command(args, threads, False, memory=True), f"memory {threads} thr",
-                                  extra_env=MEMORY_ENV)
+                found = run_child(
+                    child_command(args, threads, False, memory=True), f"memory {threads} thr", extra_env=MEMORY_ENV
+                )
                 memory += [r for r in found if r.get("memory")]
                 results += [r for r in found if "child_error" in r]
     workload_results = [r for r in results if "workload" in r and not r.get("memory")]
@@ -606,8 +764,10 @@ def parent(args) -> int:
 
 def report(info: Dict[str, Any], workload_results: List[Dict[str, Any]], memory: List[Dict[str, Any]]) -> None:
     print("\n" + "=" * 100)
-    print(f"Results ({info['date']}, {info['cpu']}, {info['cores']} cores; load average at start {info['loadavg']}, "
-          f"at end {info.get('loadavg_end')}; total {info.get('total_seconds', float('nan')):.0f} s)")
+    print(
+        f"Results ({info['date']}, {info['cpu']}, {info['cores']} cores; load average at start {info['loadavg']}, "
+        f"at end {info.get('loadavg_end')}; total {info.get('total_seconds', float('nan')):.0f} s)"
+    )
     names = list(dict.fromkeys(r["workload"] for r in workload_results))
     for name in names:
         spec = workload_spec(name, bool(info.get("quick")))
@@ -616,15 +776,19 @@ def report(info: Dict[str, Any], workload_results: List[Dict[str, Any]], memory:
             spec.update(batch=sized["batch"], time=sized["time"], features=sized["features"])
         print(f"  {name}: {spec['title']}; batch {spec['batch']}, T {spec['time']}, input {spec['features']}")
     print(results_table(workload_results))
-    print("Times: median ms per call. fused/mm = fused step / matmul roofline; ref/fused = speed-up of the fused "
-          "layer; 1st call s = first fused training step (tracing + XLA compilation of both loops + one step); "
-          "rate = firing rate per step of each spiking layer; n = timed repeats; check = spike values differing "
-          "between fused and reference (once, first thread setting); other = cores used on average by other "
-          "processes during the workload (timing noise).")
+    print(
+        "Times: median ms per call. fused/mm = fused step / matmul roofline; ref/fused = speed-up of the fused "
+        "layer; 1st call s = first fused training step (tracing + XLA compilation of both loops + one step); "
+        "rate = firing rate per step of each spiking layer; n = timed repeats; check = spike values differing "
+        "between fused and reference (once, first thread setting); other = cores used on average by other "
+        "processes during the workload (timing noise)."
+    )
     print("\nThe same with the fastest of the n repeats instead of the median (less sensitive to other processes):")
     print(best_of_table(workload_results))
-    print("\nPaired ratios: median over the rounds of the ratio of two calls made one after the other in the same "
-          "round (the most robust to load that changes between rounds):")
+    print(
+        "\nPaired ratios: median over the rounds of the ratio of two calls made one after the other in the same "
+        "round (the most robust to load that changes between rounds):"
+    )
     print(paired_table(workload_results))
     print("\nFused vs reference outputs:")
     for r in workload_results:
@@ -633,10 +797,14 @@ def report(info: Dict[str, Any], workload_results: List[Dict[str, Any]], memory:
             if "check" not in r and r["grad_rel_err"] > 1e-3:
                 extra = " (spike trains differ? the spike check ran in the first thread setting only)"
             if "grad_rel_err_unflipped" in r:
-                extra = (f" ({r['grad_rel_err_unflipped']:.1e} without the {r['flipped_count']} units whose spike "
-                         f"trains differ)")
-            print(f"  {r['workload']} {r['threads']} thr: loss fused {r['loss'][0]:.6g} ref {r['loss'][1]:.6g}; "
-                  f"max gradient difference / max |gradient| = {r['grad_rel_err']:.1e}{extra}")
+                extra = (
+                    f" ({r['grad_rel_err_unflipped']:.1e} without the {r['flipped_count']} units whose spike "
+                    f"trains differ)"
+                )
+            print(
+                f"  {r['workload']} {r['threads']} thr: loss fused {r['loss'][0]:.6g} ref {r['loss'][1]:.6g}; "
+                f"max gradient difference / max |gradient| = {r['grad_rel_err']:.1e}{extra}"
+            )
     if memory:
         print()
         print(memory_report(memory))
@@ -644,31 +812,56 @@ def report(info: Dict[str, Any], workload_results: List[Dict[str, Any]], memory:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="small sizes (W2, C1 shorter; W3 shrunk to 2048 units, T=50)")
-    parser.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated subset of " + ",".join(WORKLOADS))
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes (W2, C1 shorter; W3 shrunk to 2048 units, T=50)"
+    )
+    parser.add_argument(
+        "--workloads", default=",".join(WORKLOADS), help="comma-separated subset of " + ",".join(WORKLOADS)
+    )
     parser.add_argument("--threads", default="1,2", help="thread counts, one child process each (default 1,2)")
     parser.add_argument("--repeats", type=int, default=5, help="max timed repeats per measurement (default 5)")
     parser.add_argument("--min-repeats", type=int, default=3, help="min timed repeats (default 3)")
-    parser.add_argument("--budget", type=float, default=10.0,
-                        help="stop repeating after min-repeats once this many seconds are spent (default 10)")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=10.0,
+        help="stop repeating after min-repeats once this many seconds are spent (default 10)",
+    )
     parser.add_argument("--no-check", action="store_true", help="skip the fused-vs-reference spike check")
     parser.add_argument("--check-all", action="store_true", help="run the spike check in every thread setting")
     parser.add_argument("--strict", action="store_true", help="require bit-identical spikes in every workload")
-    parser.add_argument("--mismatch-tolerance", type=float, default=1e-6,
-                        help="allowed fraction of differing spike values (float rounding of [B*T,F] vs [B,F] "
-                             "matmuls near threshold; default 1e-6; --strict makes it 0)")
+    parser.add_argument(
+        "--mismatch-tolerance",
+        type=float,
+        default=1e-6,
+        help="allowed fraction of differing spike values (float rounding of [B*T,F] vs [B,F] "
+        "matmuls near threshold; default 1e-6; --strict makes it 0)",
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
-    parser.add_argument("--memory-time", type=int, default=None,
-                        help=f"T of the memory measurement on {MEMORY_WORKLOAD} (default 1000, 200 with --quick)")
+    parser.add_argument(
+        "--memory-time",
+        type=int,
+        default=None,
+        help=f"T of the memory measurement on {MEMORY_WORKLOAD} (default 1000, 200 with --quick)",
+    )
     parser.add_argument("--memory-repeats", type=int, default=3, help="measured steps per path (default 3)")
-    parser.add_argument("--memory-processes", type=int, default=2,
-                        help="fresh processes per thread count for the memory measurement (default 2)")
-    parser.add_argument("--wait-idle", type=float, default=0.0,
-                        help="before each workload wait up to this many seconds until other processes use fewer "
-                             "than --idle-threshold cores (for shared machines; default 0: don't wait)")
+    parser.add_argument(
+        "--memory-processes",
+        type=int,
+        default=2,
+        help="fresh processes per thread count for the memory measurement (default 2)",
+    )
+    parser.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        help="before each workload wait up to this many seconds until other processes use fewer "
+        "than --idle-threshold cores (for shared machines; default 0: don't wait)",
+    )
     parser.add_argument("--idle-threshold", type=float, default=0.3, help="cores (default 0.3)")
-    parser.add_argument("--report", default=None, metavar="FILE.json",
-                        help="only print the tables of a run saved with --json")
+    parser.add_argument(
+        "--report", default=None, metavar="FILE.json", help="only print the tables of a run saved with --json"
+    )
     parser.add_argument("--json", default=None, help="also write all results to this JSON file")
     # internal
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

@@ -45,6 +45,7 @@ are fixed when it initialises). The C++ op is built (once, cached) before timing
     PYTHONPATH=. python benchmarks/bench_sparse.py --sizes 4096x4096 --activities 1,5 --threads 1
     PYTHONPATH=. python benchmarks/bench_sparse.py --mode step --step-sizes 700x256 --step-activities 5
 """
+
 from __future__ import annotations
 
 import argparse
@@ -166,30 +167,47 @@ def child(args) -> None:
                 info[tag]["max_abs_error"] = float(tf.reduce_max(tf.abs(got - reference)))
                 entries += [
                     (f"op_fwd@{tag}", lambda s=spikes: op_forward(s.ids, s.values, s.count, kernel), (), None),
-                    (f"op_wgrad@{tag}",
-                     lambda s=spikes: lib.dense_snns_sparse_linear_grad_weights(s.ids, s.values, s.count, dy, kernel),
-                     (), None),
-                    (f"op_vgrad@{tag}",
-                     lambda s=spikes: lib.dense_snns_sparse_linear_grad_values(s.ids, s.count, kernel, dy), (), None),
+                    (
+                        f"op_wgrad@{tag}",
+                        lambda s=spikes: lib.dense_snns_sparse_linear_grad_weights(
+                            s.ids, s.values, s.count, dy, kernel
+                        ),
+                        (),
+                        None,
+                    ),
+                    (
+                        f"op_vgrad@{tag}",
+                        lambda s=spikes: lib.dense_snns_sparse_linear_grad_values(s.ids, s.count, kernel, dy),
+                        (),
+                        None,
+                    ),
                 ]
             if not args.no_tf and rows * capacity * n_out <= TF_PATH_MAX_WORK:
-                entries.append((f"tf_fwdw@{tag}",
-                                lambda s=spikes: tf_path(s.ids, s.values, s.count, kernel, dy), (), None))
+                entries.append(
+                    (f"tf_fwdw@{tag}", lambda s=spikes: tf_path(s.ids, s.values, s.count, kernel, dy), (), None)
+                )
         print(f"{n_in}->{n_out}: timing {len(entries)} functions", flush=True)
         before = cpu_snapshot()
         results = measure(entries, repeats=args.repeats, min_repeats=args.min_repeats, budget=args.budget)
         load = other_load(before, cpu_snapshot())
-        emit({
-            "threads": args.threads, "n_in": n_in, "n_out": n_out, "rows": rows,
-            "median": {name: r["median"] for name, r in results.items()},
-            "n": {name: r["n"] for name, r in results.items()},
-            "info": info, "other_load": load,
-        })
+        emit(
+            {
+                "threads": args.threads,
+                "n_in": n_in,
+                "n_out": n_out,
+                "rows": rows,
+                "median": {name: r["median"] for name, r in results.items()},
+                "n": {name: r["n"] for name, r in results.items()},
+                "info": info,
+                "other_load": load,
+            }
+        )
 
 
 # -- child: whole training step ------------------------------------------------------------------
 def step_threshold(n_in: int, n_hidden: int, activity: float) -> float:
     """LIF threshold: 0.5 at 700 -> 256 and 5% (W1), scaled with the input current's std."""
+
     def current_std(n_in, n_hidden, activity):
         return math.sqrt(activity * n_in) * math.sqrt(2.0 / (n_in + n_hidden))  # Glorot-uniform weights
 
@@ -234,8 +252,12 @@ def child_step(args) -> None:
             threshold = step_threshold(n_in, n_hidden, activity)
             neuron = {"class_name": "LIF", "config": {"threshold": threshold}}
             x = tf.constant((rng.random((batch, steps, n_in)) < activity).astype(np.float32))
-            hidden = ds.SNNDense(n_hidden, neuron=neuron, kernel_initializer=keras.initializers.GlorotUniform(seed=1),
-                                 implementation="fused")
+            hidden = ds.SNNDense(
+                n_hidden,
+                neuron=neuron,
+                kernel_initializer=keras.initializers.GlorotUniform(seed=1),
+                implementation="fused",
+            )
             readout = ds.LeakyReadout(READOUT_UNITS, kernel_initializer=keras.initializers.GlorotUniform(seed=2))
             readout(hidden(x[:, :2]))
             spikes = hidden(x)
@@ -259,10 +281,14 @@ def child_step(args) -> None:
             dense_out = dense_fn(x)
             s_hidden(list(inputs))  # eagerly: the dropped count of these inputs
             info[tag] = {
-                "threshold": threshold, "hidden_rate": rate, "k_in": k_in, "k_hidden": k_hidden,
+                "threshold": threshold,
+                "hidden_rate": rate,
+                "k_in": k_in,
+                "k_hidden": k_hidden,
                 "mean_input_count": float(tf.reduce_mean(tf.cast(inputs.count, tf.float32))),
                 "dropped": int(tf.reduce_sum(s_hidden.last_dropped)),
-                "loss_dense": float(dense_out[0]), "loss_sparse": float(sparse_out[0]),
+                "loss_dense": float(dense_out[0]),
+                "loss_sparse": float(sparse_out[0]),
                 "kernel_grad_rel_diff": float(tf.norm(sparse_out[1] - dense_out[1]) / (tf.norm(dense_out[1]) + 1e-30)),
             }
             if activity in activities:
@@ -274,11 +300,20 @@ def child_step(args) -> None:
         before = cpu_snapshot()
         results = measure(entries, repeats=args.repeats, min_repeats=args.min_repeats, budget=args.budget)
         load = other_load(before, cpu_snapshot())
-        emit({
-            "kind": "step", "threads": args.threads, "n_in": n_in, "n_hidden": n_hidden, "batch": batch,
-            "time": steps, "median": {name: r["median"] for name, r in results.items()},
-            "n": {name: r["n"] for name, r in results.items()}, "info": info, "other_load": load,
-        })
+        emit(
+            {
+                "kind": "step",
+                "threads": args.threads,
+                "n_in": n_in,
+                "n_hidden": n_hidden,
+                "batch": batch,
+                "time": steps,
+                "median": {name: r["median"] for name, r in results.items()},
+                "n": {name: r["n"] for name, r in results.items()},
+                "info": info,
+                "other_load": load,
+            }
+        )
 
 
 # -- parent: tables ------------------------------------------------------------------------------
@@ -326,27 +361,67 @@ def report(results: List[Dict[str, Any]], activities: List[float]) -> Dict[str, 
                 tf_path = med.get(f"tf_fwdw@{tag}")
                 speedup = ratio(dense, op)
                 speedups.append(speedup)
-                rows_out.append([
-                    f"{r['n_in']}->{r['n_out']}", f"{activity * 100:g}%", info.get("capacity"),
-                    f"{info.get('mean_count', 0):.1f}", fmt_ms(dense), fmt_ms(fwd), fmt_ms(wgrad), fmt_ms(op),
-                    fmt_x(speedup), fmt_ms(vgrad), fmt_ms(med["dense_igrad"]), fmt_x(ratio(med["dense_igrad"], vgrad)),
-                    fmt_ms(tf_path), fmt_x(ratio(dense, tf_path)),
-                ])
+                rows_out.append(
+                    [
+                        f"{r['n_in']}->{r['n_out']}",
+                        f"{activity * 100:g}%",
+                        info.get("capacity"),
+                        f"{info.get('mean_count', 0):.1f}",
+                        fmt_ms(dense),
+                        fmt_ms(fwd),
+                        fmt_ms(wgrad),
+                        fmt_ms(op),
+                        fmt_x(speedup),
+                        fmt_ms(vgrad),
+                        fmt_ms(med["dense_igrad"]),
+                        fmt_x(ratio(med["dense_igrad"], vgrad)),
+                        fmt_ms(tf_path),
+                        fmt_x(ratio(dense, tf_path)),
+                    ]
+                )
                 summary[f"t{threads}_{r['n_in']}x{r['n_out']}_{tag}"] = {
-                    "speedup_fwd_wgrad": speedup, "speedup_vgrad": ratio(med["dense_igrad"], vgrad),
+                    "speedup_fwd_wgrad": speedup,
+                    "speedup_vgrad": ratio(med["dense_igrad"], vgrad),
                     "speedup_tf": ratio(dense, tf_path),
                 }
-            breaks.append([f"{r['n_in']}->{r['n_out']}", break_even(activities, speedups),
-                           f"{r['other_load']:.2f}", min(r["n"].values())])
-        print(f"\n## {threads} thread{'s' if threads > 1 else ''} (times in ms, medians; M = {results[0]['rows']} rows)\n")
-        print(format_table(
-            ["size", "activity", "K", "mean count", "dense fwd+wgrad", "op fwd", "op wgrad", "op fwd+wgrad",
-             "speed-up", "op vgrad", "dense dy@W^T", "vgrad speed-up", "tf(XLA) fwd+wgrad", "tf speed-up"],
-            rows_out,
-        ))
+            breaks.append(
+                [
+                    f"{r['n_in']}->{r['n_out']}",
+                    break_even(activities, speedups),
+                    f"{r['other_load']:.2f}",
+                    min(r["n"].values()),
+                ]
+            )
+        print(
+            f"\n## {threads} thread{'s' if threads > 1 else ''} (times in ms, medians; M = {results[0]['rows']} rows)\n"
+        )
+        print(
+            format_table(
+                [
+                    "size",
+                    "activity",
+                    "K",
+                    "mean count",
+                    "dense fwd+wgrad",
+                    "op fwd",
+                    "op wgrad",
+                    "op fwd+wgrad",
+                    "speed-up",
+                    "op vgrad",
+                    "dense dy@W^T",
+                    "vgrad speed-up",
+                    "tf(XLA) fwd+wgrad",
+                    "tf speed-up",
+                ],
+                rows_out,
+            )
+        )
         print()
-        print(format_table(["size", "break-even activity (op fwd+wgrad = dense)", "other load (cores)", "repeats"],
-                           breaks))
+        print(
+            format_table(
+                ["size", "break-even activity (op fwd+wgrad = dense)", "other load (cores)", "repeats"], breaks
+            )
+        )
     return summary
 
 
@@ -366,26 +441,63 @@ def step_report(results: List[Dict[str, Any]]) -> Dict[str, Any]:
                 activities.append(float(tag))
                 speedups.append(speedup)
                 summary[f"t{threads}_{r['n_in']}x{r['n_hidden']}_{tag}"] = speedup
-                rows_out.append([
-                    f"{r['n_in']}->{r['n_hidden']}->{READOUT_UNITS}", f"{float(tag) * 100:g}%", info["k_in"],
-                    f"{info['hidden_rate'] * 100:.1f}%", info["k_hidden"], info["dropped"], fmt_ms(med[name]),
-                    fmt_ms(dense), fmt_x(speedup), f"{info['loss_sparse']:.4f}/{info['loss_dense']:.4f}",
-                ])
-            breaks.append([f"{r['n_in']}->{r['n_hidden']}", break_even(activities, speedups),
-                           f"{r['other_load']:.2f}", min(r["n"].values())])
-        print(f"\n## whole training step, {threads} thread{'s' if threads > 1 else ''} (ms, medians; batch "
-              f"{results[0]['batch']}, T = {results[0]['time']})\n")
-        print(format_table(["model", "input activity", "K_in", "hidden rate", "K_h", "dropped", "sparse step",
-                            "dense step", "speed-up", "loss sparse/dense"], rows_out))
+                rows_out.append(
+                    [
+                        f"{r['n_in']}->{r['n_hidden']}->{READOUT_UNITS}",
+                        f"{float(tag) * 100:g}%",
+                        info["k_in"],
+                        f"{info['hidden_rate'] * 100:.1f}%",
+                        info["k_hidden"],
+                        info["dropped"],
+                        fmt_ms(med[name]),
+                        fmt_ms(dense),
+                        fmt_x(speedup),
+                        f"{info['loss_sparse']:.4f}/{info['loss_dense']:.4f}",
+                    ]
+                )
+            breaks.append(
+                [
+                    f"{r['n_in']}->{r['n_hidden']}",
+                    break_even(activities, speedups),
+                    f"{r['other_load']:.2f}",
+                    min(r["n"].values()),
+                ]
+            )
+        print(
+            f"\n## whole training step, {threads} thread{'s' if threads > 1 else ''} (ms, medians; batch "
+            f"{results[0]['batch']}, T = {results[0]['time']})\n"
+        )
+        print(
+            format_table(
+                [
+                    "model",
+                    "input activity",
+                    "K_in",
+                    "hidden rate",
+                    "K_h",
+                    "dropped",
+                    "sparse step",
+                    "dense step",
+                    "speed-up",
+                    "loss sparse/dense",
+                ],
+                rows_out,
+            )
+        )
         overflow = [f"{row[0]} at {row[1]} ({row[5]} spikes)" for row in rows_out if row[5]]
         if overflow:
-            print("\nWARNING: hidden spikes were dropped (K_h too small; the sparse step did less work than "
-                  "the dense one) in: " + "; ".join(overflow))
+            print(
+                "\nWARNING: hidden spikes were dropped (K_h too small; the sparse step did less work than "
+                "the dense one) in: " + "; ".join(overflow)
+            )
         else:
             print("\nNo hidden spike was dropped in any row (dropped = 0).")
         print()
-        print(format_table(["size", "sparse step stops paying at (input activity)", "other load (cores)", "repeats"],
-                           breaks))
+        print(
+            format_table(
+                ["size", "sparse step stops paying at (input activity)", "other load (cores)", "repeats"], breaks
+            )
+        )
     return summary
 
 
@@ -401,8 +513,12 @@ def main() -> None:
     parser.add_argument("--min-repeats", type=int, default=None)
     parser.add_argument("--budget", type=float, default=None, help="seconds per function after min repeats")
     parser.add_argument("--no-tf", action="store_true", help="skip the pure-TF path")
-    parser.add_argument("--mode", default="all", choices=["all", "kernels", "step"],
-                        help="SparseLinear kernels, whole training steps, or both")
+    parser.add_argument(
+        "--mode",
+        default="all",
+        choices=["all", "kernels", "step"],
+        help="SparseLinear kernels, whole training steps, or both",
+    )
     parser.add_argument("--step-sizes", default=None, help="whole-step sizes N_in x N_hidden, e.g. 700x256")
     parser.add_argument("--step-activities", default=None, help="whole-step input activities in percent")
     parser.add_argument("--seed", type=int, default=0)
@@ -424,23 +540,60 @@ def main() -> None:
     print("# SparseLinear benchmark")
     print(json.dumps(machine_info()))
     if args.mode != "step":
-        print(f"kernels: sizes {args.sizes}, activities {args.activities}%, M = {args.batch} x {args.time}, "
-              f"threads {args.threads}", flush=True)
+        print(
+            f"kernels: sizes {args.sizes}, activities {args.activities}%, M = {args.batch} x {args.time}, "
+            f"threads {args.threads}",
+            flush=True,
+        )
     if args.mode != "kernels":
-        print(f"whole step: sizes {args.step_sizes}, input activities {args.step_activities}%, batch {args.batch}, "
-              f"T = {args.time}, threads {args.threads}", flush=True)
+        print(
+            f"whole step: sizes {args.step_sizes}, input activities {args.step_activities}%, batch {args.batch}, "
+            f"T = {args.time}, threads {args.threads}",
+            flush=True,
+        )
     # build the op once, before any child times anything
-    run_child([python(), "-c", "import sparse_snns; print('C++ op available:', sparse_snns.ops.op_available(), "
-               "sparse_snns.ops.load_error() or '')"], "build")
+    run_child(
+        [
+            python(),
+            "-c",
+            "import sparse_snns; print('C++ op available:', sparse_snns.ops.op_available(), "
+            "sparse_snns.ops.load_error() or '')",
+        ],
+        "build",
+    )
     results: List[Dict[str, Any]] = []
     modes = ["kernels", "step"] if args.mode == "all" else [args.mode]
     for mode in modes:
         for threads in [int(t) for t in str(args.threads).split(",")]:
-            cmd = [python(), os.path.abspath(__file__), "--child", "--mode", mode, "--threads", str(threads),
-                   "--sizes", args.sizes, "--activities", args.activities, "--step-sizes", args.step_sizes,
-                   "--step-activities", args.step_activities, "--batch", str(args.batch), "--time", str(args.time),
-                   "--repeats", str(args.repeats), "--min-repeats", str(args.min_repeats),
-                   "--budget", str(args.budget), "--seed", str(args.seed)] + (["--no-tf"] if args.no_tf else [])
+            cmd = [
+                python(),
+                os.path.abspath(__file__),
+                "--child",
+                "--mode",
+                mode,
+                "--threads",
+                str(threads),
+                "--sizes",
+                args.sizes,
+                "--activities",
+                args.activities,
+                "--step-sizes",
+                args.step_sizes,
+                "--step-activities",
+                args.step_activities,
+                "--batch",
+                str(args.batch),
+                "--time",
+                str(args.time),
+                "--repeats",
+                str(args.repeats),
+                "--min-repeats",
+                str(args.min_repeats),
+                "--budget",
+                str(args.budget),
+                "--seed",
+                str(args.seed),
+            ] + (["--no-tf"] if args.no_tf else [])
             results += run_child(cmd, f"{mode}, {threads} thread{'s' if threads > 1 else ''}")
     good = [r for r in results if "median" in r and r.get("kind") != "step"]
     summary = report(good, parse_activities(args.activities)) if good else {}
@@ -448,16 +601,20 @@ def main() -> None:
         for activity, target in ((0.01, 8.0), (0.05, 2.5)):
             entry = summary.get(f"t{threads}_4096x4096_{activity:g}")
             if entry and entry["speedup_fwd_wgrad"] is not None:
-                print(f"{threads} thread(s), 4096->4096 at {activity * 100:g}%: forward + weight gradient "
-                      f"{entry['speedup_fwd_wgrad']:.1f}x faster than dense (target {target:g}x)")
+                print(
+                    f"{threads} thread(s), 4096->4096 at {activity * 100:g}%: forward + weight gradient "
+                    f"{entry['speedup_fwd_wgrad']:.1f}x faster than dense (target {target:g}x)"
+                )
     steps = [r for r in results if r.get("kind") == "step"]
     if steps:
         summary["step"] = step_report(steps)
         for threads in sorted({r["threads"] for r in steps}):
             speedup = summary["step"].get(f"t{threads}_700x256_0.05")
             if speedup is not None:
-                print(f"{threads} thread(s), W1 (700->256->20, 5% input): whole sparse training step "
-                      f"{speedup:.2f}x faster than the dense fused step (target 2x)")
+                print(
+                    f"{threads} thread(s), W1 (700->256->20, 5% input): whole sparse training step "
+                    f"{speedup:.2f}x faster than the dense fused step (target 2x)"
+                )
     errors = [r for r in results if "child_error" in r]
     if errors:
         print(f"\nchild errors: {errors}")

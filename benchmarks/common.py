@@ -4,6 +4,7 @@ Nothing here imports TensorFlow at module level, so a parent process that only s
 children and prints tables stays light (TensorFlow's thread pools are configured once per
 process, before it initialises, so every thread setting runs in a fresh child process).
 """
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,12 @@ def measure(
         out = fn(*(warmup_args if warmup_args is not None else args))
         first = time.perf_counter() - start
         del out
-        results[name] = {"first": None if warmup_args is not None else first, "warmup": first, "times": [],
-                         "last": None}
+        results[name] = {
+            "first": None if warmup_args is not None else first,
+            "warmup": first,
+            "times": [],
+            "last": None,
+        }
     begin = time.perf_counter()
     for round_ in range(max(1, repeats)):
         for name, fn, args, _ in entries:
@@ -134,8 +139,14 @@ def child_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
     return env
 
 
-_NOISE = ("WARNING: All log messages", "oneDNN custom operations", "cudart_stub", "cuda_platform", "cuInit",
-          "oneDNN supports DT_INT32 only")
+_NOISE = (
+    "WARNING: All log messages",
+    "oneDNN custom operations",
+    "cudart_stub",
+    "cuda_platform",
+    "cuInit",
+    "oneDNN supports DT_INT32 only",
+)
 
 
 def run_child(cmd: List[str], label: str, extra_env: Optional[Dict[str, str]] = None) -> List[Dict[str, Any]]:
@@ -143,13 +154,19 @@ def run_child(cmd: List[str], label: str, extra_env: Optional[Dict[str, str]] = 
     (lines starting with RESULT_TAG followed by JSON)."""
     results: List[Dict[str, Any]] = []
     proc = subprocess.Popen(
-        cmd, cwd=REPO_ROOT, env=child_env(extra_env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        cmd,
+        cwd=REPO_ROOT,
+        env=child_env(extra_env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
     )
     assert proc.stdout is not None
     for line in proc.stdout:
         line = line.rstrip("\n")
         if line.startswith(RESULT_TAG):
-            results.append(json.loads(line[len(RESULT_TAG):]))
+            results.append(json.loads(line[len(RESULT_TAG) :]))
         elif line and not any(noise in line for noise in _NOISE):
             print(f"  [{label}] {line}", flush=True)
     code = proc.wait()

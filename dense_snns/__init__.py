@@ -3,6 +3,7 @@
 Neuron math lives in `dense_snns.neurons` (pure step functions) and `dense_snns.surrogates`
 (spike functions); everything else wraps them.
 """
+
 from __future__ import annotations
 
 from . import fused, neurons, plotting, surrogates

@@ -4,6 +4,7 @@
 `TF_USE_LEGACY_KERAS=1`, and Keras 2.6 on Graphcore's TensorFlow. Library code imports
 `keras` from here and never branches on the version anywhere else.
 """
+
 from __future__ import annotations
 
 import tensorflow as tf
@@ -49,9 +50,7 @@ def add_layer_metric(layer, metric_name: str, value):
         return
     metric = layer._dense_snns_metrics.get(metric_name) if hasattr(layer, "_dense_snns_metrics") else None
     if metric is None:
-        raise RuntimeError(
-            f"metric {metric_name!r} was not declared by layer {layer.name!r} in its constructor"
-        )
+        raise RuntimeError(f"metric {metric_name!r} was not declared by layer {layer.name!r} in its constructor")
     metric.update_state(value)
 
 

@@ -5,6 +5,7 @@ weights, configuration and shapes, never neuron math. Each cell follows the Kera
 contract (`state_size`, `output_size`, `get_initial_state`, `call(inputs, states)`), so it
 runs inside `keras.layers.RNN`, alone or stacked, under Keras 2 and Keras 3.
 """
+
 from __future__ import annotations
 
 import math
@@ -438,9 +439,7 @@ class CubaLIF(NeuronCell):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {"alpha": self.alpha, "beta": self.beta, "threshold": self.threshold, "reset": self.reset}
-        )
+        config.update({"alpha": self.alpha, "beta": self.beta, "threshold": self.threshold, "reset": self.reset})
         return config
 
 
@@ -465,15 +464,11 @@ def get_neuron(identifier: Union[None, str, dict, NeuronCell], units: int, dtype
         identifier = "lif_neuron"
     if isinstance(identifier, NeuronCell):
         if identifier.units != units:
-            raise ValueError(
-                f"neuron has units={identifier.units} but the block has units={units}; they must match"
-            )
+            raise ValueError(f"neuron has units={identifier.units} but the block has units={units}; they must match")
         return identifier
     if isinstance(identifier, str):
         if identifier not in NEURON_MODELS:
-            raise ValueError(
-                f"Unknown neuron model neuron={identifier!r}; expected one of {sorted(NEURON_MODELS)}"
-            )
+            raise ValueError(f"Unknown neuron model neuron={identifier!r}; expected one of {sorted(NEURON_MODELS)}")
         return NEURON_MODELS[identifier](units, dtype=dtype)
     if isinstance(identifier, dict) and "class_name" in identifier:
         cls = NEURON_MODELS.get(identifier["class_name"])
@@ -694,7 +689,9 @@ class LeakyReadoutCell(keras.layers.Layer):
         features = input_shape[-1]
         if features is None:
             raise ValueError(f"{self.name}: the feature dimension of inputs must be known, got {input_shape}")
-        self.kernel = self.add_weight(name="kernel", shape=(int(features), self.units), initializer=self.kernel_initializer)
+        self.kernel = self.add_weight(
+            name="kernel", shape=(int(features), self.units), initializer=self.kernel_initializer
+        )
         self.bias = (
             self.add_weight(name="bias", shape=(self.units,), initializer=self.bias_initializer)
             if self.use_bias
@@ -729,7 +726,9 @@ class LeakyReadoutCell(keras.layers.Layer):
         check_rank(x, 2, "inputs", "[batch, features]")
         check_features(x.shape, int(self.kernel.shape[0]), "inputs", what="the readout's kernel input size")
         (v,) = tf.nest.flatten(states)
-        out, new_state = neurons.leaky_integrator_step(self.synaptic_current(x), neurons.LeakyIntegratorState(v), self.params(x.dtype))
+        out, new_state = neurons.leaky_integrator_step(
+            self.synaptic_current(x), neurons.LeakyIntegratorState(v), self.params(x.dtype)
+        )
         return out, list(new_state)
 
     def get_config(self):

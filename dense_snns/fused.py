@@ -19,6 +19,7 @@ batch-major; batch-major ones are sliced in place, so no whole-sequence transpos
 `compiled_recurrence` is generic over the step (an SNN block, a graph of blocks);
 `fused_recurrence` is its use for one SNN block.
 """
+
 from __future__ import annotations
 
 import functools
@@ -101,7 +102,7 @@ def _step_vjp(step, current, mask_t, states, tensors, d_output, d_states):
         unconnected_gradients=tf.UnconnectedGradients.ZERO,
     )
     n = len(states)
-    return grads[0], grads[1:1 + n], grads[1 + n:]
+    return grads[0], grads[1 : 1 + n], grads[1 + n :]
 
 
 def _forward(step, currents, mask, initial_states, tensors, time_axis=0, every=None):
@@ -144,7 +145,8 @@ def _forward(step, currents, mask, initial_states, tensors, time_axis=0, every=N
             stored = [array.write(i, state) for array, state in zip(stored, states)]
             end = tf.minimum((i + 1) * every, steps)
             _, states, outputs = tf.while_loop(
-                lambda t, *_: t < end, advance, [i * every, states, outputs], maximum_iterations=every)
+                lambda t, *_: t < end, advance, [i * every, states, outputs], maximum_iterations=every
+            )
             return i + 1, states, outputs, stored
 
         _, final_states, outputs, stored = tf.while_loop(
@@ -171,12 +173,14 @@ def _backward(step, currents, mask, stored, tensors, d_outputs, d_final, time_ax
 
     def reverse(t, states, d_states, d_tensors, d_currents):
         d_current, d_states, d_step_tensors = _step_vjp(
-            step, series.read(currents, t), mask_at(t), states, tensors, series.read(d_outputs, t), list(d_states))
+            step, series.read(currents, t), mask_at(t), states, tensors, series.read(d_outputs, t), list(d_states)
+        )
         d_tensors = [acc + g for acc, g in zip(d_tensors, d_step_tensors)]
         return t - 1, d_states, d_tensors, series.write(d_currents, t, d_current)
 
     zeros = [tf.zeros_like(e) for e in tensors]
     if every is None:
+
         def body(t, d_states, d_tensors, d_currents):
             return reverse(t, [array[t] for array in stored], d_states, d_tensors, d_currents)
 
@@ -199,14 +203,18 @@ def _backward(step, currents, mask, stored, tensors, d_outputs, d_final, time_ax
 
             kept = [tf.TensorArray(s.dtype, size=every, element_shape=s.shape[1:]) for s in stored]
             _, _, kept = tf.while_loop(
-                lambda t, *_: t < end, recompute, [start, [array[i] for array in stored], kept],
-                maximum_iterations=every)
+                lambda t, *_: t < end,
+                recompute,
+                [start, [array[i] for array in stored], kept],
+                maximum_iterations=every,
+            )
 
             def body(t, d_states, d_tensors, d_currents):
                 return reverse(t, [array.read(t - start) for array in kept], d_states, d_tensors, d_currents)
 
             _, d_states, d_tensors, d_currents = tf.while_loop(
-                lambda t, *_: t >= start, body, [end - 1, d_states, d_tensors, d_currents], maximum_iterations=every)
+                lambda t, *_: t >= start, body, [end - 1, d_states, d_tensors, d_currents], maximum_iterations=every
+            )
             return i - 1, d_states, d_tensors, d_currents
 
         _, d_initial, d_tensors, d_currents = tf.while_loop(
@@ -303,14 +311,22 @@ def compiled_recurrence(
     """
     if time_axis not in (0, 1):
         raise ValueError(f"time_axis must be 0 or 1, got time_axis={time_axis!r}")
-    checkpoint_every = resolve_checkpoint_every(check_checkpoint_every(checkpoint_every, allow_auto=True),
-                                                currents.shape[time_axis])
+    checkpoint_every = resolve_checkpoint_every(
+        check_checkpoint_every(checkpoint_every, allow_auto=True), currents.shape[time_axis]
+    )
     if time_axis == 1 and not jit_compile:
         # TensorFlow has no in-place update of a slice outside XLA: go through time-major.
         swap = [1, 0] + list(range(2, currents.shape.rank))
         outputs, final_states = compiled_recurrence(
-            step, tf.transpose(currents, swap), initial_states, tensors,
-            None if mask is None else tf.transpose(mask), jit_compile, time_axis=0, checkpoint_every=checkpoint_every)
+            step,
+            tf.transpose(currents, swap),
+            initial_states,
+            tensors,
+            None if mask is None else tf.transpose(mask),
+            jit_compile,
+            time_axis=0,
+            checkpoint_every=checkpoint_every,
+        )
         return tf.transpose(outputs, [1, 0] + list(range(2, outputs.shape.rank))), final_states
     forward, backward = _compiled_loops(step, jit_compile)
     n_states = len(initial_states)
@@ -330,7 +346,8 @@ def compiled_recurrence(
             d_outputs = tf.zeros(output_shape, output_dtype) if d_outputs is None else d_outputs
             d_final = [tf.zeros_like(s) if d is None else d for d, s in zip(d_final, states)]
             d_currents, d_initial, d_tensors = backward(
-                currents, mask, stored, step_tensors, d_outputs, d_final, time_axis, checkpoint_every)
+                currents, mask, stored, step_tensors, d_outputs, d_final, time_axis, checkpoint_every
+            )
             return [d_currents] + list(d_initial) + list(d_tensors)
 
         return [outputs] + list(final_states), grad
@@ -361,13 +378,22 @@ class BlockStep:
         self.structure = tf.nest.pack_sequence_as(params, list(self.static_leaves))
         self.has_recurrent_kernel = bool(has_recurrent_kernel)
         self.has_bias = bool(has_bias)
-        self._key = (step_fn, state_type, self.static_leaves, self.tensor_positions, self.has_recurrent_kernel,
-                     self.has_bias)
+        self._key = (
+            step_fn,
+            state_type,
+            self.static_leaves,
+            self.tensor_positions,
+            self.has_recurrent_kernel,
+            self.has_bias,
+        )
 
     def split(self, params, recurrent_kernel, bias=None) -> List[tf.Tensor]:
         leaves = tf.nest.flatten(params)
-        return ([leaves[i] for i in self.tensor_positions] + ([recurrent_kernel] if self.has_recurrent_kernel else [])
-                + ([bias] if self.has_bias else []))
+        return (
+            [leaves[i] for i in self.tensor_positions]
+            + ([recurrent_kernel] if self.has_recurrent_kernel else [])
+            + ([bias] if self.has_bias else [])
+        )
 
     def unpack(self, tensors):
         """`tensors` (as made by `split`) -> (params, recurrent kernel or None, bias or None)."""
@@ -375,7 +401,7 @@ class BlockStep:
         for position, tensor in zip(self.tensor_positions, tensors):
             leaves[position] = tensor
         params = tf.nest.pack_sequence_as(self.structure, leaves)
-        rest = list(tensors[len(self.tensor_positions):])
+        rest = list(tensors[len(self.tensor_positions) :])
         kernel = rest.pop(0) if self.has_recurrent_kernel else None
         bias = rest.pop(0) if self.has_bias else None
         return params, kernel, bias
@@ -405,8 +431,10 @@ def _kernel_refusal(step_fn, params, currents, time_axis, mask, recurrent_kernel
         if type(params.spike_fn) is not surrogates.Surrogate:  # a subclass may change the derivative
             return "the spike function is not a dense_snns.surrogates.Surrogate"
     elif step_fn is not neurons.leaky_integrator_step:
-        return f"there is no kernel for the step {getattr(step_fn, '__name__', step_fn)!r} (only lif_step and " \
-               "leaky_integrator_step)"
+        return (
+            f"there is no kernel for the step {getattr(step_fn, '__name__', step_fn)!r} (only lif_step and "
+            "leaky_integrator_step)"
+        )
     return lif_ops.applicable(currents, time_axis, mask is not None, recurrent_kernel is not None)
 
 
@@ -457,13 +485,28 @@ def fused_recurrence(
                 outputs, final_v = lif_ops.leaky_integrator_recurrence(currents, initial_states[0], params.beta, bias)
             else:
                 outputs, final_v = lif_ops.lif_recurrence(
-                    currents, initial_states[0], params.beta, params.threshold, bias, params.reset,
-                    params.stop_reset_grad, params.spike_fn)
+                    currents,
+                    initial_states[0],
+                    params.beta,
+                    params.threshold,
+                    bias,
+                    params.reset,
+                    params.stop_reset_grad,
+                    params.spike_fn,
+                )
             return outputs, [final_v]
         if implementation == "op":
             raise ValueError(f"implementation='op' cannot run this recurrence: {refusal}")
     step = BlockStep(step_fn, state_type, params, recurrent_kernel is not None, bias is not None)
     # tf.function keys its traces on the identity of such objects: one instance per key.
     step = _BLOCK_STEPS.setdefault(step._key, step)
-    return compiled_recurrence(step, currents, initial_states, step.split(params, recurrent_kernel, bias), mask,
-                               jit_compile, time_axis, checkpoint_every)
+    return compiled_recurrence(
+        step,
+        currents,
+        initial_states,
+        step.split(params, recurrent_kernel, bias),
+        mask,
+        jit_compile,
+        time_axis,
+        checkpoint_every,
+    )

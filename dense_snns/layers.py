@@ -21,6 +21,7 @@ one SNN block over it:
   computation as ``keras.layers.RNN(SNNBlock(...))``; the reference the others are tested
   against.
 """
+
 from __future__ import annotations
 
 from typing import List, Optional, Union
@@ -296,8 +297,9 @@ class SNNDense(SNNSequenceLayer):
         checkpoint_every: Union[None, int, str] = "auto",
         **kwargs,
     ):
-        super().__init__(return_sequences, return_state, stateful, implementation, jit_compile, checkpoint_every,
-                         **kwargs)
+        super().__init__(
+            return_sequences, return_state, stateful, implementation, jit_compile, checkpoint_every, **kwargs
+        )
         self.cell = SNNBlock(
             units,
             neuron=neuron,
@@ -388,8 +390,9 @@ class _SNNConv(SNNSequenceLayer):
         checkpoint_every: Union[None, int, str] = "auto",
         **kwargs,
     ):
-        super().__init__(return_sequences, return_state, stateful, implementation, jit_compile, checkpoint_every,
-                         **kwargs)
+        super().__init__(
+            return_sequences, return_state, stateful, implementation, jit_compile, checkpoint_every, **kwargs
+        )
         self.filters = check_units(filters)
         self.conv = self.conv_class(
             self.filters,

@@ -3,6 +3,7 @@
 The time axis is reduced first (max, mean or sum over time), then the usual sparse
 categorical cross-entropy on the reduced logits. Labels: int [batch] or [batch, 1].
 """
+
 from __future__ import annotations
 
 import tensorflow as tf

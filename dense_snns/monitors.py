@@ -1,4 +1,5 @@
 """Firing-rate regulariser and a per-layer firing-rate metric for `fit` logs."""
+
 from __future__ import annotations
 
 import tensorflow as tf

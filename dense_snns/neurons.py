@@ -13,6 +13,7 @@ Conventions shared by all models:
 - reset modes of the single-state models: ``"subtract"`` (U -= threshold * S),
   ``"zero"`` (U *= 1 - S), ``"none"``.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple, Tuple
@@ -57,15 +58,13 @@ class LIFNeuronParams(NamedTuple):
     state2_fn: Callable  # f applied to V in the U update (identity by default)
 
 
-def lif_neuron_step(
-    current: tf.Tensor, state: LIFNeuronState, p: LIFNeuronParams
-) -> Tuple[tf.Tensor, LIFNeuronState]:
+def lif_neuron_step(current: tf.Tensor, state: LIFNeuronState, p: LIFNeuronParams) -> Tuple[tf.Tensor, LIFNeuronState]:
     """One step of the seed's two-state LIF neuron.
 
-        U' = alpha U + (1 - alpha) (I + f(V))
-        V' = beta V + (1 - beta) gamma U
-        S  = H(U' - V' - u_thresh)
-        U' = U' - reset_val * S
+    U' = alpha U + (1 - alpha) (I + f(V))
+    V' = beta V + (1 - beta) gamma U
+    S  = H(U' - V' - u_thresh)
+    U' = U' - reset_val * S
     """
     u = p.alpha * state.u + (1.0 - p.alpha) * (current + p.state2_fn(state.v))
     v = p.beta * state.v + (1.0 - p.beta) * p.gamma * state.u
@@ -92,7 +91,7 @@ class LIFParams(NamedTuple):
 def lif_step(current: tf.Tensor, state: LIFState, p: LIFParams) -> Tuple[tf.Tensor, LIFState]:
     """One step of the leaky integrate-and-fire neuron.
 
-        V' = beta V + I ;  S = H(V' - threshold) ;  reset V'
+    V' = beta V + I ;  S = H(V' - threshold) ;  reset V'
     """
     v = p.beta * state.v + current
     spikes = p.spike_fn(v - p.threshold)
@@ -121,11 +120,11 @@ class ALIFParams(NamedTuple):
 def alif_step(current: tf.Tensor, state: ALIFState, p: ALIFParams) -> Tuple[tf.Tensor, ALIFState]:
     """One step of the adaptive LIF neuron (Bellec et al. 2018, 2020).
 
-        V' = beta V + I
-        A  = threshold + adaptation * a       effective threshold
-        S  = H(V' - A)
-        reset V' by the baseline threshold (subtract) or to zero
-        a' = rho a + (1 - rho) S
+    V' = beta V + I
+    A  = threshold + adaptation * a       effective threshold
+    S  = H(V' - A)
+    reset V' by the baseline threshold (subtract) or to zero
+    a' = rho a + (1 - rho) S
     """
     v = p.beta * state.v + current
     effective_threshold = p.threshold + p.adaptation * state.a
@@ -152,12 +151,10 @@ class CubaLIFParams(NamedTuple):
     spike_fn: Callable
 
 
-def cuba_lif_step(
-    current: tf.Tensor, state: CubaLIFState, p: CubaLIFParams
-) -> Tuple[tf.Tensor, CubaLIFState]:
+def cuba_lif_step(current: tf.Tensor, state: CubaLIFState, p: CubaLIFParams) -> Tuple[tf.Tensor, CubaLIFState]:
     """One step of the current-based LIF neuron.
 
-        i' = alpha i + I ;  V' = beta V + i' ;  S = H(V' - threshold) ;  reset V'
+    i' = alpha i + I ;  V' = beta V + i' ;  S = H(V' - threshold) ;  reset V'
     """
     i = p.alpha * state.i + current
     v = p.beta * state.v + i

@@ -1,4 +1,5 @@
 """Recording state traces of a cell and plotting spike rasters and membrane traces."""
+
 from __future__ import annotations
 
 from typing import Dict, Optional, Sequence

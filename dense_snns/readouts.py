@@ -1,4 +1,5 @@
 """Sequence-level readout: a non-spiking leaky integrator over [batch, time, features]."""
+
 from __future__ import annotations
 
 import tensorflow as tf
@@ -32,12 +33,22 @@ class LeakyReadout(keras.layers.Layer):
     reduced over time by the losses of `dense_snns.losses` (max, mean).
     """
 
-    def __init__(self, units: int, beta=0.9, use_bias: bool = True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", trainable_decay: bool = False, implementation: str = "auto", **kwargs):
+    def __init__(
+        self,
+        units: int,
+        beta=0.9,
+        use_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        trainable_decay: bool = False,
+        implementation: str = "auto",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if implementation not in _RECURRENCE:
             raise ValueError(
-                f"implementation must be one of {tuple(_RECURRENCE)}, got implementation={implementation!r}")
+                f"implementation must be one of {tuple(_RECURRENCE)}, got implementation={implementation!r}"
+            )
         self.implementation = implementation
         self.cell = LeakyReadoutCell(
             units,

@@ -6,6 +6,7 @@
 Both give the same spikes for the same weights: at step t the cell k sees the output of
 cell k-1 at the same step t.
 """
+
 from __future__ import annotations
 
 from typing import List, Sequence

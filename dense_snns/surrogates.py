@@ -18,6 +18,7 @@ threshold get exactly zero gradient, which is what sparse backward passes rely o
 The forward pass is H(x) = 1 if x > 0 else 0 (strict: a neuron exactly at threshold
 does not fire).
 """
+
 from __future__ import annotations
 
 import math
@@ -91,9 +92,7 @@ class Surrogate:
 
     def __init__(self, name: str = "superspike", scale: Optional[float] = None):
         if not isinstance(name, str) or name not in _SURROGATES:
-            raise ValueError(
-                f"Unknown surrogate spike function name={name!r}; expected one of {list(SURROGATE_NAMES)}"
-            )
+            raise ValueError(f"Unknown surrogate spike function name={name!r}; expected one of {list(SURROGATE_NAMES)}")
         scale = _DEFAULT_SCALES[name] if scale is None else scale
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
             raise ValueError(f"Surrogate scale must be a number > 0, got scale={scale!r}")

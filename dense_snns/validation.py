@@ -1,4 +1,5 @@
 """Input checks shared by all layers: clear errors that name the offending argument."""
+
 from __future__ import annotations
 
 import numbers
@@ -48,6 +49,4 @@ def check_features(shape, expected: int, name: str, what: str) -> None:
         raise ValueError(f"`{name}` must have a feature dimension, got shape {shape}")
     features = shape[-1]
     if features is not None and int(features) != expected:
-        raise ValueError(
-            f"`{name}` has {int(features)} features in its last dimension but {what} is {expected}"
-        )
+        raise ValueError(f"`{name}` has {int(features)} features in its last dimension but {what} is {expected}")

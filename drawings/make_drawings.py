@@ -16,6 +16,7 @@ The SVG text is written by hand (no dependencies).  The graph drawings are
 computed from the adjacency list by :func:`draw_graph` and
 :func:`draw_graph_unrolled`, so they can be reused for other graphs.
 """
+
 from __future__ import annotations
 
 import math
@@ -117,13 +118,18 @@ def text(
     if "  " in s:  # keep runs of spaces (SVG collapses them by default)
         style += ' xml:space="preserve"'
     return '<text x="%s" y="%s" font-size="%s" text-anchor="%s" fill="%s"%s%s>%s</text>' % (
-        fmt(x), fmt(y), fmt(size), anchor, fill or stroke_of(color), bold, style, escape(s)
+        fmt(x),
+        fmt(y),
+        fmt(size),
+        anchor,
+        fill or stroke_of(color),
+        bold,
+        style,
+        escape(s),
     )
 
 
-def text_lines(
-    x: float, y: float, lines: Sequence[str], size: float = 14, gap: float = 1.35, **kw
-) -> str:
+def text_lines(x: float, y: float, lines: Sequence[str], size: float = 14, gap: float = 1.35, **kw) -> str:
     """Several lines; ``y`` is the baseline of the first line."""
     return "\n".join(text(x, y + i * size * gap, s, size=size, **kw) for i, s in enumerate(lines))
 
@@ -141,8 +147,15 @@ def box(
 ) -> str:
     dash = ' stroke-dasharray="7 5"' if dashed else ""
     return '<rect x="%s" y="%s" width="%s" height="%s" rx="%s" fill="%s" stroke="%s" stroke-width="%s"%s/>' % (
-        fmt(x), fmt(y), fmt(w), fmt(h), fmt(rx), fill or fill_of(color), stroke_of(color),
-        fmt(stroke_width), dash,
+        fmt(x),
+        fmt(y),
+        fmt(w),
+        fmt(h),
+        fmt(rx),
+        fill or fill_of(color),
+        stroke_of(color),
+        fmt(stroke_width),
+        dash,
     )
 
 
@@ -178,36 +191,73 @@ def labeled_box(
 
 def circle(cx: float, cy: float, r: float, color: str = "blue", stroke_width: float = 2) -> str:
     return '<circle cx="%s" cy="%s" r="%s" fill="%s" stroke="%s" stroke-width="%s"/>' % (
-        fmt(cx), fmt(cy), fmt(r), fill_of(color), stroke_of(color), fmt(stroke_width)
+        fmt(cx),
+        fmt(cy),
+        fmt(r),
+        fill_of(color),
+        stroke_of(color),
+        fmt(stroke_width),
     )
 
 
-def line(x1: float, y1: float, x2: float, y2: float, color: str = "ink", width: float = 1.5,
-         dashed: bool = False, opacity: float = 1.0) -> str:
+def line(
+    x1: float,
+    y1: float,
+    x2: float,
+    y2: float,
+    color: str = "ink",
+    width: float = 1.5,
+    dashed: bool = False,
+    opacity: float = 1.0,
+) -> str:
     dash = ' stroke-dasharray="5 4"' if dashed else ""
     op = ' stroke-opacity="%s"' % fmt(opacity) if opacity < 1 else ""
     return '<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="%s" stroke-width="%s"%s%s/>' % (
-        fmt(x1), fmt(y1), fmt(x2), fmt(y2), stroke_of(color), fmt(width), dash, op
+        fmt(x1),
+        fmt(y1),
+        fmt(x2),
+        fmt(y2),
+        stroke_of(color),
+        fmt(width),
+        dash,
+        op,
     )
 
 
-def arrow(x1: float, y1: float, x2: float, y2: float, color: str = "ink", width: float = 1.8,
-          dashed: bool = False, small: bool = False) -> str:
+def arrow(
+    x1: float,
+    y1: float,
+    x2: float,
+    y2: float,
+    color: str = "ink",
+    width: float = 1.8,
+    dashed: bool = False,
+    small: bool = False,
+) -> str:
     """Straight arrow from (x1, y1) to (x2, y2); the arrowhead tip is at (x2, y2)."""
     return path_arrow("M%s,%s L%s,%s" % (fmt(x1), fmt(y1), fmt(x2), fmt(y2)), color, width, dashed, small)
 
 
-def path_arrow(d: str, color: str = "ink", width: float = 1.8, dashed: bool = False,
-               small: bool = False) -> str:
+def path_arrow(d: str, color: str = "ink", width: float = 1.8, dashed: bool = False, small: bool = False) -> str:
     """Arbitrary SVG path with an arrowhead at its end."""
     dash = ' stroke-dasharray="7 5"' if dashed else ""
     return '<path d="%s" fill="none" stroke="%s" stroke-width="%s"%s marker-end="url(#arrow-%s%s)"/>' % (
-        d, stroke_of(color), fmt(width), dash, color, "-s" if small else ""
+        d,
+        stroke_of(color),
+        fmt(width),
+        dash,
+        color,
+        "-s" if small else "",
     )
 
 
-def poly_arrow(points: Sequence[Tuple[float, float]], color: str = "ink", width: float = 1.8,
-               dashed: bool = False, small: bool = False) -> str:
+def poly_arrow(
+    points: Sequence[Tuple[float, float]],
+    color: str = "ink",
+    width: float = 1.8,
+    dashed: bool = False,
+    small: bool = False,
+) -> str:
     """Arrow along a polyline (used for orthogonal routing)."""
     d = "M" + " L".join("%s,%s" % (fmt(x), fmt(y)) for x, y in points)
     return path_arrow(d, color, width, dashed, small)
@@ -240,9 +290,17 @@ def draw_snn_block() -> str:
     b.append(arrow(20, mid + 8, syn_x, mid + 8, width=2))
 
     # Synapse.
-    b.append(labeled_box(syn_x, syn_y, syn_w, syn_h,
-                         ["Synaptic transform", "Dense / Conv / SparseLinear", "I[t] = W x[t] + b"],
-                         color="blue", size=14))
+    b.append(
+        labeled_box(
+            syn_x,
+            syn_y,
+            syn_w,
+            syn_h,
+            ["Synaptic transform", "Dense / Conv / SparseLinear", "I[t] = W x[t] + b"],
+            color="blue",
+            size=14,
+        )
+    )
 
     # Synapse -> neuron.
     b.append(arrow(syn_x + syn_w, mid + 8, neu_x, mid + 8, width=2))
@@ -250,8 +308,7 @@ def draw_snn_block() -> str:
 
     # Neuron.
     b.append(box(neu_x, neu_y, neu_w, neu_h, color="orange"))
-    b.append(text(neu_x + neu_w / 2, neu_y + 26, "LIF neuron  (state U, V)", size=15,
-                  anchor="middle", weight="bold"))
+    b.append(text(neu_x + neu_w / 2, neu_y + 26, "LIF neuron  (state U, V)", size=15, anchor="middle", weight="bold"))
     eqs = [
         "U[t+1] = a U[t] + (1\u2212a)(I[t] + f(V[t]))",
         "V[t+1] = b V[t] + (1\u2212b) g U[t]",
@@ -269,11 +326,18 @@ def draw_snn_block() -> str:
     # State loop on top of the neuron.
     lx1, lx2 = neu_x + neu_w - 70, neu_x + 70
     top = neu_y
-    b.append(path_arrow(
-        "M%d,%d C%d,%d %d,%d %d,%d" % (lx1, top, lx1 - 10, top - 55, lx2 + 10, top - 55, lx2, top),
-        color="green", width=2))
-    b.append(text(neu_x + neu_w / 2, top - 48, "state (t \u2192 t+1)", size=14, anchor="middle",
-                  color="green", weight="bold"))
+    b.append(
+        path_arrow(
+            "M%d,%d C%d,%d %d,%d %d,%d" % (lx1, top, lx1 - 10, top - 55, lx2 + 10, top - 55, lx2, top),
+            color="green",
+            width=2,
+        )
+    )
+    b.append(
+        text(
+            neu_x + neu_w / 2, top - 48, "state (t \u2192 t+1)", size=14, anchor="middle", color="green", weight="bold"
+        )
+    )
 
     # Optional self-recurrence: output -> z^-1 -> R -> synapse.
     tap_x = out_x + 24
@@ -282,15 +346,22 @@ def draw_snn_block() -> str:
     b.append('<circle cx="%d" cy="%d" r="4" fill="%s"/>' % (tap_x, mid + 8, stroke_of("purple")))
     b.append(poly_arrow([(tap_x, mid + 8), (tap_x, low), (zx + zw, low)], color="purple", dashed=True))
     b.append(labeled_box(zx, low - zh / 2, zw, zh, ["z\u207b\u00b9"], color="purple", size=16))
-    b.append(poly_arrow([(zx, low), (syn_x + syn_w / 2, low), (syn_x + syn_w / 2, syn_y + syn_h)],
-                        color="purple", dashed=True))
-    b.append(text(zx + zw / 2, low + zh / 2 + 20, "one-step delay", size=12.5, anchor="middle",
-                  color="purple"))
-    b.append(text(syn_x + syn_w / 2 + 12, low - 10, "R S[t\u22121]", size=14, color="purple",
-                  weight="bold"))
-    b.append(text(20, H - 22,
-                  "optional self-recurrence (recurrent weights R):  I[t] = W x[t] + R S[t\u22121] + b",
-                  size=13.5, color="purple"))
+    b.append(
+        poly_arrow(
+            [(zx, low), (syn_x + syn_w / 2, low), (syn_x + syn_w / 2, syn_y + syn_h)], color="purple", dashed=True
+        )
+    )
+    b.append(text(zx + zw / 2, low + zh / 2 + 20, "one-step delay", size=12.5, anchor="middle", color="purple"))
+    b.append(text(syn_x + syn_w / 2 + 12, low - 10, "R S[t\u22121]", size=14, color="purple", weight="bold"))
+    b.append(
+        text(
+            20,
+            H - 22,
+            "optional self-recurrence (recurrent weights R):  I[t] = W x[t] + R S[t\u22121] + b",
+            size=13.5,
+            color="purple",
+        )
+    )
     return svg_document(W, H, "SNN block: synaptic transform + LIF neuron", b)
 
 
@@ -299,8 +370,17 @@ def draw_snn_block() -> str:
 # --------------------------------------------------------------------------
 
 
-def _step_row(x0: float, y: float, labels: Sequence[str], bw: float, gap: float, bh: float,
-              color: str, reverse: bool, state_label: str) -> Tuple[List[str], List[float]]:
+def _step_row(
+    x0: float,
+    y: float,
+    labels: Sequence[str],
+    bw: float,
+    gap: float,
+    bh: float,
+    color: str,
+    reverse: bool,
+    state_label: str,
+) -> Tuple[List[str], List[float]]:
     """A row of per-time-step boxes connected by state arrows.
 
     Returns the SVG parts and the x-centre of every box.
@@ -320,8 +400,7 @@ def _step_row(x0: float, y: float, labels: Sequence[str], bw: float, gap: float,
                 parts.append(arrow(c, y + bh / 2, a, y + bh / 2, color="green", width=2))
             else:
                 parts.append(arrow(a, y + bh / 2, c, y + bh / 2, color="green", width=2))
-            parts.append(text((a + c) / 2, y + bh / 2 - 7, state_label, size=10.5,
-                              anchor="middle", color="green"))
+            parts.append(text((a + c) / 2, y + bh / 2 - 7, state_label, size=10.5, anchor="middle", color="green"))
     return parts, centers
 
 
@@ -338,12 +417,18 @@ def draw_layer_unrolled() -> str:
     # ---------------- forward ----------------
     b.append(text(20, 62, "Forward pass", size=15, weight="bold", color="blue"))
     mm_y, mm_h = 80, 56
-    b.append(labeled_box(cx0, mm_y, cw, mm_h,
-                         ["ONE matmul over all T steps:  I = x @ W + b",
-                          "(x @ W for all steps at once, not T small matmuls)"],
-                         color="blue", size=13.5))
-    b.append(labeled_box(20, mm_y + 3, 170, 50, ["input x", "[batch, time, features]"],
-                         color="gray", size=13))
+    b.append(
+        labeled_box(
+            cx0,
+            mm_y,
+            cw,
+            mm_h,
+            ["ONE matmul over all T steps:  I = x @ W + b", "(x @ W for all steps at once, not T small matmuls)"],
+            color="blue",
+            size=13.5,
+        )
+    )
+    b.append(labeled_box(20, mm_y + 3, 170, 50, ["input x", "[batch, time, features]"], color="gray", size=13))
     b.append(arrow(190, mm_y + mm_h / 2, cx0, mm_y + mm_h / 2, width=2))
 
     c_y, c_h = 170, 108
@@ -356,13 +441,20 @@ def draw_layer_unrolled() -> str:
         b.append(arrow(cxx, mm_y + mm_h, cxx, row_y, color="blue"))
         b.append(text(cxx + 6, mm_y + mm_h + 20, lab, size=12, color="blue"))
     b.extend(parts)
-    b.append(text(cx0 + cw / 2, c_y + c_h - 12,
-                  "compiled time recurrence of the neuron step (tf.while_loop / XLA)",
-                  size=12.5, anchor="middle", color="orange", italic=True))
+    b.append(
+        text(
+            cx0 + cw / 2,
+            c_y + c_h - 12,
+            "compiled time recurrence of the neuron step (tf.while_loop / XLA)",
+            size=12.5,
+            anchor="middle",
+            color="orange",
+            italic=True,
+        )
+    )
     sx = cx0 + cw + 40
     b.append(arrow(cx0 + cw, row_y + bh / 2, sx, row_y + bh / 2, width=2))
-    b.append(labeled_box(sx, row_y - 4, W - 20 - sx, 50, ["spikes S", "[batch, time, units]"],
-                         color="gray", size=13))
+    b.append(labeled_box(sx, row_y - 4, W - 20 - sx, 50, ["spikes S", "[batch, time, units]"], color="gray", size=13))
 
     # ---------------- backward ----------------
     sep = 312
@@ -374,35 +466,69 @@ def draw_layer_unrolled() -> str:
     brow_y = bc_y + 16
     parts, bcenters = _step_row(rx0, brow_y, steps, bw, gap, bh, "red", True, "\u2202U, \u2202V")
     b.extend(parts)
-    b.append(text(cx0 + cw / 2, bc_y + bc_h - 30,
-                  "reverse-time loop (t = T \u2192 1): keeps only the membrane trace U[t]",
-                  size=12.5, anchor="middle", color="red", italic=True))
-    b.append(text(cx0 + cw / 2, bc_y + bc_h - 12,
-                  "for the surrogate gradient of S = H(U \u2212 V \u2212 u_thresh)",
-                  size=12.5, anchor="middle", color="red", italic=True))
+    b.append(
+        text(
+            cx0 + cw / 2,
+            bc_y + bc_h - 30,
+            "reverse-time loop (t = T \u2192 1): keeps only the membrane trace U[t]",
+            size=12.5,
+            anchor="middle",
+            color="red",
+            italic=True,
+        )
+    )
+    b.append(
+        text(
+            cx0 + cw / 2,
+            bc_y + bc_h - 12,
+            "for the surrogate gradient of S = H(U \u2212 V \u2212 u_thresh)",
+            size=12.5,
+            anchor="middle",
+            color="red",
+            italic=True,
+        )
+    )
     # incoming dL/dS on the right
-    b.append(labeled_box(sx, brow_y - 4, W - 20 - sx, 50, ["\u2202L/\u2202S", "[batch, time, units]"],
-                         color="gray", size=13))
+    b.append(
+        labeled_box(sx, brow_y - 4, W - 20 - sx, 50, ["\u2202L/\u2202S", "[batch, time, units]"], color="gray", size=13)
+    )
     b.append(arrow(sx, brow_y + bh / 2, cx0 + cw, brow_y + bh / 2, width=2))
     # saved membrane trace on the left
-    b.append(labeled_box(20, brow_y - 4, 170, 50, ["saved from forward:", "membrane trace U"],
-                         color="orange", size=12.5, bold_first=False))
+    b.append(
+        labeled_box(
+            20,
+            brow_y - 4,
+            170,
+            50,
+            ["saved from forward:", "membrane trace U"],
+            color="orange",
+            size=12.5,
+            bold_first=False,
+        )
+    )
     b.append(arrow(190, brow_y + bh / 2, cx0, brow_y + bh / 2, color="orange", width=2))
 
     # gradient matmuls
     g_y, g_h = bc_y + bc_h + 44, 56
-    b.append(labeled_box(cx0, g_y, cw, g_h,
-                         ["weight / input gradients: single matmuls over all steps",
-                          "\u2202L/\u2202W = x\u1d40 @ \u2202L/\u2202I       \u2202L/\u2202x = \u2202L/\u2202I @ W\u1d40"],
-                         color="blue", size=13.5))
+    b.append(
+        labeled_box(
+            cx0,
+            g_y,
+            cw,
+            g_h,
+            [
+                "weight / input gradients: single matmuls over all steps",
+                "\u2202L/\u2202W = x\u1d40 @ \u2202L/\u2202I       \u2202L/\u2202x = \u2202L/\u2202I @ W\u1d40",
+            ],
+            color="blue",
+            size=13.5,
+        )
+    )
     b.append(arrow(cx0 + cw / 2, bc_y + bc_h, cx0 + cw / 2, g_y, color="red", width=2))
-    b.append(text(cx0 + cw / 2 + 8, bc_y + bc_h + 27, "\u2202L/\u2202I  [batch, time, units]",
-                  size=12.5, color="red"))
-    b.append(labeled_box(20, g_y + 3, 170, 50, ["\u2202L/\u2202x", "[batch, time, features]"],
-                         color="gray", size=13))
+    b.append(text(cx0 + cw / 2 + 8, bc_y + bc_h + 27, "\u2202L/\u2202I  [batch, time, units]", size=12.5, color="red"))
+    b.append(labeled_box(20, g_y + 3, 170, 50, ["\u2202L/\u2202x", "[batch, time, features]"], color="gray", size=13))
     b.append(arrow(cx0, g_y + g_h / 2, 190, g_y + g_h / 2, width=2))
-    b.append(labeled_box(sx, g_y + 3, W - 20 - sx, 50, ["\u2202L/\u2202W", "[features, units]"],
-                         color="gray", size=13))
+    b.append(labeled_box(sx, g_y + 3, W - 20 - sx, 50, ["\u2202L/\u2202W", "[features, units]"], color="gray", size=13))
     b.append(arrow(cx0 + cw, g_y + g_h / 2, sx, g_y + g_h / 2, width=2))
     return svg_document(W, H, "Fused sequence layer: one matmul + compiled time recurrence", b)
 
@@ -432,13 +558,32 @@ def draw_sparse_format() -> str:
             "spike-light": fill_of("blue"),
         }[kind]
 
-    def cell(x: float, y: float, w: float, h: float, kind: str, label: str = "",
-             label_color: str = "#1a202c", size: float = 14) -> str:
-        parts = ['<rect x="%s" y="%s" width="%s" height="%s" fill="%s" stroke="%s" stroke-width="1.2"/>'
-                 % (fmt(x), fmt(y), fmt(w), fmt(h), cell_fill(kind), "#4a5568")]
+    def cell(
+        x: float,
+        y: float,
+        w: float,
+        h: float,
+        kind: str,
+        label: str = "",
+        label_color: str = "#1a202c",
+        size: float = 14,
+    ) -> str:
+        parts = [
+            '<rect x="%s" y="%s" width="%s" height="%s" fill="%s" stroke="%s" stroke-width="1.2"/>'
+            % (fmt(x), fmt(y), fmt(w), fmt(h), cell_fill(kind), "#4a5568")
+        ]
         if label:
-            parts.append(text(x + w / 2, y + h / 2 + size * 0.36, label, size=size, anchor="middle",
-                              fill=label_color, weight="bold"))
+            parts.append(
+                text(
+                    x + w / 2,
+                    y + h / 2 + size * 0.36,
+                    label,
+                    size=size,
+                    anchor="middle",
+                    fill=label_color,
+                    weight="bold",
+                )
+            )
         return "\n".join(parts)
 
     # Dense spike vector.
@@ -457,8 +602,7 @@ def draw_sparse_format() -> str:
     tx0, tw, th = 170, 40, 30
     rows_y = {"ids": 200, "values": 262, "count": 338}
     for k in range(K):
-        b.append(text(tx0 + k * tw + tw / 2, rows_y["ids"] - 6, "k=%d" % k, size=10.5, anchor="middle",
-                      color="gray"))
+        b.append(text(tx0 + k * tw + tw / 2, rows_y["ids"] - 6, "k=%d" % k, size=10.5, anchor="middle", color="gray"))
     b.append(text(40, rows_y["ids"] + 20, "ids", size=14, weight="bold"))
     b.append(text(76, rows_y["ids"] + 20, "int32 [K]", size=12, color="gray"))
     b.append(text(40, rows_y["values"] + 20, "values", size=14, weight="bold"))
@@ -472,18 +616,28 @@ def draw_sparse_format() -> str:
         b.append(cell(tx0 + k * tw, rows_y["ids"], tw, th, light, str(ids[k]), fg))
         b.append(cell(tx0 + k * tw, rows_y["values"], tw, th, light, str(values[k]), fg))
     b.append(cell(tx0, rows_y["count"], tw, th, "off", str(count)))
-    b.append(text(tx0 + tw + 12, rows_y["count"] + 20, "valid entries (spikes + gradient-only)",
-                  size=12, color="gray"))
+    b.append(text(tx0 + tw + 12, rows_y["count"] + 20, "valid entries (spikes + gradient-only)", size=12, color="gray"))
     # Brackets under the values row.
     by = rows_y["values"] + th + 8
 
     def bracket(x1: float, x2: float, label: str, color: str) -> str:
-        return "\n".join([
-            '<path d="M%s,%s L%s,%s L%s,%s L%s,%s" fill="none" stroke="%s" stroke-width="1.4"/>'
-            % (fmt(x1 + 2), fmt(by), fmt(x1 + 2), fmt(by + 6), fmt(x2 - 2), fmt(by + 6), fmt(x2 - 2),
-               fmt(by), stroke_of(color)),
-            text((x1 + x2) / 2, by + 22, label, size=12, anchor="middle", color=color),
-        ])
+        return "\n".join(
+            [
+                '<path d="M%s,%s L%s,%s L%s,%s L%s,%s" fill="none" stroke="%s" stroke-width="1.4"/>'
+                % (
+                    fmt(x1 + 2),
+                    fmt(by),
+                    fmt(x1 + 2),
+                    fmt(by + 6),
+                    fmt(x2 - 2),
+                    fmt(by + 6),
+                    fmt(x2 - 2),
+                    fmt(by),
+                    stroke_of(color),
+                ),
+                text((x1 + x2) / 2, by + 22, label, size=12, anchor="middle", color=color),
+            ]
+        )
 
     b.append(bracket(tx0, tx0 + 3 * tw, "spike", "blue"))
     b.append(bracket(tx0 + 3 * tw, tx0 + 4 * tw, "grad-only", "gold"))
@@ -497,17 +651,23 @@ def draw_sparse_format() -> str:
     b.append(text(144, ly + 14, "near threshold: gradient-only (value 0)", size=12.5))
     b.append(cell(420, ly, 18, 18, "pad"))
     b.append(text(444, ly + 14, "padding", size=12.5))
-    b.append(text(40, H - 22,
-                  "capacity K = 6, static shapes: works in keras.layers.RNN, tf.while_loop, XLA",
-                  size=14.5, weight="bold", color="blue"))
+    b.append(
+        text(
+            40,
+            H - 22,
+            "capacity K = 6, static shapes: works in keras.layers.RNN, tf.while_loop, XLA",
+            size=14.5,
+            weight="bold",
+            color="blue",
+        )
+    )
 
     # ---------------- SparseLinear ----------------
     sx0 = 560
     b.append(line(520, 56, 520, 430, color="gray", width=1, dashed=True))
     b.append(text(sx0 - 16, 64, "SparseLinear: gather K rows of W", size=14, weight="bold"))
     mx, my, mcw, mch, M = 590, 92, 22, 20, 5
-    b.append(text(mx + M * mcw / 2, my + N * mch + 18, "W  [N, units]", size=12.5, anchor="middle",
-                  color="gray"))
+    b.append(text(mx + M * mcw / 2, my + N * mch + 18, "W  [N, units]", size=12.5, anchor="middle", color="gray"))
     for r in range(N):
         kind = "spike-light" if r in spikes else ("grad" if r in near else "off")
         for c in range(M):
@@ -523,8 +683,9 @@ def draw_sparse_format() -> str:
             b.append(cell(gx + c * mcw, y, mcw, mch, kind))
         src_y = my + ids[k] * mch + mch / 2
         color = {"spike": "blue", "grad": "gold", "pad": "gray"}[kinds[k]]
-        b.append(line(mx + M * mcw, src_y, gx, y + mch / 2, color=color, width=1.2,
-                      dashed=kinds[k] == "pad", opacity=0.9))
+        b.append(
+            line(mx + M * mcw, src_y, gx, y + mch / 2, color=color, width=1.2, dashed=kinds[k] == "pad", opacity=0.9)
+        )
         b.append(text(gx + M * mcw + 8, y + 14, "\u00d7 %d" % values[k], size=12, color=color))
     # Sum to y.
     yy = gy + K * mch + 56
@@ -533,10 +694,10 @@ def draw_sparse_format() -> str:
     for c in range(M):
         b.append(cell(gx + c * mcw, yy, mcw, mch, "off"))
     b.append(text(gx + M * mcw + 8, yy + 16, "y", size=14, weight="bold"))
-    b.append(text(740, 392, "y = \u03a3\u2096 values[k] \u00b7 W[ids[k], :]", size=15,
-                  anchor="middle", weight="bold"))
-    b.append(text(740, 414, "K row gathers + weighted sum: cost \u221d K, not N", size=12.5,
-                  anchor="middle", color="gray"))
+    b.append(text(740, 392, "y = \u03a3\u2096 values[k] \u00b7 W[ids[k], :]", size=15, anchor="middle", weight="bold"))
+    b.append(
+        text(740, 414, "K row gathers + weighted sum: cost \u221d K, not N", size=12.5, anchor="middle", color="gray")
+    )
     return svg_document(W, H, "Sparse spike format: static-shape (ids, values, count)", b)
 
 
@@ -572,8 +733,8 @@ def _bezier_points(p: Sequence[Tuple[float, float]], n: int = 24) -> List[Tuple[
     for i in range(n + 1):
         t = i / n
         u = 1 - t
-        x = u ** 3 * p[0][0] + 3 * u * u * t * p[1][0] + 3 * u * t * t * p[2][0] + t ** 3 * p[3][0]
-        y = u ** 3 * p[0][1] + 3 * u * u * t * p[1][1] + 3 * u * t * t * p[2][1] + t ** 3 * p[3][1]
+        x = u**3 * p[0][0] + 3 * u * u * t * p[1][0] + 3 * u * t * t * p[2][0] + t**3 * p[3][0]
+        y = u**3 * p[0][1] + 3 * u * u * t * p[1][1] + 3 * u * t * t * p[2][1] + t**3 * p[3][1]
         out.append((x, y))
     return out
 
@@ -587,8 +748,12 @@ def graph_edges(inp_connectivity: Sequence[Sequence[int]]) -> List[Tuple[int, in
     return [(src, dst) for dst, srcs in enumerate(inp_connectivity) for src in srcs]
 
 
-def draw_graph(inp_connectivity: Sequence[Sequence[int]], inputs: Sequence[int] = (0,),
-               outputs: Sequence[int] = (-1,), title: str = "Graph of SNN blocks") -> str:
+def draw_graph(
+    inp_connectivity: Sequence[Sequence[int]],
+    inputs: Sequence[int] = (0,),
+    outputs: Sequence[int] = (-1,),
+    title: str = "Graph of SNN blocks",
+) -> str:
     """SVG of a graph of SNN blocks, nodes left to right.
 
     ``inp_connectivity[i]`` lists the nodes whose spikes node ``i`` receives.
@@ -602,8 +767,10 @@ def draw_graph(inp_connectivity: Sequence[Sequence[int]], inputs: Sequence[int] 
     outputs = [i % n for i in outputs]
     r, spacing, margin = 27.0, 150.0, 120.0
     conn = "inp_connectivity = " + repr([list(s) for s in inp_connectivity])
-    legend = ("edge a \u2192 b: node b receives the spikes of node a (forward edges above, "
-              "backward edges below, self-loops green)")
+    legend = (
+        "edge a \u2192 b: node b receives the spikes of node a (forward edges above, "
+        "backward edges below, self-loops green)"
+    )
     W = int(max(margin * 2 + (n - 1) * spacing, 40 + 0.6 * 12.5 * len(legend), 40 + 0.62 * 13.5 * len(conn)))
     x0 = margin + (W - (margin * 2 + (n - 1) * spacing)) / 2  # centre narrow graphs
     xs = [x0 + i * spacing for i in range(n)]
@@ -635,8 +802,7 @@ def draw_graph(inp_connectivity: Sequence[Sequence[int]], inputs: Sequence[int] 
         curves.append(([p0, p1, p2, p3], "blue" if dst > src else "purple"))
 
     io_arrows: List[Tuple[Tuple[float, float], Tuple[float, float], str, float]] = []
-    for kind, nodes, end_node, end_pref in (("input", inputs, 0, 180.0),
-                                            ("output", outputs, n - 1, 0.0)):
+    for kind, nodes, end_node, end_pref in (("input", inputs, 0, 180.0), ("output", outputs, n - 1, 0.0)):
         for i in nodes:
             # End nodes get a horizontal arrow, inner nodes one from/to below.
             ang = _pick_angle(used[i], end_pref if i == end_node else 270.0)
@@ -658,12 +824,14 @@ def draw_graph(inp_connectivity: Sequence[Sequence[int]], inputs: Sequence[int] 
         u0, u1 = _unit(ang + 20), _unit(ang - 20)
         c0, c1 = _unit(ang + 42), _unit(ang - 42)
         reach = r + 46
-        loops.append([
-            (xs[src] + r * u0[0], r * u0[1]),
-            (xs[src] + reach * c0[0], reach * c0[1]),
-            (xs[src] + reach * c1[0], reach * c1[1]),
-            (xs[src] + r * u1[0], r * u1[1]),
-        ])
+        loops.append(
+            [
+                (xs[src] + r * u0[0], r * u0[1]),
+                (xs[src] + reach * c0[0], reach * c0[1]),
+                (xs[src] + reach * c1[0], reach * c1[1]),
+                (xs[src] + r * u1[0], r * u1[1]),
+            ]
+        )
 
     # Vertical extent.
     ys = [-r - 10, r + 10]
@@ -711,9 +879,13 @@ def draw_graph(inp_connectivity: Sequence[Sequence[int]], inputs: Sequence[int] 
 # --------------------------------------------------------------------------
 
 
-def draw_graph_unrolled(inp_connectivity: Sequence[Sequence[int]], inputs: Sequence[int] = (0,),
-                        outputs: Sequence[int] = (-1,), steps: int = 3,
-                        title: str = "Graph of SNN blocks unrolled in time") -> str:
+def draw_graph_unrolled(
+    inp_connectivity: Sequence[Sequence[int]],
+    inputs: Sequence[int] = (0,),
+    outputs: Sequence[int] = (-1,),
+    steps: int = 3,
+    title: str = "Graph of SNN blocks unrolled in time",
+) -> str:
     """Each column is one time step; every edge (self-loops included) goes
     from the source at step t to the target at step t+1 (one-step delay).
     External inputs enter their node inside the same column (no delay)."""
@@ -731,8 +903,7 @@ def draw_graph_unrolled(inp_connectivity: Sequence[Sequence[int]], inputs: Seque
     # Column backgrounds and headers.
     names = ["t"] + ["t+%d" % c for c in range(1, steps)]
     for c, x in enumerate(xs):
-        parts.append(box(x - 58, 50, 116, ys[-1] - 50 + 70, color="gray", rx=12,
-                         fill="#f7f9fc", stroke_width=1))
+        parts.append(box(x - 58, 50, 116, ys[-1] - 50 + 70, color="gray", rx=12, fill="#f7f9fc", stroke_width=1))
         parts.append(text(x, 72, "step " + names[c], size=15, anchor="middle", weight="bold"))
     for i, y in enumerate(ys):
         parts.append(text(22, y + 5, "node %d" % i, size=13.5, color="gray"))
@@ -745,10 +916,10 @@ def draw_graph_unrolled(inp_connectivity: Sequence[Sequence[int]], inputs: Seque
             dist = math.hypot(dxl, dyl)
             ux, uy = dxl / dist, dyl / dist
             color = "green" if src == dst else ("blue" if dst > src else "purple")
-            parts.append(arrow(x1 + r * ux, y1 + r * uy, x2 - r * ux, y2 - r * uy, color=color,
-                               width=1.5, small=True))
-        parts.append(text((xs[c] + xs[c + 1]) / 2, 96, "one-step delay", size=11.5, anchor="middle",
-                          color="gray", italic=True))
+            parts.append(arrow(x1 + r * ux, y1 + r * uy, x2 - r * ux, y2 - r * uy, color=color, width=1.5, small=True))
+        parts.append(
+            text((xs[c] + xs[c + 1]) / 2, 96, "one-step delay", size=11.5, anchor="middle", color="gray", italic=True)
+        )
 
     # External input / output inside each column.
     for c, x in enumerate(xs):
@@ -771,13 +942,27 @@ def draw_graph_unrolled(inp_connectivity: Sequence[Sequence[int]], inputs: Seque
             parts.append(circle(x, y, r, color="orange", stroke_width=2))
             parts.append(text(x, y + 5.5, str(i), size=15, anchor="middle", weight="bold"))
 
-    parts.append(text(W / 2, H - 44,
-                      "within a step every node is independent: all run in parallel, on different devices",
-                      size=14, anchor="middle", weight="bold", color="blue"))
-    parts.append(text(W / 2, H - 20,
-                      "every edge (self-loops in green) goes from its source at step t to its target "
-                      "at step t+1",
-                      size=12.5, anchor="middle", color="gray"))
+    parts.append(
+        text(
+            W / 2,
+            H - 44,
+            "within a step every node is independent: all run in parallel, on different devices",
+            size=14,
+            anchor="middle",
+            weight="bold",
+            color="blue",
+        )
+    )
+    parts.append(
+        text(
+            W / 2,
+            H - 20,
+            "every edge (self-loops in green) goes from its source at step t to its target at step t+1",
+            size=12.5,
+            anchor="middle",
+            color="gray",
+        )
+    )
     return svg_document(W, H, title, parts)
 
 
@@ -791,8 +976,9 @@ def main() -> None:
         "snn_block.svg": draw_snn_block(),
         "layer_unrolled.svg": draw_layer_unrolled(),
         "sparse_format.svg": draw_sparse_format(),
-        "graph.svg": draw_graph(EXAMPLE_CONNECTIVITY, inputs=[0], outputs=[4],
-                                title="Graph of SNN blocks (5-node example)"),
+        "graph.svg": draw_graph(
+            EXAMPLE_CONNECTIVITY, inputs=[0], outputs=[4], title="Graph of SNN blocks (5-node example)"
+        ),
         "graph_unrolled.svg": draw_graph_unrolled(EXAMPLE_CONNECTIVITY, inputs=[0], outputs=[4]),
     }
     for name, content in files.items():

@@ -1,4 +1,5 @@
 """What the randman examples share: arguments, data, training, the reload check, the summary."""
+
 from __future__ import annotations
 
 import argparse
@@ -36,9 +37,15 @@ def apply_quick(args) -> bool:
 
 def randman_kwargs(config: Dict[str, Any], args) -> Dict[str, Any]:
     """Arguments of `randman_dataset` from an example's CONFIG and its options."""
-    return dict(nb_classes=config["nb_classes"], nb_units=config["nb_units"], nb_steps=config["nb_steps"],
-                nb_samples=args.samples_per_class, seed=args.seed, batch_size=args.batch_size,
-                test_fraction=config["test_fraction"])
+    return dict(
+        nb_classes=config["nb_classes"],
+        nb_units=config["nb_units"],
+        nb_steps=config["nb_steps"],
+        nb_samples=args.samples_per_class,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        test_fraction=config["test_fraction"],
+    )
 
 
 def randman_data(config: Dict[str, Any], args):

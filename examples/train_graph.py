@@ -43,6 +43,7 @@ Run from the repository root::
     python examples/train_graph.py --quick --devices 2
     TF_USE_LEGACY_KERAS=1 python examples/train_graph.py --quick   # Keras 2
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -118,7 +119,7 @@ def build_graph(config=CONFIG) -> SNNGraph:
 
 
 def edge_kind(graph: SNNGraph, source: str, target: str) -> str:
-    """"forward" (source before target in node order), "backward" or "self" (a self-loop)."""
+    """ "forward" (source before target in node order), "backward" or "self" (a self-loop)."""
     i, j = graph.index(source), graph.index(target)
     return "forward" if i < j else "self" if i == j else "backward"
 
@@ -215,11 +216,16 @@ def split_cpu(n: int):
 
 def parse_args(argv=None):
     parser = common.argument_parser(
-        __doc__, os.path.join("runs", "graph"), "smoke test: 50 samples per class, 16 neurons per node, 1 epoch")
+        __doc__, os.path.join("runs", "graph"), "smoke test: 50 samples per class, 16 neurons per node, 1 epoch"
+    )
     parser.add_argument("--units", type=int, default=CONFIG["units"], help="neurons per node")
     parser.add_argument("--learning-rate", type=float, default=CONFIG["learning_rate"])
-    parser.add_argument("--devices", type=int, default=1,
-                        help="split the CPU into N logical devices and place the nodes with plan_placement")
+    parser.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        help="split the CPU into N logical devices and place the nodes with plan_placement",
+    )
     return parser.parse_args(argv)
 
 
@@ -244,7 +250,8 @@ def main(argv=None):
         print(f"  cut edges: {plan.cut_edges()}")
 
     svg_path = save_graph_svg(
-        graph, os.path.join(args.out, "graph.svg"),
+        graph,
+        os.path.join(args.out, "graph.svg"),
         title=f"SNN graph trained on randman ({graph.num_nodes} nodes x {config['units']} {config['neuron']})",
     )
 
@@ -263,13 +270,15 @@ def main(argv=None):
     model_path, _ = common.save_and_check_reload(model, test, args.out)
 
     placement_info = {k: v for k, v in plan.to_dict().items() if k != "graph"}
-    placement_info.update({
-        "used_by_layer": placement is not None,
-        "loads": plan.loads(),
-        "balance": plan.balance(),
-        "cut_edges": [list(edge) for edge in plan.cut_edges()],
-        "cut_traffic": plan.cut_traffic(),
-    })
+    placement_info.update(
+        {
+            "used_by_layer": placement is not None,
+            "loads": plan.loads(),
+            "balance": plan.balance(),
+            "cut_edges": [list(edge) for edge in plan.cut_edges()],
+            "cut_traffic": plan.cut_traffic(),
+        }
+    )
     summary = {
         "test_accuracy": test_acc,
         "train_accuracy": train_acc,

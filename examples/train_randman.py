@@ -22,6 +22,7 @@ Run from the repository root::
     python examples/train_randman.py --quick        # smoke test, < 30 s
     TF_USE_LEGACY_KERAS=1 python examples/train_randman.py --quick   # Keras 2
 """
+
 from __future__ import annotations
 
 import math
@@ -113,10 +114,15 @@ def save_plot(model, x, path):
 
 def parse_args(argv=None):
     parser = common.argument_parser(
-        __doc__, os.path.join("runs", "randman"), "smoke test: 50 samples per class, 32+32 neurons, 1 epoch")
+        __doc__, os.path.join("runs", "randman"), "smoke test: 50 samples per class, 32+32 neurons, 1 epoch"
+    )
     parser.add_argument("--learning-rate", type=float, default=CONFIG["learning_rate"])
-    parser.add_argument("--layer", choices=["fused", "rnn"], default="fused",
-                        help="SNN blocks as fused SNNDense layers or as keras.layers.RNN(SNNBlock)")
+    parser.add_argument(
+        "--layer",
+        choices=["fused", "rnn"],
+        default="fused",
+        help="SNN blocks as fused SNNDense layers or as keras.layers.RNN(SNNBlock)",
+    )
     return parser.parse_args(argv)
 
 

@@ -16,6 +16,7 @@ Run from the repository root::
     python examples/train_sparse.py            # full run
     python examples/train_sparse.py --quick    # smoke test
 """
+
 from __future__ import annotations
 
 import math
@@ -70,9 +71,15 @@ def build_sparse_model(config, input_capacity, capacities):
     count = keras.Input((steps,), dtype="int32", name="count")
     x, fan_in = [ids, values, count], n_in
     for i, (units, capacity) in enumerate(zip(config["hidden"], capacities), start=1):
-        x = sparse.SparseSNNDense(units, input_dim=fan_in, capacity=capacity, neuron=config["neuron"],
-                                  second_threshold=config["second_threshold"], kernel_initializer=_init(fan_in),
-                                  name=f"sparse{i}")(x)
+        x = sparse.SparseSNNDense(
+            units,
+            input_dim=fan_in,
+            capacity=capacity,
+            neuron=config["neuron"],
+            second_threshold=config["second_threshold"],
+            kernel_initializer=_init(fan_in),
+            name=f"sparse{i}",
+        )(x)
         fan_in = units
     outputs = sparse.SparseLeakyReadout(config["nb_classes"], input_dim=fan_in, name="readout")(x)
     return _compile(keras.Model([ids, values, count], outputs, name="sparse_snn"), config)
@@ -114,8 +121,9 @@ def fired_densities(model, dataset, layer_names, sizes):
 
 
 def parse_args(argv=None):
-    parser = common.argument_parser(__doc__, os.path.join("runs", "sparse"),
-                                    "smoke test: 50 samples per class, 32+32 neurons, 1 epoch")
+    parser = common.argument_parser(
+        __doc__, os.path.join("runs", "sparse"), "smoke test: 50 samples per class, 32+32 neurons, 1 epoch"
+    )
     return parser.parse_args(argv)
 
 
@@ -144,15 +152,20 @@ def main(argv=None):
         start = time.time()
         history = common.fit(model, train, test, args)
         logs = model.evaluate(test, verbose=0, return_dict=True)
-        results[kind] = {"test_accuracy": float(logs["acc"]), "train_time_s": round(time.time() - start, 1),
-                         "history": common.history_dict(history)}
+        results[kind] = {
+            "test_accuracy": float(logs["acc"]),
+            "train_time_s": round(time.time() - start, 1),
+            "history": common.history_dict(history),
+        }
         if kind == "sparse":
             names = [f"sparse{i}" for i in range(1, len(config["hidden"]) + 1)]
             results[kind]["hidden_spike_density"] = fired_densities(model, test, names, config["hidden"])
             results[kind]["selected_per_step"] = spike_densities(model, test, names, config["hidden"])
             results[kind]["dropped_spikes_per_step"] = {k: float(v) for k, v in logs.items() if k.endswith("_dropped")}
         else:
-            results[kind]["hidden_spike_density"] = [float(logs[f"h{i}_rate"]) for i in range(1, len(config["hidden"]) + 1)]
+            results[kind]["hidden_spike_density"] = [
+                float(logs[f"h{i}_rate"]) for i in range(1, len(config["hidden"]) + 1)
+            ]
 
     summary = {
         "dense": results["dense"],
@@ -166,11 +179,17 @@ def main(argv=None):
         "keras_version": snn.KERAS_VERSION,
     }
     path = common.write_summary(args.out, summary)
-    print(f"dense  test accuracy: {100 * results['dense']['test_accuracy']:.2f}%  ({results['dense']['train_time_s']} s)")
-    print(f"sparse test accuracy: {100 * results['sparse']['test_accuracy']:.2f}%  ({results['sparse']['train_time_s']} s)")
-    print(f"capacities: input K={input_capacity}, hidden K={capacities}; "
-          f"hidden spike densities (sparse model): {[round(d, 4) for d in results['sparse']['hidden_spike_density']]}; "
-          f"dropped spikes per step: {results['sparse']['dropped_spikes_per_step']}")
+    print(
+        f"dense  test accuracy: {100 * results['dense']['test_accuracy']:.2f}%  ({results['dense']['train_time_s']} s)"
+    )
+    print(
+        f"sparse test accuracy: {100 * results['sparse']['test_accuracy']:.2f}%  ({results['sparse']['train_time_s']} s)"
+    )
+    print(
+        f"capacities: input K={input_capacity}, hidden K={capacities}; "
+        f"hidden spike densities (sparse model): {[round(d, 4) for d in results['sparse']['hidden_spike_density']]}; "
+        f"dropped spikes per step: {results['sparse']['dropped_spikes_per_step']}"
+    )
     print(f"summary: {path}")
     return summary
 

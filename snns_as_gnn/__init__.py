@@ -10,6 +10,7 @@ spike tensors between nodes.
 `snns_as_gnn.spec` (the graph specification) and `snns_as_gnn.placement` (device plans) are
 pure Python; `snns_as_gnn.layer` runs a graph (`GraphSNN`, `GraphSNNCell`).
 """
+
 from __future__ import annotations
 
 from .layer import GraphSNN, GraphSNNCell

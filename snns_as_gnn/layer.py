@@ -10,6 +10,7 @@ independent ops: TensorFlow may run them concurrently and each can be placed on 
 device (`placement`). A chain graph equals a stack of `SNNBlock`s in which every layer after
 the first sees its input one step late (layer k lags the input by k-1 steps).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -67,7 +68,9 @@ class GraphStep:
         self.devices = [cell.placement.get(name) for name in graph.node_names]
         self.neurons = [cell.neurons[name] for name in graph.node_names]
         params = [n.params(dtype) for n in self.neurons]
-        self.node_steps = [fused.BlockStep(type(n).step_fn, n.state_type, p, False) for n, p in zip(self.neurons, params)]
+        self.node_steps = [
+            fused.BlockStep(type(n).step_fn, n.state_type, p, False) for n, p in zip(self.neurons, params)
+        ]
         self.dtype = dtype
         self.units = [node.units for node in graph.nodes]
         self.sources = [[graph.index(s) for s in graph.sources(name)] for name in graph.node_names]
@@ -80,7 +83,9 @@ class GraphStep:
     def tensors(self, cell: "GraphSNNCell", dtype) -> List[tf.Tensor]:
         kernels = [tf.cast(cell.edge_kernels[k], dtype) for k in range(len(self.graph.edges))]
         biases = [tf.cast(cell.biases[name], dtype) for name in self.graph.node_names] if self.use_bias else []
-        params = [t for step, neuron in zip(self.node_steps, self.neurons) for t in step.split(neuron.params(dtype), None)]
+        params = [
+            t for step, neuron in zip(self.node_steps, self.neurons) for t in step.split(neuron.params(dtype), None)
+        ]
         return kernels + biases + params
 
     def _device(self, i):
@@ -90,12 +95,12 @@ class GraphStep:
         n_edges = len(self.graph.edges)
         kernels = tensors[:n_edges]
         offset = n_edges
-        biases = tensors[offset:offset + len(self.units)] if self.use_bias else [None] * len(self.units)
+        biases = tensors[offset : offset + len(self.units)] if self.use_bias else [None] * len(self.units)
         offset += len(self.units) if self.use_bias else 0
         # Per node: neuron states then previous spikes.
         node_states, position = [], 0
         for count in self.state_counts:
-            node_states.append(states[position:position + count + 1])
+            node_states.append(states[position : position + count + 1])
             position += count + 1
         external = {}
         if self.input_nodes:
@@ -104,7 +109,7 @@ class GraphStep:
         new_states, spikes_out = [], {}
         for i, step in enumerate(self.node_steps):
             count = len(step.tensor_positions)
-            params = tensors[offset:offset + count]
+            params = tensors[offset : offset + count]
             offset += count
             with self._device(i):
                 node_current = external.get(i)
@@ -144,8 +149,15 @@ class GraphSNNCell(keras.layers.Layer):
     spikes of the previous step.
     """
 
-    def __init__(self, graph, placement=None, use_bias: bool = True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", **kwargs):
+    def __init__(
+        self,
+        graph,
+        placement=None,
+        use_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.graph = _as_graph(graph)
         self.placement = _as_placement(placement, self.graph)
@@ -154,8 +166,9 @@ class GraphSNNCell(keras.layers.Layer):
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.neurons = {}
         for node in self.graph.nodes:
-            neuron = get_neuron({"class_name": node.neuron, "config": dict(node.neuron_config)}, node.units,
-                                dtype=self.dtype_policy)
+            neuron = get_neuron(
+                {"class_name": node.neuron, "config": dict(node.neuron_config)}, node.units, dtype=self.dtype_policy
+            )
             self.neurons[node.name] = neuron
         # Tracked as a list so Keras 2 and 3 both save the neurons' weights.
         self.neuron_list = [self.neurons[name] for name in self.graph.node_names]
@@ -180,24 +193,31 @@ class GraphSNNCell(keras.layers.Layer):
         if features is None:
             raise ValueError(f"the feature dimension of `inputs` must be known, got shape {input_shape}")
         if self.graph.input_size is not None and int(features) != self.graph.input_size:
-            raise ValueError(f"`inputs` has {int(features)} features but the graph's input_size is {self.graph.input_size}")
+            raise ValueError(
+                f"`inputs` has {int(features)} features but the graph's input_size is {self.graph.input_size}"
+            )
         self.input_kernels = {}
         for i, name in enumerate(self.graph.inputs):
             self.input_kernels[name] = self.add_weight(
-                name=f"input_to_{name}", shape=(int(features), self.graph.node(name).units),
+                name=f"input_to_{name}",
+                shape=(int(features), self.graph.node(name).units),
                 initializer=self._kernel_initializer(i),
             )
         offset = len(self.graph.inputs)
         self.edge_kernels = [
-            self.add_weight(name=f"{s}_to_{t}", shape=(self.graph.node(s).units, self.graph.node(t).units),
-                            initializer=self._kernel_initializer(offset + k))
+            self.add_weight(
+                name=f"{s}_to_{t}",
+                shape=(self.graph.node(s).units, self.graph.node(t).units),
+                initializer=self._kernel_initializer(offset + k),
+            )
             for k, (s, t) in enumerate(self.graph.edges)
         ]
         self.biases = {}
         if self.use_bias:
             for node in self.graph.nodes:
-                self.biases[node.name] = self.add_weight(name=f"bias_{node.name}", shape=(node.units,),
-                                                         initializer=self.bias_initializer)
+                self.biases[node.name] = self.add_weight(
+                    name=f"bias_{node.name}", shape=(node.units,), initializer=self.bias_initializer
+                )
         for neuron in self.neuron_list:
             if not neuron.built:
                 neuron.build((None, neuron.units))
@@ -240,13 +260,15 @@ class GraphSNNCell(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "graph": self.graph.to_dict(),
-            "placement": dict(self.placement) or None,
-            "use_bias": self.use_bias,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-        })
+        config.update(
+            {
+                "graph": self.graph.to_dict(),
+                "placement": dict(self.placement) or None,
+                "use_bias": self.use_bias,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            }
+        )
         return config
 
 
@@ -276,14 +298,24 @@ class GraphSNN(keras.layers.Layer):
     the neurons' own weights; the same as `keras.layers.RNN(layer.cell)`.
     """
 
-    def __init__(self, graph, placement=None, use_bias: bool = True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", return_sequences: bool = True, implementation: str = "auto",
-                 jit_compile: bool = True, **kwargs):
+    def __init__(
+        self,
+        graph,
+        placement=None,
+        use_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        return_sequences: bool = True,
+        implementation: str = "auto",
+        jit_compile: bool = True,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if implementation not in IMPLEMENTATIONS:
             raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got implementation={implementation!r}")
-        self.cell = GraphSNNCell(graph, placement, use_bias, kernel_initializer, bias_initializer,
-                                 dtype=self.dtype_policy, name="cell")
+        self.cell = GraphSNNCell(
+            graph, placement, use_bias, kernel_initializer, bias_initializer, dtype=self.dtype_policy, name="cell"
+        )
         self.graph = self.cell.graph
         self.return_sequences = bool(return_sequences)
         self.implementation = implementation
@@ -315,9 +347,16 @@ class GraphSNN(keras.layers.Layer):
             outputs = self._loop(step, currents, mask, states, tensors)
         else:
             single_device = len(set(self.cell.placement.values())) <= 1
-            outputs, _ = fused.compiled_recurrence(step, currents, states, tensors, mask,
-                                                   jit_compile=self.jit_compile and single_device, time_axis=1,
-                                                   checkpoint_every=fused.AUTO)
+            outputs, _ = fused.compiled_recurrence(
+                step,
+                currents,
+                states,
+                tensors,
+                mask,
+                jit_compile=self.jit_compile and single_device,
+                time_axis=1,
+                checkpoint_every=fused.AUTO,
+            )
         return outputs if self.return_sequences else outputs[:, -1]
 
     @staticmethod
@@ -347,6 +386,11 @@ class GraphSNN(keras.layers.Layer):
         cell_config = self.cell.get_config()
         for key in ("graph", "placement", "use_bias", "kernel_initializer", "bias_initializer"):
             config[key] = cell_config[key]
-        config.update({"return_sequences": self.return_sequences, "implementation": self.implementation,
-                       "jit_compile": self.jit_compile})
+        config.update(
+            {
+                "return_sequences": self.return_sequences,
+                "implementation": self.implementation,
+                "jit_compile": self.jit_compile,
+            }
+        )
         return config

@@ -19,6 +19,7 @@ gets the group holding the first node in graph order, and so on).
 The plan feeds `tf.device` placement on CPU/GPU logical devices and IPU shards / pipeline
 stages (`PlacementPlan.stages`). Results of a graph layer must not depend on the placement.
 """
+
 from __future__ import annotations
 
 import collections.abc as abc
@@ -78,9 +79,7 @@ def _check_devices(devices, what: str = "devices") -> Tuple[str, ...]:
     seen = set()
     for device in devices:
         if not isinstance(device, str) or not device:
-            raise PlacementError(
-                f"{what} must contain non-empty device strings (e.g. '/CPU:0'), got {device!r}"
-            )
+            raise PlacementError(f"{what} must contain non-empty device strings (e.g. '/CPU:0'), got {device!r}")
         if device in seen:
             raise PlacementError(f"{what}: duplicate device {device!r}")
         seen.add(device)
@@ -114,11 +113,7 @@ def node_work(graph: SNNGraph, name: str) -> int:
 
 def _edge_traffic(graph: SNNGraph) -> List[Tuple[str, str, int]]:
     """(source, target, spikes per step) for every edge that can be cut (no self-loops)."""
-    return [
-        (source, target, graph.node(source).units)
-        for source, target in graph.edges
-        if source != target
-    ]
+    return [(source, target, graph.node(source).units) for source, target in graph.edges if source != target]
 
 
 # -- the plan --------------------------------------------------------------------------
@@ -143,18 +138,14 @@ class PlacementPlan(abc.Mapping):
         names = graph.node_names
         unknown = [key for key in assignment if key not in graph]
         if unknown:
-            raise PlacementError(
-                f"mapping: unknown node names {unknown!r}; the graph's nodes are {list(names)}"
-            )
+            raise PlacementError(f"mapping: unknown node names {unknown!r}; the graph's nodes are {list(names)}")
         missing = [name for name in names if name not in assignment]
         if missing:
             raise PlacementError(f"mapping: nodes not placed on any device: {missing!r}")
         for name in names:
             device = assignment[name]
             if not isinstance(device, str) or not device:
-                raise PlacementError(
-                    f"mapping: node {name!r} must map to a non-empty device string, got {device!r}"
-                )
+                raise PlacementError(f"mapping: node {name!r} must map to a non-empty device string, got {device!r}")
         if devices is None:
             order: List[str] = []
             for name in names:
@@ -522,7 +513,7 @@ class _Problem:
                     current = best_value
                     improved = True
             for i, u in enumerate(order):  # pairwise swaps
-                for v in order[i + 1:]:
+                for v in order[i + 1 :]:
                     a, b = dev[u], dev[v]
                     if a == b:
                         continue

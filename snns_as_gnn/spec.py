@@ -7,6 +7,7 @@ validate a spec, except that neuron model names are checked against
 Semantics (see the GraphSNN layer): node i at step t+1 receives the spikes its source nodes
 emitted at step t; input nodes also receive the external input of step t without delay.
 """
+
 from __future__ import annotations
 
 import collections.abc as abc
@@ -216,9 +217,7 @@ class SNNGraph:
         index: Dict[str, int] = {}
         for i, node in enumerate(nodes):
             if node.name in index:
-                raise GraphSpecError(
-                    f"duplicate node name {node.name!r} (nodes {index[node.name]} and {i})"
-                )
+                raise GraphSpecError(f"duplicate node name {node.name!r} (nodes {index[node.name]} and {i})")
             index[node.name] = i
         self._nodes = nodes
         self._index = index
@@ -235,9 +234,7 @@ class SNNGraph:
             source, target = edge
             for role, end in (("source", source), ("target", target)):
                 if end not in index:
-                    raise GraphSpecError(
-                        f"edge ({source!r}, {target!r}): unknown {role} node {end!r}"
-                    )
+                    raise GraphSpecError(f"edge ({source!r}, {target!r}): unknown {role} node {end!r}")
             if edge in seen:
                 raise GraphSpecError(f"duplicate edge ({source!r}, {target!r})")
             seen.add(edge)
@@ -397,9 +394,7 @@ class SNNGraph:
         for key in ("nodes", "edges", "inputs", "outputs"):
             if key not in data:
                 raise GraphSpecError(f"graph spec: missing key {key!r}")
-        return cls(
-            data["nodes"], data["edges"], data["inputs"], data["outputs"], data.get("input_size")
-        )
+        return cls(data["nodes"], data["edges"], data["inputs"], data["outputs"], data.get("input_size"))
 
     def to_json(self, indent: Optional[int] = None) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -482,9 +477,7 @@ class SNNGraph:
                 raise GraphSpecError(f"{label}: sources must be a list of node indices, got {sources!r}")
             for j in sources:
                 if not _is_int(j) or not 0 <= int(j) < n:
-                    raise GraphSpecError(
-                        f"{label}: bad source {j!r}; sources must be node indices in [0, {n})"
-                    )
+                    raise GraphSpecError(f"{label}: bad source {j!r}; sources must be node indices in [0, {n})")
                 edges.append((names[int(j)], names[i]))
 
         def index_names(values, what):

@@ -13,6 +13,7 @@ scatters, one library) are built from source at the first call that may use them
 runs in pure TensorFlow (with one warning); ``implementation="tf"`` never builds or loads
 the library, e.g. for a SavedModel that must not need it.
 """
+
 from __future__ import annotations
 
 from . import format

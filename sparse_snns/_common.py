@@ -4,6 +4,7 @@ of sparse-spike arguments (ids, count).
 Depends on TensorFlow, `sparse_snns.ops` and `dense_snns.ops` only (the op library is built by `resolve` on
 the first ``"auto"`` or ``"op"`` call).
 """
+
 from __future__ import annotations
 
 import numbers
@@ -117,8 +118,9 @@ def valid_mask(count: tf.Tensor, k: int) -> tf.Tensor:
     return tf.range(k, dtype=tf.int32) < tf.expand_dims(count, -1)
 
 
-def check_values_eagerly(ids: tf.Tensor, count: tf.Tensor, n: int, bound: str = "N_in",
-                         where: str = "the first dimension of `kernel`") -> None:
+def check_values_eagerly(
+    ids: tf.Tensor, count: tf.Tensor, n: int, bound: str = "N_in", where: str = "the first dimension of `kernel`"
+) -> None:
     """ids of valid entries in [0, n) and count in [0, K]: ValueError naming the field."""
     k = int(ids.shape[-1])
     count_np = np.asarray(count.numpy())
@@ -136,8 +138,13 @@ def check_values_eagerly(ids: tf.Tensor, count: tf.Tensor, n: int, bound: str = 
         )
 
 
-def value_assertions(ids: tf.Tensor, count: tf.Tensor, n: Union[int, tf.Tensor], bound: str = "N_in",
-                     where: str = "the first dimension of `kernel`") -> List[tf.Operation]:
+def value_assertions(
+    ids: tf.Tensor,
+    count: tf.Tensor,
+    n: Union[int, tf.Tensor],
+    bound: str = "N_in",
+    where: str = "the first dimension of `kernel`",
+) -> List[tf.Operation]:
     """The checks of `check_values_eagerly` as `tf.debugging` assertions (InvalidArgumentError
     at run time; compiled out by XLA)."""
     k = int(ids.shape[-1])

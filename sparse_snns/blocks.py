@@ -6,6 +6,7 @@ the compiled loop of `dense_snns.fused` (hand-written BPTT), and the spikes of e
 selected into K = `capacity` slots by `select_spikes` (spikes first, then gradient-only
 entries near threshold). The backward pass reaches only the selected neurons: sparse BPTT.
 """
+
 from __future__ import annotations
 
 import tensorflow as tf
@@ -49,7 +50,9 @@ class SparseBlockStep(fused.BlockStep):
             current = current + bias
         capture = _CapturingSpike(params.spike_fn)
         params = params._replace(spike_fn=capture)
-        spikes, new_states = fused.masked_block_step(self.step_fn, self.state_type, current, mask_t, states, params, kernel)
+        spikes, new_states = fused.masked_block_step(
+            self.step_fn, self.state_type, current, mask_t, states, params, kernel
+        )
         x = capture.x
         if mask_t is not None:
             x = tf.where(fused._broadcast_mask(mask_t, x), x, tf.fill(tf.shape(x), tf.constant(_SILENT, x.dtype)))
@@ -95,10 +98,23 @@ class SparseSNNDense(keras.layers.Layer):
     kept in `last_dropped`.
     """
 
-    def __init__(self, units: int, input_dim: int, capacity: int, second_threshold=None, neuron="lif",
-                 self_recurrent: bool = False, strict: bool = False, use_bias: bool = True,
-                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal", bias_initializer="zeros",
-                 implementation: str = "auto", jit_compile: bool = True, **kwargs):
+    def __init__(
+        self,
+        units: int,
+        input_dim: int,
+        capacity: int,
+        second_threshold=None,
+        neuron="lif",
+        self_recurrent: bool = False,
+        strict: bool = False,
+        use_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        implementation: str = "auto",
+        jit_compile: bool = True,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.units = check_units(units)
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity <= 0:
@@ -110,9 +126,16 @@ class SparseSNNDense(keras.layers.Layer):
         self.self_recurrent = bool(self_recurrent)
         self.strict = bool(strict)
         self.jit_compile = bool(jit_compile)
-        self.synapse = SparseLinear(units, input_dim=input_dim, use_bias=use_bias, kernel_initializer=kernel_initializer,
-                                    bias_initializer=bias_initializer, implementation=implementation,
-                                    dtype=self.dtype_policy, name="synapse")
+        self.synapse = SparseLinear(
+            units,
+            input_dim=input_dim,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            implementation=implementation,
+            dtype=self.dtype_policy,
+            name="synapse",
+        )
         self.input_dim = self.synapse.input_dim
         self.neuron = get_neuron(neuron, self.units, dtype=self.dtype_policy)
         self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
@@ -126,8 +149,9 @@ class SparseSNNDense(keras.layers.Layer):
             self.synapse.build()
         self.recurrent_kernel = None
         if self.self_recurrent:
-            self.recurrent_kernel = self.add_weight(name="recurrent_kernel", shape=(self.units, self.units),
-                                                    initializer=self.recurrent_initializer)
+            self.recurrent_kernel = self.add_weight(
+                name="recurrent_kernel", shape=(self.units, self.units), initializer=self.recurrent_initializer
+            )
         if not self.neuron.built:
             self.neuron.build((None, self.units))
         self.built = True
@@ -138,12 +162,15 @@ class SparseSNNDense(keras.layers.Layer):
         else:
             dense = tf.convert_to_tensor(inputs)
             if dense.shape.rank != 3:
-                raise ValueError(f"`inputs` must be sparse spikes [ids, values, count] or a dense raster "
-                                 f"[batch, time, input_dim], got shape {dense.shape}")
+                raise ValueError(
+                    f"`inputs` must be sparse spikes [ids, values, count] or a dense raster "
+                    f"[batch, time, input_dim], got shape {dense.shape}"
+                )
             if dense.shape[-1] is not None and int(dense.shape[-1]) != self.input_dim:
                 raise ValueError(f"`inputs` has {int(dense.shape[-1])} features but input_dim is {self.input_dim}")
-            spikes = from_dense(dense, self.input_dim, dtype=self.compute_dtype,
-                                implementation=self.synapse.implementation)
+            spikes = from_dense(
+                dense, self.input_dim, dtype=self.compute_dtype, implementation=self.synapse.implementation
+            )
         if spikes.ids.shape.rank != 3:
             raise ValueError(f"sparse `inputs` must have ids of rank 3 [batch, time, K], got shape {spikes.ids.shape}")
         return spikes
@@ -164,20 +191,34 @@ class SparseSNNDense(keras.layers.Layer):
         params = self.neuron.params(dtype)
         kernel = tf.cast(self.recurrent_kernel, dtype) if self.self_recurrent else None
         bias = None if self.synapse.bias is None else tf.cast(self.synapse.bias, dtype)
-        step = SparseBlockStep(type(self.neuron).step_fn, self.neuron.state_type, params, kernel is not None,
-                               bias is not None)
+        step = SparseBlockStep(
+            type(self.neuron).step_fn, self.neuron.state_type, params, kernel is not None, bias is not None
+        )
         step = _STEPS.setdefault(step._key, step)
         zeros = tf.zeros_like(currents[0] if time_axis == 0 else currents[:, 0])
         states = [zeros] * (len(self.neuron.state_size) + (1 if self.self_recurrent else 0))
         if mask is not None:
             mask = tf.cast(mask, tf.bool)
             mask = tf.transpose(mask) if time_axis == 0 else mask
-        x, _ = fused.compiled_recurrence(step, currents, states, step.split(params, kernel, bias), mask,
-                                         jit_compile=self.jit_compile, time_axis=time_axis,
-                                         checkpoint_every=fused.AUTO)
+        x, _ = fused.compiled_recurrence(
+            step,
+            currents,
+            states,
+            step.split(params, kernel, bias),
+            mask,
+            jit_compile=self.jit_compile,
+            time_axis=time_axis,
+            checkpoint_every=fused.AUTO,
+        )
         # x: membrane minus threshold, laid out as the currents
-        selected, dropped = select_spikes(x, self.capacity, self.second_threshold, self.neuron.spike_func,
-                                          strict=self.strict, implementation=self.synapse.implementation)
+        selected, dropped = select_spikes(
+            x,
+            self.capacity,
+            self.second_threshold,
+            self.neuron.spike_func,
+            strict=self.strict,
+            implementation=self.synapse.implementation,
+        )
         if time_axis == 0:
             selected = _swap_batch_time(selected)
             dropped = tf.transpose(dropped)
@@ -207,21 +248,23 @@ class SparseSNNDense(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         synapse = self.synapse.get_config()
-        config.update({
-            "units": self.units,
-            "input_dim": self.input_dim,
-            "capacity": self.capacity,
-            "second_threshold": self.second_threshold,
-            "neuron": serialize_neuron(self.neuron),
-            "self_recurrent": self.self_recurrent,
-            "strict": self.strict,
-            "use_bias": synapse["use_bias"],
-            "kernel_initializer": synapse["kernel_initializer"],
-            "recurrent_initializer": keras.initializers.serialize(self.recurrent_initializer),
-            "bias_initializer": synapse["bias_initializer"],
-            "implementation": synapse["implementation"],
-            "jit_compile": self.jit_compile,
-        })
+        config.update(
+            {
+                "units": self.units,
+                "input_dim": self.input_dim,
+                "capacity": self.capacity,
+                "second_threshold": self.second_threshold,
+                "neuron": serialize_neuron(self.neuron),
+                "self_recurrent": self.self_recurrent,
+                "strict": self.strict,
+                "use_bias": synapse["use_bias"],
+                "kernel_initializer": synapse["kernel_initializer"],
+                "recurrent_initializer": keras.initializers.serialize(self.recurrent_initializer),
+                "bias_initializer": synapse["bias_initializer"],
+                "implementation": synapse["implementation"],
+                "jit_compile": self.jit_compile,
+            }
+        )
         return config
 
 
@@ -242,8 +285,9 @@ class SparseToDense(keras.layers.Layer):
     def call(self, inputs):
         spikes = _as_spikes(inputs)
         values = tf.cast(spikes.values, self.compute_dtype)
-        return to_dense(SparseSpikes(spikes.ids, values, spikes.count), self.num_neurons,
-                        implementation=self.implementation)
+        return to_dense(
+            SparseSpikes(spikes.ids, values, spikes.count), self.num_neurons, implementation=self.implementation
+        )
 
     def compute_output_shape(self, input_shape):
         ids_shape = input_shape[0] if isinstance(input_shape[0], (list, tuple, tf.TensorShape)) else input_shape
@@ -271,10 +315,11 @@ def pack_spikes(spikes: SparseSpikes) -> tf.Tensor:
 def unpack_spikes(packed: tf.Tensor, capacity: int) -> SparseSpikes:
     """Inverse of `pack_spikes`: [..., 2K + 1] -> SparseSpikes with K = `capacity`."""
     if packed.shape[-1] is not None and int(packed.shape[-1]) != 2 * capacity + 1:
-        raise ValueError(f"packed sparse spikes must have 2 * capacity + 1 = {2 * capacity + 1} features, "
-                         f"got shape {packed.shape}")
+        raise ValueError(
+            f"packed sparse spikes must have 2 * capacity + 1 = {2 * capacity + 1} features, got shape {packed.shape}"
+        )
     ids = tf.cast(tf.round(packed[..., :capacity]), tf.int32)
-    values = packed[..., capacity:2 * capacity]
+    values = packed[..., capacity : 2 * capacity]
     count = tf.cast(tf.round(packed[..., 2 * capacity]), tf.int32)
     return SparseSpikes(ids, values, count)
 
@@ -297,10 +342,22 @@ class SparseSNNBlock(keras.layers.Layer):
     spikes [batch, 2 K + 1]: the recurrent state is sparse too.
     """
 
-    def __init__(self, units: int, input_dim: int, capacity: int, input_capacity: int, second_threshold=None,
-                 neuron="lif", self_recurrent: bool = False, use_bias: bool = True,
-                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal", bias_initializer="zeros",
-                 implementation: str = "auto", **kwargs):
+    def __init__(
+        self,
+        units: int,
+        input_dim: int,
+        capacity: int,
+        input_capacity: int,
+        second_threshold=None,
+        neuron="lif",
+        self_recurrent: bool = False,
+        use_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        implementation: str = "auto",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.units = check_units(units)
         for name, value in (("capacity", capacity), ("input_capacity", input_capacity)):
@@ -312,14 +369,27 @@ class SparseSNNBlock(keras.layers.Layer):
         self.input_capacity = input_capacity
         self.second_threshold = None if second_threshold is None else float(second_threshold)
         self.self_recurrent = bool(self_recurrent)
-        self.synapse = SparseLinear(units, input_dim=input_dim, use_bias=use_bias, kernel_initializer=kernel_initializer,
-                                    bias_initializer=bias_initializer, implementation=implementation,
-                                    dtype=self.dtype_policy, name="synapse")
+        self.synapse = SparseLinear(
+            units,
+            input_dim=input_dim,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            implementation=implementation,
+            dtype=self.dtype_policy,
+            name="synapse",
+        )
         self.recurrent = None
         if self.self_recurrent:
-            self.recurrent = SparseLinear(units, input_dim=units, use_bias=False,
-                                          kernel_initializer=recurrent_initializer, implementation=implementation,
-                                          dtype=self.dtype_policy, name="recurrent")
+            self.recurrent = SparseLinear(
+                units,
+                input_dim=units,
+                use_bias=False,
+                kernel_initializer=recurrent_initializer,
+                implementation=implementation,
+                dtype=self.dtype_policy,
+                name="recurrent",
+            )
         self.input_dim = self.synapse.input_dim
         self.neuron = get_neuron(neuron, self.units, dtype=self.dtype_policy)
 
@@ -337,9 +407,15 @@ class SparseSNNBlock(keras.layers.Layer):
         return zero_states(self, inputs, batch_size, dtype)
 
     def build(self, input_shape=None):
-        if input_shape is not None and input_shape[-1] is not None and int(input_shape[-1]) != 2 * self.input_capacity + 1:
-            raise ValueError(f"`inputs` must be packed sparse spikes of 2 * input_capacity + 1 = "
-                             f"{2 * self.input_capacity + 1} features, got shape {input_shape}")
+        if (
+            input_shape is not None
+            and input_shape[-1] is not None
+            and int(input_shape[-1]) != 2 * self.input_capacity + 1
+        ):
+            raise ValueError(
+                f"`inputs` must be packed sparse spikes of 2 * input_capacity + 1 = "
+                f"{2 * self.input_capacity + 1} features, got shape {input_shape}"
+            )
         for layer in (self.synapse, self.recurrent):
             if layer is not None and not layer.built:
                 layer.build()
@@ -356,28 +432,38 @@ class SparseSNNBlock(keras.layers.Layer):
             current = current + self.recurrent(unpack_spikes(states[n_neuron], self.capacity))
         params = self.neuron.params(current.dtype)
         capture = _CapturingSpike(params.spike_fn)
-        _, neuron_states = type(self.neuron).step_fn(current, self.neuron.state_type(*states[:n_neuron]),
-                                                     params._replace(spike_fn=capture))
-        selected, _ = select_spikes(capture.x, self.capacity, self.second_threshold, self.neuron.spike_func,
-                                    implementation=self.synapse.implementation)
+        _, neuron_states = type(self.neuron).step_fn(
+            current, self.neuron.state_type(*states[:n_neuron]), params._replace(spike_fn=capture)
+        )
+        selected, _ = select_spikes(
+            capture.x,
+            self.capacity,
+            self.second_threshold,
+            self.neuron.spike_func,
+            implementation=self.synapse.implementation,
+        )
         output = pack_spikes(selected)
         return output, list(neuron_states) + ([output] if self.self_recurrent else [])
 
     def get_config(self):
         config = super().get_config()
         synapse = self.synapse.get_config()
-        config.update({
-            "units": self.units,
-            "input_dim": self.input_dim,
-            "capacity": self.capacity,
-            "input_capacity": self.input_capacity,
-            "second_threshold": self.second_threshold,
-            "neuron": serialize_neuron(self.neuron),
-            "self_recurrent": self.self_recurrent,
-            "use_bias": synapse["use_bias"],
-            "kernel_initializer": synapse["kernel_initializer"],
-            "recurrent_initializer": self.recurrent.get_config()["kernel_initializer"] if self.recurrent else "orthogonal",
-            "bias_initializer": synapse["bias_initializer"],
-            "implementation": synapse["implementation"],
-        })
+        config.update(
+            {
+                "units": self.units,
+                "input_dim": self.input_dim,
+                "capacity": self.capacity,
+                "input_capacity": self.input_capacity,
+                "second_threshold": self.second_threshold,
+                "neuron": serialize_neuron(self.neuron),
+                "self_recurrent": self.self_recurrent,
+                "use_bias": synapse["use_bias"],
+                "kernel_initializer": synapse["kernel_initializer"],
+                "recurrent_initializer": self.recurrent.get_config()["kernel_initializer"]
+                if self.recurrent
+                else "orthogonal",
+                "bias_initializer": synapse["bias_initializer"],
+                "implementation": synapse["implementation"],
+            }
+        )
         return config

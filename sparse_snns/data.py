@@ -2,6 +2,7 @@
 
 The conversion runs in the input pipeline, so the first layer of a model is sparse too.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -33,8 +34,9 @@ def max_events_per_step(dataset: tf.data.Dataset) -> int:
     return largest
 
 
-def sparse_dataset(dataset: tf.data.Dataset, capacity: Optional[int] = None, strict: bool = True,
-                   implementation: str = "auto") -> tf.data.Dataset:
+def sparse_dataset(
+    dataset: tf.data.Dataset, capacity: Optional[int] = None, strict: bool = True, implementation: str = "auto"
+) -> tf.data.Dataset:
     """Map a dataset of ``(raster [batch, time, N], label)`` to ``((ids, values, count), label)``.
 
     Args:

@@ -20,6 +20,7 @@ This module does not use Keras. With ``implementation="auto"`` (the default) or 
 source at the first such call (pure TensorFlow without a compiler, with a warning);
 ``implementation="tf"`` never touches them.
 """
+
 from __future__ import annotations
 
 import math
@@ -146,8 +147,9 @@ class SparseSpikes(NamedTuple):
         return tf.TensorShape(self.ids.shape)[:-1]
 
     @classmethod
-    def from_dense(cls, spikes, capacity: int, strict: bool = False, dtype=None,
-                   implementation: str = "auto") -> "SparseSpikes":
+    def from_dense(
+        cls, spikes, capacity: int, strict: bool = False, dtype=None, implementation: str = "auto"
+    ) -> "SparseSpikes":
         """Dense spikes [..., N] -> SparseSpikes with capacity K (see module `from_dense`)."""
         return from_dense(spikes, capacity, strict=strict, dtype=dtype, implementation=implementation)
 
@@ -235,8 +237,9 @@ def from_dense_with_overflow(
     # The events are selected on the values cast to `out_dtype` when the cast keeps every
     # nonzero entry nonzero (see `_exact_cast`), else on `x`.
     if _exact_cast(in_dtype, out_dtype):
-        ids, count, total, values = select_indices(xf, capacity, first="nonzero", implementation=implementation,
-                                                   gather=True)
+        ids, count, total, values = select_indices(
+            xf, capacity, first="nonzero", implementation=implementation, gather=True
+        )
     else:
         ids, count, total = select_indices(x, capacity, first="nonzero", implementation=implementation)
         values = _gather(xf, ids, count, resolve(implementation, out_dtype))
@@ -312,12 +315,11 @@ def _as_spikes(spikes) -> SparseSpikes:
     )
 
 
-
 def _swap_batch_time(spikes: SparseSpikes) -> SparseSpikes:
     """Spikes [B, T, K] (count [B, T]) -> [T, B, K] (count [T, B]), and back."""
-    return SparseSpikes(tf.transpose(spikes.ids, [1, 0, 2]), tf.transpose(spikes.values, [1, 0, 2]),
-                        tf.transpose(spikes.count))
-
+    return SparseSpikes(
+        tf.transpose(spikes.ids, [1, 0, 2]), tf.transpose(spikes.values, [1, 0, 2]), tf.transpose(spikes.count)
+    )
 
 
 def to_dense(spikes: SparseSpikes, num_neurons: int, implementation: str = "auto") -> tf.Tensor:

@@ -34,6 +34,7 @@ the kernel's floating dtype), shapes, and the values: ids in [0, N_in) and count
 under XLA the value checks are compiled out). Entries k >= count are padding and ignored,
 whatever their ids.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple
@@ -175,9 +176,7 @@ def _scatter_rows(ids, masked, dy, n_in, rows: int, single: bool):
 
     def add(acc, chunk_ids, chunk_values, chunk_dy):
         updates = tf.expand_dims(chunk_values, -1) * tf.expand_dims(chunk_dy, 1)  # [R, K, N_out]
-        return tf.tensor_scatter_nd_add(
-            acc, tf.reshape(chunk_ids, [-1, 1]), tf.reshape(updates, tf.stack([-1, n_out]))
-        )
+        return tf.tensor_scatter_nd_add(acc, tf.reshape(chunk_ids, [-1, 1]), tf.reshape(updates, tf.stack([-1, n_out])))
 
     if single:
         return add(zeros, ids, masked, dy)
@@ -293,8 +292,10 @@ def _spike_shapes(input_shape) -> Tuple[tf.TensorShape, tf.TensorShape, tf.Tenso
     """(ids, values, count) shapes from a SparseSpikes / list of 3 shapes."""
     if isinstance(input_shape, dict):
         input_shape = [input_shape[name] for name in SparseSpikes._fields]
-    if isinstance(input_shape, (list, tuple)) and len(input_shape) == 3 and not all(
-        isinstance(d, (int, type(None))) for d in input_shape
+    if (
+        isinstance(input_shape, (list, tuple))
+        and len(input_shape) == 3
+        and not all(isinstance(d, (int, type(None))) for d in input_shape)
     ):
         return tuple(tf.TensorShape(s) for s in input_shape)
     raise ValueError(

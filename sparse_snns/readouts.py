@@ -1,4 +1,5 @@
 """A leaky-integrator readout whose input is sparse spikes."""
+
 from __future__ import annotations
 
 import tensorflow as tf
@@ -51,18 +52,35 @@ class SparseLeakyReadout(keras.layers.Layer):
     graph, not checked under XLA). Output: membrane [B, T, units].
     """
 
-    def __init__(self, units: int, input_dim: int, beta=0.9, use_bias: bool = True,
-                 kernel_initializer="glorot_uniform", bias_initializer="zeros", trainable_decay: bool = False,
-                 product: str = "auto", implementation: str = "auto", **kwargs):
+    def __init__(
+        self,
+        units: int,
+        input_dim: int,
+        beta=0.9,
+        use_bias: bool = True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        trainable_decay: bool = False,
+        product: str = "auto",
+        implementation: str = "auto",
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.input_dim = check_positive_int(input_dim, "input_dim")
         if product not in PRODUCTS:
             raise ValueError(f"`product` must be one of {PRODUCTS}, got product={product!r}")
         self.product = product
         self.implementation = check_implementation(implementation)
-        self.cell = LeakyReadoutCell(units, beta=beta, use_bias=use_bias, kernel_initializer=kernel_initializer,
-                                     bias_initializer=bias_initializer, trainable_decay=trainable_decay,
-                                     dtype=self.dtype_policy, name="cell")
+        self.cell = LeakyReadoutCell(
+            units,
+            beta=beta,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            trainable_decay=trainable_decay,
+            dtype=self.dtype_policy,
+            name="cell",
+        )
         self.units = self.cell.units
 
     def build(self, input_shape=None):
@@ -85,8 +103,9 @@ class SparseLeakyReadout(keras.layers.Layer):
         kernel = tf.cast(self.cell.kernel, dtype)
         bias = tf.cast(self.cell.bias, dtype) if self.cell.bias is not None else None
         # One check of the spikes for both products (those of `sparse_linear`).
-        ids, values, count, kernel, bias = _check_inputs(SparseSpikes(spikes.ids, tf.cast(values, dtype), spikes.count),
-                                                         kernel, bias)
+        ids, values, count, kernel, bias = _check_inputs(
+            SparseSpikes(spikes.ids, tf.cast(values, dtype), spikes.count), kernel, bias
+        )
         if ids.shape.rank != 3:
             raise ValueError(f"sparse `inputs` must have ids of rank 3 [batch, time, K], got shape {ids.shape}")
         chosen = resolve(self.implementation, kernel.dtype)
@@ -99,10 +118,17 @@ class SparseLeakyReadout(keras.layers.Layer):
         else:
             current = _sparse_linear(ids, values, count, kernel, None, chosen)
         # "tf" keeps every C++ library out of the graph, the leak's kernel included.
-        outputs, _ = fused.fused_recurrence(neurons.leaky_integrator_step, neurons.LeakyIntegratorState, current,
-                                            [tf.zeros_like(current[:, 0])], self.cell.params(dtype), time_axis=1,
-                                            bias=bias, checkpoint_every=fused.AUTO,
-                                            implementation="tf" if self.implementation == "tf" else "auto")
+        outputs, _ = fused.fused_recurrence(
+            neurons.leaky_integrator_step,
+            neurons.LeakyIntegratorState,
+            current,
+            [tf.zeros_like(current[:, 0])],
+            self.cell.params(dtype),
+            time_axis=1,
+            bias=bias,
+            checkpoint_every=fused.AUTO,
+            implementation="tf" if self.implementation == "tf" else "auto",
+        )
         return outputs
 
     def compute_output_shape(self, input_shape):

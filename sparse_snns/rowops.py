@@ -33,6 +33,7 @@ ids of valid entries in [0, N)) are checked by the op, and on the pure-TF path b
 `tf.debugging` assertions (InvalidArgumentError on both paths; XLA compiles the assertions
 out).
 """
+
 from __future__ import annotations
 
 from typing import Optional, Tuple
@@ -173,12 +174,18 @@ def select_indices(
     if resolve(implementation, x.dtype) == "op":
         lead = _lead_shape(x)
         flat_ids, flat_count, first_total, selected = _ops.load().dense_snns_select_spikes(
-            _flat(x, n), tf.constant(second_threshold, x.dtype), capacity=capacity, first=first,
+            _flat(x, n),
+            tf.constant(second_threshold, x.dtype),
+            capacity=capacity,
+            first=first,
             second="none" if second is None else second,
         )
         count_shape = lead if lead else []
-        result = (_restore(flat_ids, lead, k_eff), tf.reshape(flat_count, count_shape),
-                  tf.reshape(first_total, count_shape))
+        result = (
+            _restore(flat_ids, lead, k_eff),
+            tf.reshape(flat_count, count_shape),
+            tf.reshape(first_total, count_shape),
+        )
         if gather:
             selected = _with_scatter_gradient(_flat(source, n), flat_ids, flat_count, selected)
             result += (_restore(selected, lead, k_eff),)

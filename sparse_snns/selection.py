@@ -1,4 +1,5 @@
 """Spike selection: from membrane-minus-threshold to `SparseSpikes` of fixed capacity."""
+
 from __future__ import annotations
 
 from typing import Optional, Tuple
@@ -51,7 +52,9 @@ def select_spikes(
     """
     capacity = _check_capacity(capacity)
     if second_threshold is not None and not float(second_threshold) <= 0.0:
-        raise ValueError(f"second_threshold must be <= 0 (below the threshold), got second_threshold={second_threshold!r}")
+        raise ValueError(
+            f"second_threshold must be <= 0 (below the threshold), got second_threshold={second_threshold!r}"
+        )
     spike_fn = surrogates.get(spike_fn)
     x = tf.convert_to_tensor(x)
     if not x.dtype.is_floating:
@@ -63,8 +66,9 @@ def select_spikes(
     check_implementation(implementation)
     k_eff = min(capacity, n)
     second, threshold = ("all", 0.0) if second_threshold is None else ("above", float(second_threshold))
-    ids, count, total_spikes, gathered = select_indices(x, capacity, "positive", second, threshold,
-                                                        implementation=implementation, gather=True)
+    ids, count, total_spikes, gathered = select_indices(
+        x, capacity, "positive", second, threshold, implementation=implementation, gather=True
+    )
     dropped = tf.maximum(total_spikes - k_eff, 0)
 
     # The spike function is elementwise: applied to the K gathered entries only, its

@@ -1,4 +1,5 @@
 """Shared test setup: quiet TensorFlow, a Keras handle that follows TF_USE_LEGACY_KERAS."""
+
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

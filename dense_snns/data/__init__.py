@@ -2,6 +2,7 @@
 
 All spike tensors are time-major within a sample: [sample, time step, unit].
 """
+
 from __future__ import annotations
 
 from dense_snns.data.encoders import events_to_raster, latency_encode, rate_encode

@@ -9,6 +9,7 @@ Range checks of `x` (values in [0, 1]): when executing eagerly the values are ch
 NumPy and a ``ValueError`` is raised; inside a ``tf.function`` the check is a
 ``tf.debugging`` assertion that raises ``tf.errors.InvalidArgumentError`` when run.
 """
+
 from __future__ import annotations
 
 import math
@@ -211,9 +212,7 @@ def events_to_raster(
     if overflow not in OVERFLOW_MODES:
         raise ValueError(f"overflow must be one of {OVERFLOW_MODES}, got overflow={overflow!r}")
     if (max_time is None) == (dt is None):
-        raise ValueError(
-            f"exactly one of max_time and dt must be given, got max_time={max_time!r}, dt={dt!r}"
-        )
+        raise ValueError(f"exactly one of max_time and dt must be given, got max_time={max_time!r}, dt={dt!r}")
     if max_time is not None:
         max_time = _check_real("max_time", max_time, 0.0, math.inf, low_open=True, high_open=True)
         dt = max_time / nb_steps
@@ -238,8 +237,8 @@ def events_to_raster(
     if units.size:
         if np.issubdtype(units.dtype, np.integer):
             unit_ids = units.astype(np.int64)
-        elif np.issubdtype(units.dtype, np.floating) and np.all(np.isfinite(units)) and np.all(
-            units == np.round(units)
+        elif (
+            np.issubdtype(units.dtype, np.floating) and np.all(np.isfinite(units)) and np.all(units == np.round(units))
         ):
             unit_ids = units.astype(np.int64)
         else:

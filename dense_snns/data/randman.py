@@ -21,6 +21,7 @@ Construction (per class and per spike index ``s < nb_spikes``):
 
 Everything is drawn from ``np.random.default_rng(seed)``, so a seed fixes the data set.
 """
+
 from __future__ import annotations
 
 import math
@@ -56,8 +57,10 @@ def _check_args(nb_classes, nb_units, nb_steps, nb_samples, dim_manifold, alpha,
     nb_samples = _check_positive_int("nb_samples", nb_samples)
     dim_manifold = _check_positive_int("dim_manifold", dim_manifold)
     nb_spikes = _check_positive_int("nb_spikes", nb_spikes)
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not (
-        math.isfinite(float(alpha)) and alpha > 0
+    if (
+        isinstance(alpha, bool)
+        or not isinstance(alpha, numbers.Real)
+        or not (math.isfinite(float(alpha)) and alpha > 0)
     ):
         raise ValueError(f"alpha must be a finite number > 0, got alpha={alpha!r}")
     seed = _check_seed(seed)
@@ -153,18 +156,14 @@ def make_randman(
         times.append(np.concatenate(per_spike, axis=1))
     spike_times = np.concatenate(times, axis=0)
     labels = np.repeat(np.arange(nb_classes, dtype=np.int32), nb_samples)
-    units = np.broadcast_to(
-        np.tile(np.arange(nb_units, dtype=np.int32), nb_spikes), spike_times.shape
-    ).copy()
+    units = np.broadcast_to(np.tile(np.arange(nb_units, dtype=np.int32), nb_spikes), spike_times.shape).copy()
     if shuffle:
         order = rng.permutation(spike_times.shape[0])
         spike_times, units, labels = spike_times[order], units[order], labels[order]
     return spike_times, units, labels
 
 
-def _events_to_rasters(
-    spike_times: np.ndarray, units: np.ndarray, nb_steps: int, nb_units: int, dtype
-) -> np.ndarray:
+def _events_to_rasters(spike_times: np.ndarray, units: np.ndarray, nb_steps: int, nb_units: int, dtype) -> np.ndarray:
     """Dense [n, nb_steps, nb_units] spike counts from per-sample step/unit event arrays."""
     n = spike_times.shape[0]
     x = np.zeros((n, nb_steps, nb_units), dtype=dtype)
@@ -266,8 +265,10 @@ def randman_dataset(
     import tensorflow as tf
 
     batch_size = _check_positive_int("batch_size", batch_size)
-    if isinstance(test_fraction, bool) or not isinstance(test_fraction, numbers.Real) or not (
-        0.0 <= test_fraction < 1.0
+    if (
+        isinstance(test_fraction, bool)
+        or not isinstance(test_fraction, numbers.Real)
+        or not (0.0 <= test_fraction < 1.0)
     ):
         raise ValueError(f"test_fraction must be a number in [0, 1), got test_fraction={test_fraction!r}")
     nb_classes, nb_units, nb_steps, nb_samples, dim_manifold, alpha, nb_spikes, seed = _check_args(
@@ -275,9 +276,7 @@ def randman_dataset(
     )
     nb_test = int(round(test_fraction * nb_samples))
     if nb_test >= nb_samples:
-        raise ValueError(
-            f"test_fraction={test_fraction!r} leaves no training sample with nb_samples={nb_samples}"
-        )
+        raise ValueError(f"test_fraction={test_fraction!r} leaves no training sample with nb_samples={nb_samples}")
     spike_times, units, labels = make_randman(
         nb_classes, nb_units, nb_steps, nb_samples, dim_manifold, alpha, nb_spikes, seed, True
     )

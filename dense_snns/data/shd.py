@@ -13,6 +13,7 @@ Samples are binned into [nb_steps, nb_units] rasters with
 ``max_time / nb_steps`` seconds wide and, with the default ``overflow="clip"``, events at or
 after `max_time` land in the last bin (``overflow="drop"`` discards them instead).
 """
+
 from __future__ import annotations
 
 import os
@@ -61,18 +62,15 @@ def _read_labels(ds, path: str) -> np.ndarray:
     return labels.astype(np.int32)
 
 
-def _sample_raster(index: int, times, units, path: str, nb_steps: int, nb_units: int, max_time: float,
-                   binary: bool, overflow: str) -> np.ndarray:
+def _sample_raster(
+    index: int, times, units, path: str, nb_steps: int, nb_units: int, max_time: float, binary: bool, overflow: str
+) -> np.ndarray:
     times = np.asarray(times)
     units = np.asarray(units)
     if times.shape != units.shape:
-        raise ValueError(
-            f"{path!r}: sample {index} has {times.size} spike times but {units.size} spike units"
-        )
+        raise ValueError(f"{path!r}: sample {index} has {times.size} spike times but {units.size} spike units")
     try:
-        return events_to_raster(
-            times, units, nb_steps, nb_units, max_time=max_time, binary=binary, overflow=overflow
-        )
+        return events_to_raster(times, units, nb_steps, nb_units, max_time=max_time, binary=binary, overflow=overflow)
     except ValueError as err:
         raise ValueError(f"{path!r}: sample {index}: {err}") from None
 

@@ -9,6 +9,7 @@
 
 Everything works without a compiler: callers fall back to their compiled TensorFlow loops.
 """
+
 from __future__ import annotations
 
 from ._build import OpLibrary, cache_dir, compiler, in_xla_context, ops_disabled

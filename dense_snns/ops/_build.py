@@ -22,6 +22,7 @@ returns None, `load_error()` tells why, a RuntimeWarning is emitted once per pro
 library, and callers use their pure-TensorFlow implementation. ``DENSE_SNNS_DISABLE_OP=1``
 turns every library off without a warning.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -127,8 +128,15 @@ class OpLibrary:
         flags: compiler flags of this library, besides `BASE_FLAGS` and TensorFlow's.
     """
 
-    def __init__(self, directory: str, sources: Sequence[str], headers: Sequence[str], prefix: str,
-                 description: str, flags: Sequence[str] = ()):
+    def __init__(
+        self,
+        directory: str,
+        sources: Sequence[str],
+        headers: Sequence[str],
+        prefix: str,
+        description: str,
+        flags: Sequence[str] = (),
+    ):
         self.directory = os.path.abspath(directory)
         self.sources = tuple(sources)
         self.headers = tuple(headers)

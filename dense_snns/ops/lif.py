@@ -11,6 +11,7 @@ XLA, the compiled TensorFlow loops of `dense_snns.fused` run the same steps.
 
 The kernels (`lif_ops.cc`) are built at first use (see `OpLibrary`).
 """
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,16 @@ import tensorflow as tf
 
 from ._build import OpLibrary, in_xla_context
 
-__all__ = ["LIBRARY", "OP_DTYPES", "applicable", "leaky_integrator_recurrence", "lif_recurrence", "load", "load_error",
-           "op_available"]
+__all__ = [
+    "LIBRARY",
+    "OP_DTYPES",
+    "applicable",
+    "leaky_integrator_recurrence",
+    "lif_recurrence",
+    "load",
+    "load_error",
+    "op_available",
+]
 
 LIBRARY = OpLibrary(
     directory=os.path.dirname(os.path.abspath(__file__)),
@@ -90,8 +99,9 @@ def _prepare(currents: tf.Tensor, beta, bias):
     return library, dtype, channels, _channel_vector(beta, channels, dtype), bias
 
 
-def lif_recurrence(currents: tf.Tensor, initial_v: tf.Tensor, beta, threshold, bias, reset: str,
-                   stop_reset_grad: bool, surrogate):
+def lif_recurrence(
+    currents: tf.Tensor, initial_v: tf.Tensor, beta, threshold, bias, reset: str, stop_reset_grad: bool, surrogate
+):
     """Spikes [B, T, ...] and the final membrane [B, ...] of a LIF layer.
 
     Args:
@@ -117,7 +127,8 @@ def lif_recurrence(currents: tf.Tensor, initial_v: tf.Tensor, beta, threshold, b
             d_spikes = tf.zeros_like(currents) if d_spikes is None else d_spikes
             d_final_v = tf.zeros_like(initial_v) if d_final_v is None else d_final_v
             return library.dense_snns_lif_grad(
-                currents, initial_v, beta, threshold, bias, d_spikes, d_final_v, scale, **grad_attrs)
+                currents, initial_v, beta, threshold, bias, d_spikes, d_final_v, scale, **grad_attrs
+            )
 
         return (spikes, final_v), grad
 
@@ -147,7 +158,8 @@ def leaky_integrator_recurrence(currents: tf.Tensor, initial_v: tf.Tensor, beta,
             d_outputs = tf.zeros_like(outputs) if d_outputs is None else d_outputs
             d_final_v = tf.zeros_like(initial_v) if d_final_v is None else d_final_v
             d_currents, d_initial, d_beta, d_bias = library.dense_snns_leaky_grad(
-                outputs, initial_v, beta, d_outputs, d_final_v)
+                outputs, initial_v, beta, d_outputs, d_final_v
+            )
             return d_currents, d_initial, d_beta, (d_bias if has_bias else tf.zeros_like(bias))
 
         return (outputs, final_v), grad

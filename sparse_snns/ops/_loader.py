@@ -7,6 +7,7 @@ library, `sparse_snns_ops-<tf version>-<hash>.so`. Its first `load()` happens in
 ``implementation="auto"`` or ``"op"`` call of `sparse_linear`, `select_spikes`, `from_dense`,
 `to_dense` or the `sparse_snns.rowops` functions.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """Neuron cells and SNNBlock: equivalence with the step functions, both compositions,
 configs, trainable parameters and every bad-input error."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -37,8 +38,12 @@ def test_neuron_cell_is_the_step_function(rng):
 
 @pytest.mark.parametrize("self_recurrent", [False, True])
 def test_snn_block_matches_numpy(rng, self_recurrent):
-    block = ds.SNNBlock(5, neuron=ds.LIF(5, beta=0.9, threshold=0.5), self_recurrent=self_recurrent,
-                        bias_initializer=keras.initializers.Constant(0.1))
+    block = ds.SNNBlock(
+        5,
+        neuron=ds.LIF(5, beta=0.9, threshold=0.5),
+        self_recurrent=self_recurrent,
+        bias_initializer=keras.initializers.Constant(0.1),
+    )
     x = spikes_input(rng, features=4, time=15, p=0.5)
     out = keras.layers.RNN(block, return_sequences=True)(x).numpy()
     w = block.kernel.numpy()
@@ -77,16 +82,27 @@ def test_two_compositions_give_same_spikes(rng, name, kwargs):
 
 @pytest.mark.parametrize("name,kwargs", ALL_NEURONS)
 def test_neuron_config_round_trip(name, kwargs):
-    cell = make_neuron(name, 3, spike_func={"name": "triangle", "scale": 2.0}, stop_reset_grad=False,
-                       trainable_decays=True, trainable_threshold=True, **kwargs)
+    cell = make_neuron(
+        name,
+        3,
+        spike_func={"name": "triangle", "scale": 2.0},
+        stop_reset_grad=False,
+        trainable_decays=True,
+        trainable_threshold=True,
+        **kwargs,
+    )
     clone = type(cell).from_config(cell.get_config())
     assert clone.get_config() == cell.get_config()
     assert clone.spike_func == ds.Surrogate("triangle", 2.0)
 
 
 def test_block_config_round_trip_and_weight_layout():
-    block = ds.SNNBlock(4, neuron=ds.ALIF(4, rho=0.9, trainable_decays=True), self_recurrent=True,
-                        kernel_regularizer=keras.regularizers.L2(0.01))
+    block = ds.SNNBlock(
+        4,
+        neuron=ds.ALIF(4, rho=0.9, trainable_decays=True),
+        self_recurrent=True,
+        kernel_regularizer=keras.regularizers.L2(0.01),
+    )
     block.build((None, 3))
     clone = ds.SNNBlock.from_config(block.get_config())
     clone.build((None, 3))
@@ -173,8 +189,10 @@ def test_bad_units(units):
         ds.SNNBlock(units)
 
 
-@pytest.mark.parametrize("name,arg", [("lif_neuron", "alpha"), ("lif_neuron", "beta"), ("lif", "beta"),
-                                      ("alif", "rho"), ("cuba_lif", "alpha")])
+@pytest.mark.parametrize(
+    "name,arg",
+    [("lif_neuron", "alpha"), ("lif_neuron", "beta"), ("lif", "beta"), ("alif", "rho"), ("cuba_lif", "alpha")],
+)
 @pytest.mark.parametrize("value", [0.0, 1.0, 1.5, -0.2])
 def test_decays_outside_unit_interval(name, arg, value):
     with pytest.raises(ValueError, match=arg):

@@ -1,4 +1,5 @@
 """Tests of dense_snns.data: randman, encoders and the SHD reader."""
+
 from __future__ import annotations
 
 import h5py
@@ -111,9 +112,7 @@ def test_randman_classes_are_distinguishable():
     second = np.stack([times[labels == c][half:].mean(axis=0) for c in range(nb_classes)])
     within = np.linalg.norm(first - second, axis=1).max()
     centres = (first + second) / 2
-    between = min(
-        np.linalg.norm(centres[i] - centres[j]) for i in range(nb_classes) for j in range(i + 1, nb_classes)
-    )
+    between = min(np.linalg.norm(centres[i] - centres[j]) for i in range(nb_classes) for j in range(i + 1, nb_classes))
     # Mean spike time per unit differs between classes far more than between halves of a class.
     assert between > 1.5 * within
     # A nearest-class-mean rule fitted on one half beats chance (0.25) clearly on the other.
@@ -189,9 +188,13 @@ def test_randman_argument_errors(kwargs, name):
 
 @pytest.mark.parametrize(
     "kwargs, name",
-    [(dict(batch_size=0), "batch_size"), (dict(test_fraction=1.0), "test_fraction"),
-     (dict(test_fraction=-0.1), "test_fraction"), (dict(nb_samples=1, test_fraction=0.9), "test_fraction"),
-     (dict(alpha=-1.0), "alpha")],
+    [
+        (dict(batch_size=0), "batch_size"),
+        (dict(test_fraction=1.0), "test_fraction"),
+        (dict(test_fraction=-0.1), "test_fraction"),
+        (dict(nb_samples=1, test_fraction=0.9), "test_fraction"),
+        (dict(alpha=-1.0), "alpha"),
+    ],
 )
 def test_randman_dataset_argument_errors(kwargs, name):
     with pytest.raises(ValueError, match=name):
@@ -270,8 +273,11 @@ def test_latency_encode_log_mode():
 
 
 @settings(max_examples=30, deadline=None, database=None)
-@given(st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=2, max_size=20), st.integers(2, 60),
-       st.sampled_from(["linear", "log"]))
+@given(
+    st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=2, max_size=20),
+    st.integers(2, 60),
+    st.sampled_from(["linear", "log"]),
+)
 def test_latency_larger_values_fire_earlier(values, nb_steps, mode):
     x = np.array([values], dtype=np.float32)
     spikes = latency_encode(x, nb_steps=nb_steps, mode=mode, tau=10.0).numpy()[0]
@@ -355,8 +361,7 @@ def test_events_to_raster_conserves_counts(evs, nb_steps):
     counts = events_to_raster(times, units, nb_steps=nb_steps, nb_units=7, max_time=1.0, binary=False)
     assert counts.sum() == len(evs)
     np.testing.assert_array_equal(counts.sum(axis=0), np.bincount(units, minlength=7))
-    dropped = events_to_raster(times, units, nb_steps=nb_steps, nb_units=7, max_time=1.0, binary=False,
-                               overflow="drop")
+    dropped = events_to_raster(times, units, nb_steps=nb_steps, nb_units=7, max_time=1.0, binary=False, overflow="drop")
     np.testing.assert_array_equal(dropped, counts)  # nothing past the window
     binary = events_to_raster(times, units, nb_steps=nb_steps, nb_units=7, max_time=1.0)
     np.testing.assert_array_equal(binary, (counts > 0).astype(np.float32))

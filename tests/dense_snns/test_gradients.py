@@ -5,6 +5,7 @@ network is differentiable and finite differences are meaningful: this checks tha
 gradient path of the cells (membrane, second state, reset, recurrence, readout) is wired right.
 The surrogate derivatives themselves are checked against closed forms in test_surrogates.py.
 """
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -20,17 +21,30 @@ class SmoothSpike:
 
 def two_block_model(neuron_name, stop_reset_grad):
     def neuron(units):
-        cell = ds.NEURON_MODELS[neuron_name](units, stop_reset_grad=stop_reset_grad, trainable_decays=True, dtype="float64")
+        cell = ds.NEURON_MODELS[neuron_name](
+            units, stop_reset_grad=stop_reset_grad, trainable_decays=True, dtype="float64"
+        )
         cell.spike_func = SmoothSpike()
         return cell
 
     f64 = {"dtype": "float64"}
     inputs = keras.Input((6, 3), dtype="float64")
-    h = keras.layers.RNN(ds.SNNBlock(4, neuron=neuron(4), self_recurrent=True,
-                                     kernel_initializer=keras.initializers.RandomNormal(0.5, 0.8, seed=1), **f64),
-                         return_sequences=True, **f64)(inputs)
-    h = keras.layers.RNN(ds.SNNBlock(3, neuron=neuron(3), kernel_initializer=keras.initializers.RandomNormal(0.3, 0.8, seed=2),
-                                     **f64), return_sequences=True, **f64)(h)
+    h = keras.layers.RNN(
+        ds.SNNBlock(
+            4,
+            neuron=neuron(4),
+            self_recurrent=True,
+            kernel_initializer=keras.initializers.RandomNormal(0.5, 0.8, seed=1),
+            **f64,
+        ),
+        return_sequences=True,
+        **f64,
+    )(inputs)
+    h = keras.layers.RNN(
+        ds.SNNBlock(3, neuron=neuron(3), kernel_initializer=keras.initializers.RandomNormal(0.3, 0.8, seed=2), **f64),
+        return_sequences=True,
+        **f64,
+    )(h)
     out = ds.LeakyReadout(2, kernel_initializer=keras.initializers.RandomNormal(0.0, 1.0, seed=3), **f64)(h)
     return keras.Model(inputs, out)
 

@@ -1,4 +1,5 @@
 """Fused sequence layers against the reference keras.layers.RNN(SNNBlock) and the loop path."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -23,8 +24,12 @@ NEURON_CASES = [
 
 
 def neuron(name, units=N, **kwargs):
-    defaults = {"lif_neuron": {"u_thresh": 0.2}, "lif": {"threshold": 0.5}, "alif": {"threshold": 0.5},
-                "cuba_lif": {"threshold": 0.5}}[name]
+    defaults = {
+        "lif_neuron": {"u_thresh": 0.2},
+        "lif": {"threshold": 0.5},
+        "alif": {"threshold": 0.5},
+        "cuba_lif": {"threshold": 0.5},
+    }[name]
     return ds.NEURON_MODELS[name](units, **{**defaults, **kwargs})
 
 
@@ -42,12 +47,22 @@ def compare_with_reference(rng, name, kwargs, self_recurrent, jit_compile, mask=
     """Identical spikes; gradients equal to float round-off (1e-5 of the gradient's scale in
     float32: XLA sums in another order; 1e-10 in float64)."""
     x = tf.cast(inputs(rng), dtype)
-    ref_cell = ds.SNNBlock(N, neuron=neuron(name, dtype=dtype, **kwargs), self_recurrent=self_recurrent,
-                           kernel_initializer=keras.initializers.RandomNormal(0.2, 0.6, seed=3),
-                           bias_initializer=keras.initializers.RandomNormal(0.0, 0.3, seed=4), dtype=dtype)
+    ref_cell = ds.SNNBlock(
+        N,
+        neuron=neuron(name, dtype=dtype, **kwargs),
+        self_recurrent=self_recurrent,
+        kernel_initializer=keras.initializers.RandomNormal(0.2, 0.6, seed=3),
+        bias_initializer=keras.initializers.RandomNormal(0.0, 0.3, seed=4),
+        dtype=dtype,
+    )
     reference = keras.layers.RNN(ref_cell, return_sequences=True, zero_output_for_mask=True, dtype=dtype)
-    layer = SNNDense(N, neuron=neuron(name, dtype=dtype, **kwargs), self_recurrent=self_recurrent,
-                     jit_compile=jit_compile, dtype=dtype)
+    layer = SNNDense(
+        N,
+        neuron=neuron(name, dtype=dtype, **kwargs),
+        self_recurrent=self_recurrent,
+        jit_compile=jit_compile,
+        dtype=dtype,
+    )
     reference(x)
     layer(x)
     layer.set_weights(reference.get_weights())
@@ -130,7 +145,7 @@ def test_stateful_layer_continues_across_calls(rng):
     model = keras.Model(stream_in, stateful(stream_in))
     stateful.cell.set_weights(whole.cell.get_weights())
     assert len(stateful.non_trainable_weights) == 1  # the carried membrane, saved with the model
-    chunks = [model(x[:, i:i + 4]).numpy() for i in range(0, T, 4)]
+    chunks = [model(x[:, i : i + 4]).numpy() for i in range(0, T, 4)]
     np.testing.assert_array_equal(np.concatenate(chunks, axis=1), expected)
     stateful.reset_states()
     np.testing.assert_array_equal(model(x[:, :4]).numpy(), expected[:, :4])
@@ -141,8 +156,9 @@ def test_fit_under_default_strategy_and_outer_xla(rng):
     y = rng.integers(0, 3, 16)
     strategy = tf.distribute.get_strategy()
     with strategy.scope():
-        model = keras.Sequential([keras.Input((T, F)), SNNDense(N, neuron=neuron("lif"), self_recurrent=True),
-                                  ds.LeakyReadout(3)])
+        model = keras.Sequential(
+            [keras.Input((T, F)), SNNDense(N, neuron=neuron("lif"), self_recurrent=True), ds.LeakyReadout(3)]
+        )
         model.compile(keras.optimizers.Adam(0.01), ds.MaxOverTimeCrossEntropy(), **compile_kwargs())
     history = model.fit(x, y, epochs=3, batch_size=8, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
@@ -168,14 +184,18 @@ def test_mixed_precision(rng):
         keras.mixed_precision.set_global_policy(previous)
 
 
-@pytest.mark.parametrize("conv_class,shape,padding", [(SNNConv2D, (B, 6, 9, 9, 2), "same"),
-                                                     (SNNConv1D, (B, 6, 11, 3), "same"),
-                                                     (SNNConv1D, (B, 6, 11, 3), "causal")])
+@pytest.mark.parametrize(
+    "conv_class,shape,padding",
+    [(SNNConv2D, (B, 6, 9, 9, 2), "same"), (SNNConv1D, (B, 6, 11, 3), "same"), (SNNConv1D, (B, 6, 11, 3), "causal")],
+)
 def test_conv_fused_matches_loop(rng, conv_class, shape, padding):
     x = inputs(rng, shape)
     kwargs = dict(filters=4, kernel_size=3, strides=2, padding=padding, neuron=neuron("lif", 4, threshold=0.3))
-    fused_layer = conv_class(**kwargs, kernel_initializer=keras.initializers.RandomNormal(0.1, 0.5, seed=1),
-                             bias_initializer=keras.initializers.RandomNormal(0.0, 0.2, seed=2))
+    fused_layer = conv_class(
+        **kwargs,
+        kernel_initializer=keras.initializers.RandomNormal(0.1, 0.5, seed=1),
+        bias_initializer=keras.initializers.RandomNormal(0.0, 0.2, seed=2),
+    )
     loop_layer = conv_class(**{**kwargs, "neuron": neuron("lif", 4, threshold=0.3)}, implementation="loop")
     fused_layer(x)
     loop_layer(x)
@@ -187,8 +207,9 @@ def test_conv_fused_matches_loop(rng, conv_class, shape, padding):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert 0 < a.numpy().sum() < a.numpy().size
     assert a.shape == fused_layer.compute_output_shape(x.shape)
-    for g, g_ref in zip(tape.gradient(la, [x] + fused_layer.trainable_weights),
-                        tape.gradient(lb, [x] + loop_layer.trainable_weights)):
+    for g, g_ref in zip(
+        tape.gradient(la, [x] + fused_layer.trainable_weights), tape.gradient(lb, [x] + loop_layer.trainable_weights)
+    ):
         np.testing.assert_allclose(g.numpy(), g_ref.numpy(), rtol=1e-5, atol=1e-5 * np.abs(g_ref.numpy()).max())
 
 
@@ -233,11 +254,15 @@ def test_compiled_loops_are_traced_once_per_configuration(rng):
     from dense_snns import fused
 
     def tracing_counts():
-        return {key: (f.experimental_get_tracing_count(), b.experimental_get_tracing_count())
-                for key, (f, b) in fused._COMPILED.items()}
+        return {
+            key: (f.experimental_get_tracing_count(), b.experimental_get_tracing_count())
+            for key, (f, b) in fused._COMPILED.items()
+        }
 
     x = inputs(rng)
-    layer = SNNDense(N, neuron=neuron("lif", beta=0.77), self_recurrent=True)  # recurrent: the loops, not the LIF kernel
+    layer = SNNDense(
+        N, neuron=neuron("lif", beta=0.77), self_recurrent=True
+    )  # recurrent: the loops, not the LIF kernel
     for i in range(3):
         with tf.GradientTape() as tape:
             loss = tf.reduce_sum(layer(x))
@@ -278,8 +303,12 @@ def test_checkpointed_states_give_the_same_spikes_and_gradients(rng, every, jit_
     the backward pass: the result equals keeping every state."""
     x = inputs(rng)
     mask = tf.constant(np.arange(T)[None, :] < np.array([[T], [T - 4], [5]]))
-    kwargs = dict(neuron=neuron("alif"), self_recurrent=True, jit_compile=jit_compile,
-                  bias_initializer=keras.initializers.RandomNormal(0.0, 0.3, seed=4))
+    kwargs = dict(
+        neuron=neuron("alif"),
+        self_recurrent=True,
+        jit_compile=jit_compile,
+        bias_initializer=keras.initializers.RandomNormal(0.0, 0.3, seed=4),
+    )
     plain, checkpointed = SNNDense(N, checkpoint_every=None, **kwargs), SNNDense(N, checkpoint_every=every, **kwargs)
     plain(x)
     checkpointed(x)
@@ -300,8 +329,15 @@ def test_auto_checkpointing_resolves_by_sequence_length():
     from dense_snns import fused
 
     assert SNNDense(N).checkpoint_every == "auto"
-    assert [fused.resolve_checkpoint_every("auto", steps) for steps in (None, 12, 255, 256, 1000, 1025, 4000)] == \
-        [None, None, None, 32, 32, 33, 64]
+    assert [fused.resolve_checkpoint_every("auto", steps) for steps in (None, 12, 255, 256, 1000, 1025, 4000)] == [
+        None,
+        None,
+        None,
+        32,
+        32,
+        33,
+        64,
+    ]
     assert fused.resolve_checkpoint_every(None, 4000) is None
     assert fused.resolve_checkpoint_every(7, 12) == 7
 
@@ -334,8 +370,12 @@ def test_auto_checkpointing_of_a_long_sequence_gives_the_same_spikes_and_gradien
 
 def test_inference_keeps_no_states_yet_gives_the_same_gradients(rng):
     x = inputs(rng)
-    layer = SNNDense(N, neuron=neuron("cuba_lif"), self_recurrent=True,
-                     bias_initializer=keras.initializers.RandomNormal(0.0, 0.3, seed=4))
+    layer = SNNDense(
+        N,
+        neuron=neuron("cuba_lif"),
+        self_recurrent=True,
+        bias_initializer=keras.initializers.RandomNormal(0.0, 0.3, seed=4),
+    )
     from dense_snns import fused
 
     def forward_traces():

@@ -1,5 +1,6 @@
 """Time-reduced losses and accuracy against NumPy: reduce over time (max, mean, sum), then
 sparse categorical cross-entropy (log-softmax of logits, or -log of probabilities)."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -104,8 +105,9 @@ def test_loss_and_accuracy_in_compiled_evaluate(rng, label_shape):
     labels = labels_of(rng, label_shape)
     inputs = keras.Input((TIME, CLASSES))
     model = keras.Model(inputs, keras.layers.Activation("linear")(inputs))
-    model.compile(loss=ds.MeanOverTimeCrossEntropy(), metrics=[ds.TimeReducedAccuracy("mean", name="acc")],
-                  **compile_kwargs())
+    model.compile(
+        loss=ds.MeanOverTimeCrossEntropy(), metrics=[ds.TimeReducedAccuracy("mean", name="acc")], **compile_kwargs()
+    )
     results = model.evaluate(y_pred, labels, batch_size=BATCH, verbose=0, return_dict=True)
     assert results["loss"] == pytest.approx(np_cross_entropy(y_pred, labels, "mean", True).mean(), rel=1e-5)
     expected_acc = np.mean(y_pred.mean(axis=1).argmax(-1) == labels.reshape(-1))
@@ -144,8 +146,9 @@ def test_accuracy_distinguishes_reductions():
 @pytest.mark.parametrize("reduction", ["max", "mean", "sum"])
 def test_reduce_over_time_matches_numpy(rng, reduction):
     x = rng.normal(size=(3, 5, 2)).astype(np.float32)
-    np.testing.assert_allclose(ds.reduce_over_time(tf.constant(x), reduction).numpy(),
-                               NP_REDUCE[reduction](x, axis=1), rtol=1e-6)
+    np.testing.assert_allclose(
+        ds.reduce_over_time(tf.constant(x), reduction).numpy(), NP_REDUCE[reduction](x, axis=1), rtol=1e-6
+    )
     # NumPy input is accepted too (regression: `.shape.rank` on a NumPy array)
     np.testing.assert_allclose(ds.reduce_over_time(x, reduction).numpy(), NP_REDUCE[reduction](x, axis=1), rtol=1e-6)
 

@@ -1,5 +1,6 @@
 """Firing rates, the firing-rate regulariser and SpikeMonitor (pass-through, fit-log metric,
 added penalty) against NumPy."""
+
 import math
 
 import numpy as np
@@ -126,8 +127,11 @@ def test_monitor_rate_metric_in_fit_history(rng):
     x = np.concatenate([spikes_input(rng, 4, p=0.2), spikes_input(rng, 4, p=0.6)])
     y = rng.integers(0, CLASSES, 8)
     x_val = spikes_input(rng, 4, p=0.9)
-    history = monitored_model().fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0,
-                                    validation_data=(x_val, y[:4])).history
+    history = (
+        monitored_model()
+        .fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0, validation_data=(x_val, y[:4]))
+        .history
+    )
     assert "mon_rate" in history and "val_mon_rate" in history
     assert x[:4].mean() != x[4:].mean()
     np.testing.assert_allclose(history["mon_rate"], [x.mean()] * 2, rtol=1e-6)
@@ -138,8 +142,12 @@ def test_monitor_rate_metric_in_fit_history(rng):
 def test_monitor_rate_of_hidden_spikes(rng):
     """A monitor after a spiking block reports the block's true mean firing rate."""
     inputs = keras.Input((TIME, FEATURES))
-    hidden = keras.layers.RNN(ds.SNNBlock(5, neuron=ds.LIF(5, threshold=0.3),
-                                              kernel_initializer=keras.initializers.RandomNormal(0.2, 0.5, seed=5)), return_sequences=True)(inputs)
+    hidden = keras.layers.RNN(
+        ds.SNNBlock(
+            5, neuron=ds.LIF(5, threshold=0.3), kernel_initializer=keras.initializers.RandomNormal(0.2, 0.5, seed=5)
+        ),
+        return_sequences=True,
+    )(inputs)
     out = ds.LeakyReadout(CLASSES)(ds.SpikeMonitor(name="hidden")(hidden))
     model = keras.Model(inputs, out)
     model.compile(keras.optimizers.SGD(0.0), ds.MaxOverTimeCrossEntropy(), **compile_kwargs())

@@ -1,4 +1,5 @@
 """Step functions against NumPy references written independently here."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -109,7 +110,10 @@ def test_leaky_integrator_matches_numpy(rng):
     beta = 0.8
     currents = rng.normal(size=(10, 2, 3)).astype(np.float32)
     outputs, _ = run_steps(
-        neurons.leaky_integrator_step, neurons.LeakyIntegratorState(tf.zeros([2, 3])), neurons.LeakyIntegratorParams(beta), currents
+        neurons.leaky_integrator_step,
+        neurons.LeakyIntegratorState(tf.zeros([2, 3])),
+        neurons.LeakyIntegratorParams(beta),
+        currents,
     )
     v = np.zeros((2, 3))
     for t, current in enumerate(currents):

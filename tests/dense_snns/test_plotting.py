@@ -1,6 +1,7 @@
 """record_traces against keras.layers.RNN and a NumPy LIF membrane; the raster plot writes a PNG.
 
 record_traces names each state trace after the cell's `state_names` (e.g. "v", "a", "spikes")."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -33,10 +34,14 @@ def np_lif_block(x, w, b, beta, threshold, r=None):
 
 @pytest.mark.parametrize("self_recurrent", [False, True])
 def test_record_traces_matches_rnn_and_numpy_membrane(rng, self_recurrent):
-    block = ds.SNNBlock(5, neuron=ds.LIF(5, beta=0.85, threshold=0.6), self_recurrent=self_recurrent,
-                        kernel_initializer=keras.initializers.RandomNormal(0.2, 0.5, seed=1),
-                        recurrent_initializer=keras.initializers.RandomNormal(0.0, 0.3, seed=2),
-                        bias_initializer=keras.initializers.Constant(0.05))
+    block = ds.SNNBlock(
+        5,
+        neuron=ds.LIF(5, beta=0.85, threshold=0.6),
+        self_recurrent=self_recurrent,
+        kernel_initializer=keras.initializers.RandomNormal(0.2, 0.5, seed=1),
+        recurrent_initializer=keras.initializers.RandomNormal(0.0, 0.3, seed=2),
+        bias_initializer=keras.initializers.Constant(0.05),
+    )
     x = spikes_input(rng)
     record = record_traces(block, x)  # builds the block
     rnn_out = keras.layers.RNN(block, return_sequences=True)(x).numpy()  # same cell, same weights
@@ -69,7 +74,9 @@ def test_record_traces_uses_the_given_initial_state(rng):
 
 def test_record_traces_of_two_state_neuron_and_readout(rng):
     x = spikes_input(rng, features=3)
-    cell = ds.SNNBlock(4, neuron=ds.ALIF(4, threshold=0.5), kernel_initializer=keras.initializers.RandomNormal(0.3, 0.5, seed=3))
+    cell = ds.SNNBlock(
+        4, neuron=ds.ALIF(4, threshold=0.5), kernel_initializer=keras.initializers.RandomNormal(0.3, 0.5, seed=3)
+    )
     record = record_traces(cell, x)
     rnn = keras.layers.RNN(cell, return_sequences=True, return_state=True)
     out, v_last, a_last = rnn(x)
@@ -81,8 +88,9 @@ def test_record_traces_of_two_state_neuron_and_readout(rng):
 
     readout = ds.LeakyReadoutCell(2, beta=0.8)
     record = record_traces(readout, x)
-    np.testing.assert_allclose(record["outputs"], keras.layers.RNN(readout, return_sequences=True)(x).numpy(),
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        record["outputs"], keras.layers.RNN(readout, return_sequences=True)(x).numpy(), rtol=1e-6, atol=1e-6
+    )
     assert set(record) == {"outputs", "v"}
     np.testing.assert_array_equal(record["v"], record["outputs"])  # the readout outputs its membrane
 

@@ -1,5 +1,6 @@
 """LeakyReadout against keras.layers.RNN(LeakyReadoutCell) and a NumPy leaky integrator:
 V[t] = beta V[t-1] + x[t] W + b, V[-1] = 0, output V[t]."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -61,8 +62,9 @@ def test_long_sequence_is_checkpointed_and_matches_the_cell(rng, checkpoint_choi
     assert 32 in checkpoint_choices
     w, b = readout.cell.kernel.numpy(), readout.cell.bias.numpy()
     np.testing.assert_allclose(out.numpy(), np_leaky(x.numpy(), w, b, 0.9), rtol=1e-4, atol=1e-4)
-    for g, g_ref in zip(tape.gradient(loss, [x] + readout.trainable_weights),
-                        tape.gradient(loss_ref, [x] + rnn.trainable_weights)):
+    for g, g_ref in zip(
+        tape.gradient(loss, [x] + readout.trainable_weights), tape.gradient(loss_ref, [x] + rnn.trainable_weights)
+    ):
         np.testing.assert_allclose(g.numpy(), g_ref.numpy(), rtol=1e-4, atol=1e-4 * np.abs(g_ref.numpy()).max())
 
 
@@ -155,9 +157,12 @@ def test_readout_in_model_matches_numpy(rng):
     model = keras.Model(inputs, readout(inputs))
     for time in (5, 11):
         x = rng.normal(size=(2, time, 4)).astype(np.float32)
-        np.testing.assert_allclose(model.predict(x, verbose=0),
-                                   np_leaky(x, readout.cell.kernel.numpy(), readout.cell.bias.numpy(), 0.7),
-                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            model.predict(x, verbose=0),
+            np_leaky(x, readout.cell.kernel.numpy(), readout.cell.bias.numpy(), 0.7),
+            rtol=1e-5,
+            atol=1e-5,
+        )
 
 
 @settings(max_examples=20, deadline=None)
@@ -172,8 +177,9 @@ def test_readout_in_model_matches_numpy(rng):
 def test_property_readout_equals_numpy(batch, time, features, units, beta, seed):
     r = np.random.default_rng(seed)
     x = (r.random((batch, time, features)) < 0.5).astype(np.float32)
-    readout = ds.LeakyReadout(units, beta=beta, kernel_initializer=random_init(seed),
-                              bias_initializer=random_init(seed + 1))
+    readout = ds.LeakyReadout(
+        units, beta=beta, kernel_initializer=random_init(seed), bias_initializer=random_init(seed + 1)
+    )
     out = readout(x).numpy()
     assert out.shape == (batch, time, units)
     expected = np_leaky(x, readout.cell.kernel.numpy(), readout.cell.bias.numpy(), beta)

@@ -1,4 +1,5 @@
 """Saving and loading a model that uses every layer reproduces its outputs exactly."""
+
 import numpy as np
 
 import dense_snns as ds
@@ -10,14 +11,28 @@ from conftest import compile_kwargs
 def every_layer_model(time=20, features=6):
     inputs = keras.Input((time, features))
     h = keras.layers.RNN(
-        ds.SNNBlock(8, neuron=ds.LIFNeuron(8, trainable_decays=True, trainable_threshold=True, state2_func="tanh",
-                                           spike_func={"name": "rational", "scale": 5.0}), self_recurrent=True),
+        ds.SNNBlock(
+            8,
+            neuron=ds.LIFNeuron(
+                8,
+                trainable_decays=True,
+                trainable_threshold=True,
+                state2_func="tanh",
+                spike_func={"name": "rational", "scale": 5.0},
+            ),
+            self_recurrent=True,
+        ),
         return_sequences=True,
     )(inputs)
     h = ds.SpikeMonitor(regularizer=ds.FiringRateRegularizer(0.1, 0.5), name="mon1")(h)
-    h = keras.layers.RNN(ds.SNNBlock(8, neuron=ds.LIF(8, reset="zero", trainable_decays=True)), return_sequences=True)(h)
+    h = keras.layers.RNN(ds.SNNBlock(8, neuron=ds.LIF(8, reset="zero", trainable_decays=True)), return_sequences=True)(
+        h
+    )
     h = keras.layers.RNN(
-        [ds.SNNBlock(7, neuron=ds.ALIF(7, spike_func="triangle")), ds.SNNBlock(6, neuron=ds.CubaLIF(6, spike_func="boxcar"))],
+        [
+            ds.SNNBlock(7, neuron=ds.ALIF(7, spike_func="triangle")),
+            ds.SNNBlock(6, neuron=ds.CubaLIF(6, spike_func="boxcar")),
+        ],
         return_sequences=True,
     )(h)
     h = ds.SpikeMonitor(name="mon2")(h)
@@ -42,8 +57,12 @@ def test_save_load_every_layer_reproduces_outputs(tmp_path, rng):
 
 
 def test_loss_metric_regularizer_configs_round_trip():
-    for obj in (ds.MaxOverTimeCrossEntropy(), ds.MeanOverTimeCrossEntropy(from_logits=False),
-                ds.SpikeCountCrossEntropy(), ds.TimeReducedCrossEntropy("mean")):
+    for obj in (
+        ds.MaxOverTimeCrossEntropy(),
+        ds.MeanOverTimeCrossEntropy(from_logits=False),
+        ds.SpikeCountCrossEntropy(),
+        ds.TimeReducedCrossEntropy("mean"),
+    ):
         clone = type(obj).from_config(obj.get_config())
         assert clone.get_config() == obj.get_config()
         assert clone.time_reduction == obj.time_reduction

@@ -1,4 +1,5 @@
 """Surrogate spike functions: Heaviside forward, closed-form derivatives backward."""
+
 import math
 
 import numpy as np

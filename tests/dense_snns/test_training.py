@@ -1,5 +1,6 @@
 """End-to-end training of a tiny SNN: reproducible under a fixed seed, learns an easy task,
 and runs inside the default tf.distribute strategy scope."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -34,8 +35,12 @@ def build_model(learning_rate=0.01):
     h = keras.layers.RNN(ds.SNNBlock(HIDDEN, neuron=ds.LIF(HIDDEN, threshold=0.5)), return_sequences=True)(inputs)
     out = ds.LeakyReadout(CLASSES, beta=0.8)(h)
     model = keras.Model(inputs, out)
-    model.compile(keras.optimizers.Adam(learning_rate), ds.MaxOverTimeCrossEntropy(),
-                  metrics=[ds.TimeReducedAccuracy("max", name="acc")], **compile_kwargs())
+    model.compile(
+        keras.optimizers.Adam(learning_rate),
+        ds.MaxOverTimeCrossEntropy(),
+        metrics=[ds.TimeReducedAccuracy("max", name="acc")],
+        **compile_kwargs(),
+    )
     return model
 
 

@@ -1,4 +1,5 @@
 """The graph example runs end to end in its quick mode: drawing, training, saving, summary."""
+
 from __future__ import annotations
 
 import importlib.util

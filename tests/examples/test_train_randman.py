@@ -1,4 +1,5 @@
 """The main job runs end to end in its quick mode, with both kinds of SNN layer."""
+
 import importlib.util
 import json
 import os

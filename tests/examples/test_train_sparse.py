@@ -1,4 +1,5 @@
 """The sparse example runs end to end in its quick mode."""
+
 import importlib.util
 import json
 import os

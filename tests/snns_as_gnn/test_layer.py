@@ -1,4 +1,5 @@
 """GraphSNN and GraphSNNCell: one-step-delay semantics, equivalences, placement, save/load."""
+
 import os
 import subprocess
 import sys
@@ -26,9 +27,16 @@ def spikes(rng, shape, p=0.4):
 def cyclic_graph():
     # a (input) -> b -> c -> a, and a self-loop on b.
     return SNNGraph(
-        nodes=[{"name": "a", "units": 3, "neuron": "lif", "neuron_config": {"beta": 0.8, "threshold": 0.5}},
-               {"name": "b", "units": 4, "neuron": "lif", "neuron_config": {"beta": 0.7, "threshold": 0.6}},
-               {"name": "c", "units": 2, "neuron": "lif", "neuron_config": {"beta": 0.9, "threshold": 0.4, "reset": "zero"}}],
+        nodes=[
+            {"name": "a", "units": 3, "neuron": "lif", "neuron_config": {"beta": 0.8, "threshold": 0.5}},
+            {"name": "b", "units": 4, "neuron": "lif", "neuron_config": {"beta": 0.7, "threshold": 0.6}},
+            {
+                "name": "c",
+                "units": 2,
+                "neuron": "lif",
+                "neuron_config": {"beta": 0.9, "threshold": 0.4, "reset": "zero"},
+            },
+        ],
         edges=[("a", "b"), ("b", "b"), ("b", "c"), ("c", "a")],
         inputs=["a"],
         outputs=["c", "b"],
@@ -41,8 +49,10 @@ def test_cyclic_graph_with_self_loop_matches_numpy(rng):
     x = spikes(rng, (2, 14, 5), p=0.5)
     layer(x)
     w_in = rng.normal(0.4, 0.5, (5, 3)).astype(np.float32)
-    w = {edge: rng.normal(0.3, 0.6, (graph.node(edge[0]).units, graph.node(edge[1]).units)).astype(np.float32)
-         for edge in graph.edges}
+    w = {
+        edge: rng.normal(0.3, 0.6, (graph.node(edge[0]).units, graph.node(edge[1]).units)).astype(np.float32)
+        for edge in graph.edges
+    }
     bias = {name: rng.normal(0.0, 0.1, graph.node(name).units).astype(np.float32) for name in graph.node_names}
     layer.cell.input_kernels["a"].assign(w_in)
     for k, edge in enumerate(graph.edges):
@@ -73,10 +83,20 @@ def test_cyclic_graph_with_self_loop_matches_numpy(rng):
 
 @pytest.mark.parametrize("implementation", ["fused", "loop"])
 def test_layer_cell_and_implementations_agree(rng, implementation):
-    graph = SNNGraph.from_adjacency(SEED_GRAPH, units=[6, 5, 4, 5, 3], inputs=[0], outputs=[4],
-                                    neuron=["lif", "alif", "cuba_lif", "lif_neuron", "lif"],
-                                    neuron_config=[{"threshold": 0.3}, {"threshold": 0.3}, {"threshold": 0.3},
-                                                   {"u_thresh": 0.1}, {"threshold": 0.3}])
+    graph = SNNGraph.from_adjacency(
+        SEED_GRAPH,
+        units=[6, 5, 4, 5, 3],
+        inputs=[0],
+        outputs=[4],
+        neuron=["lif", "alif", "cuba_lif", "lif_neuron", "lif"],
+        neuron_config=[
+            {"threshold": 0.3},
+            {"threshold": 0.3},
+            {"threshold": 0.3},
+            {"u_thresh": 0.1},
+            {"threshold": 0.3},
+        ],
+    )
     init = keras.initializers.RandomNormal(0.2, 0.5, seed=4)
     layer = GraphSNN(graph, implementation=implementation, kernel_initializer=init)
     reference = keras.layers.RNN(GraphSNNCell(graph), return_sequences=True)
@@ -91,8 +111,12 @@ def test_layer_cell_and_implementations_agree(rng, implementation):
         la, lb = tf.reduce_sum(a * weights), tf.reduce_sum(b * weights)
     np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert 0 < a.numpy().sum() < a.numpy().size
-    for g, g_ref in zip(tape.gradient(la, [x] + layer.trainable_weights), tape.gradient(lb, [x] + reference.trainable_weights)):
-        np.testing.assert_allclose(g.numpy(), g_ref.numpy(), rtol=1e-5, atol=1e-5 * (np.abs(g_ref.numpy()).max() + 1e-12))
+    for g, g_ref in zip(
+        tape.gradient(la, [x] + layer.trainable_weights), tape.gradient(lb, [x] + reference.trainable_weights)
+    ):
+        np.testing.assert_allclose(
+            g.numpy(), g_ref.numpy(), rtol=1e-5, atol=1e-5 * (np.abs(g_ref.numpy()).max() + 1e-12)
+        )
 
 
 def test_long_sequence_is_checkpointed_and_agrees_with_the_cell(rng, checkpoint_choices):
@@ -107,12 +131,17 @@ def test_long_sequence_is_checkpointed_and_agrees_with_the_cell(rng, checkpoint_
     reference.set_weights(layer.get_weights())
     with tf.GradientTape(persistent=True) as tape:
         a, b = layer(x), reference(x)
-        la, lb = tf.reduce_sum(a * np.linspace(0.5, 1.5, a.shape[-1])), tf.reduce_sum(b * np.linspace(0.5, 1.5, b.shape[-1]))
+        la, lb = (
+            tf.reduce_sum(a * np.linspace(0.5, 1.5, a.shape[-1])),
+            tf.reduce_sum(b * np.linspace(0.5, 1.5, b.shape[-1])),
+        )
     assert 32 in checkpoint_choices
     np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert 0 < a.numpy().sum() < a.numpy().size
     for g, g_ref in zip(tape.gradient(la, layer.trainable_weights), tape.gradient(lb, reference.trainable_weights)):
-        np.testing.assert_allclose(g.numpy(), g_ref.numpy(), rtol=1e-5, atol=1e-5 * (np.abs(g_ref.numpy()).max() + 1e-12))
+        np.testing.assert_allclose(
+            g.numpy(), g_ref.numpy(), rtol=1e-5, atol=1e-5 * (np.abs(g_ref.numpy()).max() + 1e-12)
+        )
 
 
 def test_chain_graph_is_a_block_stack_with_one_step_delays(rng):
@@ -145,8 +174,14 @@ def test_mask_keeps_state_and_silences_padded_steps(rng):
 
 
 def test_fit_and_save_load(tmp_path, rng):
-    graph = SNNGraph.from_adjacency(SEED_GRAPH, units=8, inputs=[0], outputs=[4], neuron="lif",
-                                    neuron_config={"threshold": 0.3, "trainable_decays": True})
+    graph = SNNGraph.from_adjacency(
+        SEED_GRAPH,
+        units=8,
+        inputs=[0],
+        outputs=[4],
+        neuron="lif",
+        neuron_config={"threshold": 0.3, "trainable_decays": True},
+    )
     inputs = keras.Input((10, 6))
     model = keras.Model(inputs, ds.LeakyReadout(2)(GraphSNN(graph)(inputs)))
     model.compile("adam", ds.MaxOverTimeCrossEntropy(), **compile_kwargs())

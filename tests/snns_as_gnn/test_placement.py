@@ -1,4 +1,5 @@
 """Tests of the device placement plan (snns_as_gnn.placement); pure Python, no TensorFlow."""
+
 import itertools
 import json
 from collections import deque
@@ -33,7 +34,9 @@ def seed_graph():
 
 
 def round_robin(graph, devices):
-    return manual_placement(graph, {name: devices[i % len(devices)] for i, name in enumerate(graph.node_names)}, devices)
+    return manual_placement(
+        graph, {name: devices[i % len(devices)] for i, name in enumerate(graph.node_names)}, devices
+    )
 
 
 def brute_force_best(graph, devices, cut_weight=DEFAULT_CUT_WEIGHT):
@@ -125,7 +128,13 @@ def test_seed_graph_two_devices_plan(seed_graph):
     assert plan.stages() == [["node0", "node3", "node4"], ["node1", "node2"]]
     assert plan.load("/CPU:0") == 688 + 912 + 84 and plan.load("/CPU:1") == 1312 + 328
     assert plan.balance() == pytest.approx(1684 * 2 / 3324)
-    assert plan.cut_edges() == [("node0", "node1"), ("node1", "node0"), ("node1", "node3"), ("node2", "node3"), ("node3", "node1")]
+    assert plan.cut_edges() == [
+        ("node0", "node1"),
+        ("node1", "node0"),
+        ("node1", "node3"),
+        ("node2", "node3"),
+        ("node3", "node1"),
+    ]
     assert plan.cut_traffic() == 16 + 32 + 32 + 8 + 16
 
 

@@ -1,4 +1,5 @@
 """Tests of the SNN graph specification (snns_as_gnn.spec)."""
+
 import json
 from collections import deque
 
@@ -247,7 +248,10 @@ def test_neuron_models_fallback_without_dense_snns(monkeypatch):
         ({"name": "x", "units": 4, "neuron_config": {"units": 4}}, "node 'x': neuron_config must not set 'units'"),
         ({"name": "x", "units": 4, "neuron_config": {1: 2}}, "node 'x': neuron_config keys must be strings"),
         ({"name": "x", "units": 4, "neuron_config": {"f": object()}}, "node 'x': neuron_config\\['f'\\] must be JSON"),
-        ({"name": "x", "units": 4, "neuron_config": {"b": float("nan")}}, "node 'x': neuron_config\\['b'\\] must be finite"),
+        (
+            {"name": "x", "units": 4, "neuron_config": {"b": float("nan")}},
+            "node 'x': neuron_config\\['b'\\] must be finite",
+        ),
     ],
 )
 def test_bad_node(kwargs, match):

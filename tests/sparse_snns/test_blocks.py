@@ -1,4 +1,5 @@
 """SparseSNNDense: equal to the dense block with K >= N, sparse BPTT otherwise, overflow metric."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -20,11 +21,22 @@ def raster(rng, shape=(B, T, F), p=0.35):
 def pair(self_recurrent, capacity=N, second_threshold=None, neuron="lif"):
     def make():
         return ds.NEURON_MODELS[neuron](N, **({"threshold": 0.3} if neuron != "lif_neuron" else {"u_thresh": 0.1}))
-    dense = ds.SNNDense(N, neuron=make(), self_recurrent=self_recurrent,
-                        kernel_initializer=keras.initializers.RandomNormal(0.2, 0.5, seed=7),
-                        bias_initializer=keras.initializers.RandomNormal(0.0, 0.2, seed=8))
-    sparse = SparseSNNDense(N, input_dim=F, capacity=capacity, second_threshold=second_threshold, neuron=make(),
-                            self_recurrent=self_recurrent)
+
+    dense = ds.SNNDense(
+        N,
+        neuron=make(),
+        self_recurrent=self_recurrent,
+        kernel_initializer=keras.initializers.RandomNormal(0.2, 0.5, seed=7),
+        bias_initializer=keras.initializers.RandomNormal(0.0, 0.2, seed=8),
+    )
+    sparse = SparseSNNDense(
+        N,
+        input_dim=F,
+        capacity=capacity,
+        second_threshold=second_threshold,
+        neuron=make(),
+        self_recurrent=self_recurrent,
+    )
     return dense, sparse
 
 
@@ -63,7 +75,9 @@ def test_full_capacity_equals_dense_block(rng, self_recurrent, neuron):
     grads_sparse = by_name(sparse.trainable_weights, tape.gradient(lb, sparse.trainable_weights))
     assert set(grads_dense) == set(grads_sparse)
     for name, g in grads_dense.items():
-        np.testing.assert_allclose(grads_sparse[name].numpy(), g.numpy(), rtol=1e-5, atol=1e-6 * np.abs(g.numpy()).max())
+        np.testing.assert_allclose(
+            grads_sparse[name].numpy(), g.numpy(), rtol=1e-5, atol=1e-6 * np.abs(g.numpy()).max()
+        )
 
 
 @pytest.mark.parametrize("jit_compile", [True, False])
@@ -74,8 +88,14 @@ def test_masked_steps_and_both_loop_layouts_equal_dense_block(rng, jit_compile):
     x = raster(rng)
     mask = tf.constant(np.arange(T)[None, :] < np.array([[T], [T - 3], [4]]))
     dense, _ = pair(True)
-    sparse = SparseSNNDense(N, input_dim=F, capacity=N, neuron=ds.NEURON_MODELS["lif"](N, threshold=0.3),
-                            self_recurrent=True, jit_compile=jit_compile)
+    sparse = SparseSNNDense(
+        N,
+        input_dim=F,
+        capacity=N,
+        neuron=ds.NEURON_MODELS["lif"](N, threshold=0.3),
+        self_recurrent=True,
+        jit_compile=jit_compile,
+    )
     dense(x)
     sparse(x)
     copy_weights(dense, sparse)
@@ -121,8 +141,9 @@ def test_long_sequence_is_checkpointed_and_equals_dense_block(rng, checkpoint_ch
     grads_dense = by_name(dense.trainable_weights, tape.gradient(la, dense.trainable_weights))
     grads_sparse = by_name(sparse.trainable_weights, tape.gradient(lb, sparse.trainable_weights))
     for name, g in grads_dense.items():
-        np.testing.assert_allclose(grads_sparse[name].numpy(), g.numpy(), rtol=1e-5,
-                                   atol=1e-6 * np.abs(g.numpy()).max(), err_msg=name)
+        np.testing.assert_allclose(
+            grads_sparse[name].numpy(), g.numpy(), rtol=1e-5, atol=1e-6 * np.abs(g.numpy()).max(), err_msg=name
+        )
 
 
 def test_second_threshold_reaches_fewer_neurons_and_counts_dropped(rng):
@@ -151,7 +172,9 @@ def test_second_threshold_reaches_fewer_neurons_and_counts_dropped(rng):
 
 def test_fit_reports_dropped_metric_and_save_load(tmp_path, rng):
     inputs = keras.Input((T, F))
-    ids, values, count = SparseSNNDense(N, input_dim=F, capacity=3, neuron=ds.LIF(N, threshold=0.3), name="sparse")(inputs)
+    ids, values, count = SparseSNNDense(N, input_dim=F, capacity=3, neuron=ds.LIF(N, threshold=0.3), name="sparse")(
+        inputs
+    )
     model = keras.Model(inputs, [ids, values, count])
     x = raster(rng, (8, T, F)).numpy()
     first = model(x)
@@ -212,8 +235,9 @@ def test_implementation_tf_uses_no_custom_op(rng):
     dense_in = SparseSNNDense(N, input_dim=F, capacity=4, implementation="tf", jit_compile=False)
     to_dense_layer = SparseToDense(F, implementation="tf")
     spikes = from_dense(x, F)
-    cell = keras.layers.RNN(SparseSNNBlock(N, input_dim=F, capacity=4, input_capacity=F, implementation="tf"),
-                            return_sequences=True)
+    cell = keras.layers.RNN(
+        SparseSNNBlock(N, input_dim=F, capacity=4, input_capacity=F, implementation="tf"), return_sequences=True
+    )
     packed = pack_spikes(spikes)
     graphs = {
         "dense raster": op_types(lambda v: dense_in(v), x),

@@ -1,4 +1,5 @@
 """SparseSNNBlock inside keras.layers.RNN: sparse outputs and sparse recurrent state."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -14,11 +15,18 @@ B, T, F, N = 3, 9, 8, 6
 @pytest.mark.parametrize("self_recurrent", [False, True])
 def test_rnn_of_sparse_cells_equals_dense_block(rng, self_recurrent):
     x = tf.constant((rng.random((B, T, F)) < 0.4).astype(np.float32))
-    dense = keras.layers.RNN(ds.SNNBlock(N, neuron=ds.ALIF(N, threshold=0.3), self_recurrent=self_recurrent,
-                                         kernel_initializer=keras.initializers.RandomNormal(0.2, 0.5, seed=3)),
-                             return_sequences=True)
-    cell = SparseSNNBlock(N, input_dim=F, capacity=N, input_capacity=F, neuron=ds.ALIF(N, threshold=0.3),
-                          self_recurrent=self_recurrent)
+    dense = keras.layers.RNN(
+        ds.SNNBlock(
+            N,
+            neuron=ds.ALIF(N, threshold=0.3),
+            self_recurrent=self_recurrent,
+            kernel_initializer=keras.initializers.RandomNormal(0.2, 0.5, seed=3),
+        ),
+        return_sequences=True,
+    )
+    cell = SparseSNNBlock(
+        N, input_dim=F, capacity=N, input_capacity=F, neuron=ds.ALIF(N, threshold=0.3), self_recurrent=self_recurrent
+    )
     sparse = keras.layers.RNN(cell, return_sequences=True)
     packed_x = pack_spikes(from_dense(x, F))
     dense(x)

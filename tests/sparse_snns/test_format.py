@@ -1,4 +1,5 @@
 """Tests for the sparse spike format (sparse_snns.format): conversion, overflow, validation."""
+
 import math
 
 import numpy as np
@@ -43,8 +44,8 @@ def check_against_reference(dense, sparse, dropped, capacity):
         assert dropped[r] == max(0, events - capacity)
         np.testing.assert_array_equal(ids[r, : count[r]], expected)
         np.testing.assert_array_equal(values[r, : count[r]], row[expected])
-        np.testing.assert_array_equal(ids[r, count[r]:], 0)
-        np.testing.assert_array_equal(values[r, count[r]:], 0)
+        np.testing.assert_array_equal(ids[r, count[r] :], 0)
+        np.testing.assert_array_equal(values[r, count[r] :], 0)
 
 
 # --------------------------------------------------------------------------------------------

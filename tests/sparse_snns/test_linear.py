@@ -5,6 +5,7 @@ hypothesis property over shapes/capacities/densities, exactness with K >= N, XLA
 weight gradients, argument errors, the fallback without a compiler, and the Keras layer
 (config, save/load, fit). Op-dependent tests skip (with the reason) if the op cannot be built.
 """
+
 import os
 import numpy as np
 import pytest
@@ -96,8 +97,9 @@ def assert_close(actual, expected, dtype=np.float32):
     np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=tol * 10, atol=tol * 10)
 
 
-def check_against_dense(rng, batch_shape, n_in, n_out, capacity, density, implementation, dtype=np.float32,
-                        use_bias=True, wrap=None):
+def check_against_dense(
+    rng, batch_shape, n_in, n_out, capacity, density, implementation, dtype=np.float32, use_bias=True, wrap=None
+):
     spikes = random_spikes(rng, batch_shape, n_in, capacity, density, dtype)
     kernel = rng.normal(size=(n_in, n_out)).astype(dtype)
     bias = rng.normal(size=(n_out,)).astype(dtype) if use_bias else None
@@ -171,9 +173,13 @@ def test_every_instruction_set_matches_dense(rng, tmp_path):
     import sys
 
     cases = {}
-    for n_in, n_out, rows, density, dtype in [(300, 20, 40, 0.05, np.float32), (300, 45, 40, 0.05, np.float32),
-                                               (300, 200, 40, 0.05, np.float32), (300, 33, 20, 0.2, np.float64),
-                                               (400, 37, 3, 0.01, np.float32)]:  # few events: no packing
+    for n_in, n_out, rows, density, dtype in [
+        (300, 20, 40, 0.05, np.float32),
+        (300, 45, 40, 0.05, np.float32),
+        (300, 200, 40, 0.05, np.float32),
+        (300, 33, 20, 0.2, np.float64),
+        (400, 37, 3, 0.01, np.float32),
+    ]:  # few events: no packing
         spikes = random_spikes(rng, (rows,), n_in, 24, density, dtype=dtype)
         values = spikes.values.numpy()
         values[:, -3:] = 0.0  # gradient-only entries
@@ -183,15 +189,27 @@ def test_every_instruction_set_matches_dense(rng, tmp_path):
         cases[key] = (SparseSpikes(spikes.ids, tf.constant(values), spikes.count), kernel, upstream)
     inputs = {}
     for key, (spikes, kernel, upstream) in cases.items():
-        inputs.update({"ids_" + key: spikes.ids.numpy(), "values_" + key: spikes.values.numpy(),
-                       "count_" + key: spikes.count.numpy(), "kernel_" + key: kernel, "grad_" + key: upstream})
+        inputs.update(
+            {
+                "ids_" + key: spikes.ids.numpy(),
+                "values_" + key: spikes.values.numpy(),
+                "count_" + key: spikes.count.numpy(),
+                "kernel_" + key: kernel,
+                "grad_" + key: upstream,
+            }
+        )
     np.savez(tmp_path / "inputs.npz", **inputs)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     for isa in ("generic", "avx2", "avx512"):
         env["DENSE_SNNS_ISA"] = isa  # a request above what the CPU has runs the best it has
         result = tmp_path / f"{isa}.npz"
-        proc = subprocess.run([sys.executable, "-c", _ISA_SCRIPT, str(tmp_path / "inputs.npz"), str(result)],
-                              env=env, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-c", _ISA_SCRIPT, str(tmp_path / "inputs.npz"), str(result)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         out = np.load(result)
         for key, (spikes, kernel, upstream) in cases.items():
@@ -263,8 +281,7 @@ def test_full_capacity_reproduces_dense_exactly(rng, implementation):
 @pytest.mark.parametrize("implementation", ["tf", "auto"])
 def test_tf_path_under_xla_matches(rng, implementation):
     """Under jit_compile=True "auto" must pick the pure-TF path (the op has no XLA kernel)."""
-    check_against_dense(rng, (4, 6), 33, 21, 10, 0.2, implementation,
-                        wrap=lambda f: tf.function(f, jit_compile=True))
+    check_against_dense(rng, (4, 6), 33, 21, 10, 0.2, implementation, wrap=lambda f: tf.function(f, jit_compile=True))
 
 
 def test_op_under_xla_is_a_clear_error(rng):
@@ -292,11 +309,17 @@ def test_tf_path_in_row_chunks(rng, monkeypatch, wrap):
     elif wrap == "xla":
         fn = lambda f: tf.function(f, jit_compile=True)  # noqa: E731
     else:
+
         def fn(f):
-            signature = [tf.TensorSpec([None, 9], tf.int32), tf.TensorSpec([None, 9], tf.float32),
-                         tf.TensorSpec([None], tf.int32), tf.TensorSpec([30, 13], tf.float32),
-                         tf.TensorSpec([13], tf.float32)]
+            signature = [
+                tf.TensorSpec([None, 9], tf.int32),
+                tf.TensorSpec([None, 9], tf.float32),
+                tf.TensorSpec([None], tf.int32),
+                tf.TensorSpec([30, 13], tf.float32),
+                tf.TensorSpec([13], tf.float32),
+            ]
             return tf.function(f, input_signature=signature)
+
     actual = sparse_forward_backward(spikes, kernel, bias, upstream, "tf", fn)
     for a, e in zip(actual, expected):
         assert_close(a.numpy(), e)
@@ -307,6 +330,7 @@ def test_kernel_gradient_is_dense_tensor_not_indexed_slices(rng, implementation)
     spikes = random_spikes(rng, (8,), 20, 5, 0.2)
     kernel = tf.Variable(rng.normal(size=(20, 6)).astype(np.float32))
     for wrap in (lambda f: f, tf.function):
+
         @wrap
         def grads():
             with tf.GradientTape() as tape:
@@ -324,8 +348,11 @@ def test_no_gradient_to_ids_and_count(rng, implementation):
     ids = tf.cast(spikes.ids, tf.float32)  # a float copy that could be watched
     with tf.GradientTape() as tape:
         tape.watch(ids)
-        y = sparse_linear(SparseSpikes(tf.cast(ids, tf.int32), spikes.values, spikes.count), tf.ones([20, 3]),
-                          implementation=implementation)
+        y = sparse_linear(
+            SparseSpikes(tf.cast(ids, tf.int32), spikes.values, spikes.count),
+            tf.ones([20, 3]),
+            implementation=implementation,
+        )
     assert tape.gradient(y, ids) is None
 
 
@@ -385,8 +412,9 @@ def test_raw_op_validates_arguments():
         lib.dense_snns_sparse_linear_grad_values(ids, tf.constant([4, 1]), kernel, tf.ones([2, 5]))
     # the weight gradient checks while it counts the events of each input
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"`ids` out of range: ids\[1, 0\] = -2"):
-        lib.dense_snns_sparse_linear_grad_weights(tf.constant([[0, 1, 0], [-2, 0, 0]]), values, count,
-                                                  tf.ones([2, 5]), kernel)
+        lib.dense_snns_sparse_linear_grad_weights(
+            tf.constant([[0, 1, 0], [-2, 0, 0]]), values, count, tf.ones([2, 5]), kernel
+        )
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"`count` must be in \[0, K=3\].*count\[1\] = -1"):
         lib.dense_snns_sparse_linear_grad_weights(ids, values, tf.constant([2, -1]), tf.ones([2, 5]), kernel)
     with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="values"):
@@ -421,8 +449,9 @@ def test_dtype_and_structure_errors():
         sparse_linear(SparseSpikes(ids, values, count), kernel, implementation="cuda")
     if _OP:
         with pytest.raises(TypeError, match="implementation='op' supports float32 and float64"):
-            sparse_linear(SparseSpikes(ids, tf.cast(values, tf.float16), count), tf.cast(kernel, tf.float16),
-                          implementation="op")
+            sparse_linear(
+                SparseSpikes(ids, tf.cast(values, tf.float16), count), tf.cast(kernel, tf.float16), implementation="op"
+            )
     # float16 works through the pure-TF path with "auto"
     y = sparse_linear(SparseSpikes(ids, tf.cast(values, tf.float16), count), tf.cast(kernel, tf.float16))
     np.testing.assert_array_equal(y.numpy(), [[2.5] * 5, [1.0] * 5])
@@ -459,8 +488,13 @@ def test_first_op_use_inside_a_traced_function_is_quiet(tmp_path):
 
     script = tmp_path / "first_use.py"  # a file: AutoGraph converts only code whose source it can read
     script.write_text(_FIRST_USE_IN_TRACE)
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="1"))
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="1"),
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "op: True" in proc.stdout
     assert "AutoGraph could not transform" not in proc.stderr, proc.stderr[-2000:]
@@ -478,14 +512,18 @@ def test_library_holds_the_sparse_sources():
 
 def test_no_compiler_falls_back_to_tf_with_one_warning(tmp_path, monkeypatch):
     """As in a fresh process without a usable compiler: one warning with the reason, correct results."""
-    monkeypatch.setattr(_loader.LIBRARY, "_state", {"tried": False, "module": None, "error": None, "path": None,
-                                                    "warned": False})
+    monkeypatch.setattr(
+        _loader.LIBRARY, "_state", {"tried": False, "module": None, "error": None, "path": None, "warned": False}
+    )
     monkeypatch.setenv("DENSE_SNNS_CXX", str(tmp_path / "no-such-compiler"))
     monkeypatch.setenv("DENSE_SNNS_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("DENSE_SNNS_DISABLE_OP", raising=False)
     spikes = SparseSpikes(tf.constant([[1, 0], [2, 2]]), tf.constant([[1.0, 0.0], [1.0, 2.0]]), tf.constant([1, 2]))
     kernel = tf.reshape(tf.range(12, dtype=tf.float32), [3, 4])
-    with pytest.warns(RuntimeWarning, match=r"C\+\+ ops \(SparseLinear, spike selection.*\) are unavailable.*no-such-compiler.*not found") as record:
+    with pytest.warns(
+        RuntimeWarning,
+        match=r"C\+\+ ops \(SparseLinear, spike selection.*\) are unavailable.*no-such-compiler.*not found",
+    ) as record:
         y = sparse_linear(spikes, kernel)
         y2 = sparse_linear(spikes, kernel)
     assert len([w for w in record if issubclass(w.category, RuntimeWarning)]) == 1
@@ -504,9 +542,11 @@ def test_no_compiler_falls_back_to_tf_with_one_warning(tmp_path, monkeypatch):
 
 def sparse_inputs(capacity, time=None):
     lead = (time,) if time is not None else ()
-    return [keras.Input(lead + (capacity,), dtype="int32", name="ids"),
-            keras.Input(lead + (capacity,), dtype="float32", name="values"),
-            keras.Input(lead, dtype="int32", name="count")]
+    return [
+        keras.Input(lead + (capacity,), dtype="int32", name="ids"),
+        keras.Input(lead + (capacity,), dtype="float32", name="values"),
+        keras.Input(lead, dtype="int32", name="count"),
+    ]
 
 
 def sparse_data(rng, samples, time, n_in, capacity, density):
@@ -516,8 +556,9 @@ def sparse_data(rng, samples, time, n_in, capacity, density):
 
 
 def test_layer_matches_function_and_config_round_trip(rng):
-    layer = SparseLinear(7, input_dim=12, kernel_initializer="he_normal", bias_initializer="ones",
-                         implementation="tf", name="sparse")
+    layer = SparseLinear(
+        7, input_dim=12, kernel_initializer="he_normal", bias_initializer="ones", implementation="tf", name="sparse"
+    )
     spikes = random_spikes(rng, (3, 4), 12, 5, 0.3)
     y = layer(spikes)
     assert y.shape == (3, 4, 7)
@@ -590,7 +631,7 @@ def test_layer_gradients_flow_to_values_kernel_and_bias(rng, implementation):
     values = tf.Variable(spikes.values)
     with tf.GradientTape() as tape:
         y = layer(SparseSpikes(spikes.ids, values, spikes.count))
-        loss = tf.reduce_sum(y ** 2)
+        loss = tf.reduce_sum(y**2)
     d_values, d_kernel, d_bias = tape.gradient(loss, [values, layer.kernel, layer.bias])
     assert isinstance(d_kernel, tf.Tensor) and d_kernel.shape == (10, 5)
     assert d_bias.shape == (5,)

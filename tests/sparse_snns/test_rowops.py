@@ -1,4 +1,5 @@
 """C++ selection / gather / scatter ops against the pure-TF path (values, gradients, errors)."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -8,11 +9,18 @@ from sparse_snns import rowops
 from sparse_snns.format import SparseSpikes, from_dense_with_overflow, to_dense
 from sparse_snns.selection import select_spikes
 
-pytestmark = pytest.mark.skipif(not sparse_snns.ops.op_available(),
-                                reason=f"C++ op unavailable: {sparse_snns.ops.load_error()}")
+pytestmark = pytest.mark.skipif(
+    not sparse_snns.ops.op_available(), reason=f"C++ op unavailable: {sparse_snns.ops.load_error()}"
+)
 
-RULES = [("positive", None), ("positive", "all"), ("positive", "above"), ("nonzero", None), ("nonzero", "all"),
-         ("nonzero", "above")]
+RULES = [
+    ("positive", None),
+    ("positive", "all"),
+    ("positive", "above"),
+    ("nonzero", None),
+    ("nonzero", "all"),
+    ("nonzero", "above"),
+]
 
 
 def data(rng, shape, dtype=np.float32, zeros=0.5):
@@ -43,8 +51,9 @@ def test_select_indices_nan_float64_and_rank1(rng):
         for a, b in zip(op, ref):
             np.testing.assert_array_equal(a.numpy(), b.numpy())
     vector = x[1]
-    for a, b in zip(rowops.select_indices(vector, 7, implementation="op"),
-                    rowops.select_indices(vector, 7, implementation="tf")):
+    for a, b in zip(
+        rowops.select_indices(vector, 7, implementation="op"), rowops.select_indices(vector, 7, implementation="tf")
+    ):
         assert a.shape == b.shape
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
@@ -62,9 +71,10 @@ def test_select_with_gather_equals_gather_rows(rng, first, second, dtype):
             outer.watch(x)
             with tf.GradientTape() as tape:
                 tape.watch(x)
-                ids, count, total, selected = rowops.select_indices(x, 20, first, second, -0.4, implementation=impl,
-                                                                   gather=True)
-                loss = tf.reduce_sum(upstream * selected ** 2)
+                ids, count, total, selected = rowops.select_indices(
+                    x, 20, first, second, -0.4, implementation=impl, gather=True
+                )
+                loss = tf.reduce_sum(upstream * selected**2)
             d_x = tape.gradient(loss, x)
             second_order = tf.reduce_sum(d_x * x)
         dd_x = outer.gradient(second_order, x)
@@ -121,7 +131,7 @@ def test_select_spikes_op_equals_tf_with_gradient(rng, second_threshold):
 
 
 def test_from_dense_op_equals_tf(rng):
-    raster = (rng.random((3, 5, 80)) < 0.2)
+    raster = rng.random((3, 5, 80)) < 0.2
     for spikes in (raster, raster.astype(np.int32) * 3, raster.astype(np.float64) * 0.5):
         x = tf.constant(spikes)
         op, op_dropped = from_dense_with_overflow(x, 12, implementation="op")
@@ -214,8 +224,9 @@ def test_select_indices_argument_errors():
     with pytest.raises(TypeError, match="floating"):
         rowops.select_indices(tf.constant([[1, 0]]), 1)
     with pytest.raises(ValueError, match="last dimension"):
-        tf.function(lambda v: rowops.select_indices(v, 1),
-                    input_signature=[tf.TensorSpec([2, None])]).get_concrete_function()
+        tf.function(
+            lambda v: rowops.select_indices(v, 1), input_signature=[tf.TensorSpec([2, None])]
+        ).get_concrete_function()
 
 
 def test_second_order_gradients_op_equals_tf(rng):
@@ -231,9 +242,9 @@ def test_second_order_gradients_op_equals_tf(rng):
                 inner.watch([x, updates])
                 gathered = rowops.gather_rows(x * x, ids, count, implementation=impl)
                 scattered = rowops.scatter_rows(ids, count, updates * updates, 20, implementation=impl)
-                loss = tf.reduce_sum(gathered ** 2) + tf.reduce_sum(tf.sin(scattered))
+                loss = tf.reduce_sum(gathered**2) + tf.reduce_sum(tf.sin(scattered))
             dx, du = inner.gradient(loss, [x, updates])
-            second = tf.reduce_sum(dx * tf.cos(x)) + tf.reduce_sum(du ** 2)
+            second = tf.reduce_sum(dx * tf.cos(x)) + tf.reduce_sum(du**2)
         results[impl] = [dx, du] + outer.gradient(second, [x, updates])
     for a, b in zip(results["op"], results["tf"]):
         assert a is not None and b is not None
@@ -252,9 +263,15 @@ def test_multithreaded_ops_equal_tf(rng):
     ids, count, _ = ref
     assert 2000 * (300 // 4 + 40) >= 1 << 15 and 2000 * (40 + 1) >= 1 << 15
     updates = tf.constant(rng.normal(size=ids.shape).astype(np.float32))
-    for impl_results in zip(*[(rowops.gather_rows(x, ids, count, implementation=impl),
-                               rowops.scatter_rows(ids, count, updates, 300, implementation=impl))
-                              for impl in ("op", "tf")]):
+    for impl_results in zip(
+        *[
+            (
+                rowops.gather_rows(x, ids, count, implementation=impl),
+                rowops.scatter_rows(ids, count, updates, 300, implementation=impl),
+            )
+            for impl in ("op", "tf")
+        ]
+    ):
         np.testing.assert_array_equal(impl_results[0].numpy(), impl_results[1].numpy())
 
 
@@ -290,10 +307,10 @@ def test_sparse_linear_zero_values_anywhere_and_all_zero_rows(rng):
     (which skips zeros) equals the pure-TF path, forward and gradients."""
     ids = tf.constant(rng.integers(0, 50, (6, 8)).astype(np.int32))
     values = rng.uniform(0.5, 1.5, (6, 8)).astype(np.float32)
-    values[0, [1, 4]] = 0.0      # interior zeros
-    values[1, :] = 0.0           # all zero, full count
-    values[2, [0, 7]] = 0.0      # leading and trailing zeros
-    values[3, 2:] = 0.0          # zeros after two events
+    values[0, [1, 4]] = 0.0  # interior zeros
+    values[1, :] = 0.0  # all zero, full count
+    values[2, [0, 7]] = 0.0  # leading and trailing zeros
+    values[3, 2:] = 0.0  # zeros after two events
     values = tf.constant(values)
     count = tf.constant([8, 8, 8, 5, 0, 3], tf.int32)
     kernel = tf.constant(rng.normal(size=(50, 13)).astype(np.float32))

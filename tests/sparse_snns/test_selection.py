@@ -1,4 +1,5 @@
 """select_spikes: spikes first, gradient-only entries near threshold, exact overflow counts."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -41,7 +42,9 @@ def test_second_threshold_gives_masked_dense_gradient(rng):
     assert sparse.values.numpy().tolist() == [[1.0, 1.0, 0.0, 0.0]]
     assert sparse.count.numpy().tolist() == [4] and dropped.numpy().tolist() == [0]
     selected = np.array([[1, 1, 0, 1, 1, 0]], dtype=np.float32)
-    np.testing.assert_allclose(tape.gradient(loss, x).numpy(), tape.gradient(dense_loss, x).numpy() * selected, rtol=1e-6)
+    np.testing.assert_allclose(
+        tape.gradient(loss, x).numpy(), tape.gradient(dense_loss, x).numpy() * selected, rtol=1e-6
+    )
 
 
 def test_overflow_counts_exactly_and_strict_names_capacity():
@@ -87,7 +90,7 @@ def test_dropped_is_spikes_beyond_capacity(batch, n, k, seed):
     np.testing.assert_array_equal((dense > 0).sum(axis=-1), np.minimum(spikes, k))
     ids = sparse.ids.numpy()
     for row in range(batch):  # spikes in index order, then the other neurons in index order
-        chosen = ids[row, :sparse.count.numpy()[row]].tolist()
+        chosen = ids[row, : sparse.count.numpy()[row]].tolist()
         spiking_ids = np.flatnonzero(spiking[row]).tolist()
-        expected = (spiking_ids + [i for i in range(n) if not spiking[row, i]])[:min(k, n)]
+        expected = (spiking_ids + [i for i in range(n) if not spiking[row, i]])[: min(k, n)]
         assert chosen == expected

@@ -1,4 +1,5 @@
 """Sparse input pipelines: rasters become SparseSpikes inside tf.data, exactly."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -35,15 +36,15 @@ def test_overflow_in_the_pipeline_is_an_error_by_default(rng):
 def test_unknown_feature_size_is_rejected():
     dataset = tf.data.Dataset.from_generator(
         lambda: iter([(np.zeros((2, 3), np.float32), 0)]),
-        output_signature=(tf.TensorSpec([2, None], tf.float32), tf.TensorSpec([], tf.int32)))
+        output_signature=(tf.TensorSpec([2, None], tf.float32), tf.TensorSpec([], tf.int32)),
+    )
     with pytest.raises(ValueError, match="static last dimension"):
         sparse_dataset(dataset, 2)
 
 
 def test_sparse_dataset_implementations_agree(rng):
     dataset, _ = rasters(rng)
-    results = [list(sparse_dataset(dataset, capacity=5, strict=False, implementation=impl))
-               for impl in ("auto", "tf")]
+    results = [list(sparse_dataset(dataset, capacity=5, strict=False, implementation=impl)) for impl in ("auto", "tf")]
     for (a, _), (b, _) in zip(*results):
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x.numpy(), y.numpy())

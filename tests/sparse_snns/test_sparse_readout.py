@@ -1,4 +1,5 @@
 """SparseLeakyReadout: equal to SparseToDense + LeakyReadout (outputs and gradients), serialises."""
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -20,8 +21,14 @@ def spikes(rng):
 @pytest.mark.parametrize("implementation", ["auto", "tf"])
 def test_equals_dense_readout_with_gradients(rng, product, implementation):
     inputs = spikes(rng)
-    sparse = SparseLeakyReadout(U, input_dim=N, trainable_decay=True, product=product, implementation=implementation,
-                                bias_initializer="glorot_uniform")
+    sparse = SparseLeakyReadout(
+        U,
+        input_dim=N,
+        trainable_decay=True,
+        product=product,
+        implementation=implementation,
+        bias_initializer="glorot_uniform",
+    )
     dense = ds.LeakyReadout(U, trainable_decay=True)
     sparse(inputs)
     dense(tf.zeros([B, T, N]))
@@ -34,8 +41,9 @@ def test_equals_dense_readout_with_gradients(rng, product, implementation):
         b = dense(SparseToDense(N)([inputs[0], values, inputs[2]]))
         la, lb = tf.reduce_sum(a * weights), tf.reduce_sum(b * weights)
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
-    for ga, gb in zip(tape.gradient(la, [values] + sparse.trainable_weights),
-                      tape.gradient(lb, [values] + dense.trainable_weights)):
+    for ga, gb in zip(
+        tape.gradient(la, [values] + sparse.trainable_weights), tape.gradient(lb, [values] + dense.trainable_weights)
+    ):
         np.testing.assert_allclose(ga.numpy(), gb.numpy(), rtol=1e-5, atol=1e-5)
 
 

@@ -1,4 +1,5 @@
 """dense_snns.ops.OpLibrary: cache key, build failures, missing compiler, fallback warning."""
+
 import os
 import warnings
 
@@ -68,8 +69,10 @@ def test_cache_key_depends_on_sources_headers_flags_and_compiler(sources, fresh_
     lib = library(sources)
     first = lib.library_path("/usr/bin/g++")
     assert lib.library_path("/usr/bin/clang++") != first
-    assert OpLibrary(str(sources), ["one.cc"], ["header.h"], "test_lib", "x", flags=["-O2"]).library_path(
-        "/usr/bin/g++") != first
+    assert (
+        OpLibrary(str(sources), ["one.cc"], ["header.h"], "test_lib", "x", flags=["-O2"]).library_path("/usr/bin/g++")
+        != first
+    )
     (sources / "header.h").write_text("constexpr int kTestValue = 7;\n")
     assert lib.library_path("/usr/bin/g++") != first
     (sources / "header.h").write_text("constexpr int kTestValue = 41 + 1;\n")

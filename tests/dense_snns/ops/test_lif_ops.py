@@ -1,5 +1,6 @@
 """The C++ LIF kernels (dense_snns.ops.lif) against the compiled TensorFlow loops that run
 `neurons.lif_step`: identical spikes, equal gradients, every reset / surrogate / layout."""
+
 import os
 import subprocess
 import sys
@@ -17,7 +18,9 @@ from dense_snns.ops import lif as lif_ops
 
 from conftest import compile_kwargs
 
-pytestmark = pytest.mark.skipif(not lif_ops.op_available(), reason=f"C++ LIF kernels unavailable: {lif_ops.load_error()}")
+pytestmark = pytest.mark.skipif(
+    not lif_ops.op_available(), reason=f"C++ LIF kernels unavailable: {lif_ops.load_error()}"
+)
 
 
 def problem(rng, shape, dtype=np.float32, per_channel=True, with_bias=True):
@@ -31,8 +34,19 @@ def problem(rng, shape, dtype=np.float32, per_channel=True, with_bias=True):
     return currents, v0, beta, threshold, bias
 
 
-def run(implementation, currents, v0, beta, threshold, bias, reset="subtract", stop_reset_grad=True,
-        surrogate="superspike", scale=None, jit_compile=False):
+def run(
+    implementation,
+    currents,
+    v0,
+    beta,
+    threshold,
+    bias,
+    reset="subtract",
+    stop_reset_grad=True,
+    surrogate="superspike",
+    scale=None,
+    jit_compile=False,
+):
     """[spikes, final v, then the gradients of currents, v0, beta, threshold (and bias)] of a
     loss weighting every spike and final membrane differently."""
     params = neurons.LIFParams(beta, threshold, reset, stop_reset_grad, surrogates.Surrogate(surrogate, scale))
@@ -40,8 +54,17 @@ def run(implementation, currents, v0, beta, threshold, bias, reset="subtract", s
     with tf.GradientTape() as tape:
         tape.watch(watched)
         spikes, (final_v,) = fused.fused_recurrence(
-            neurons.lif_step, neurons.LIFState, currents, [v0], params, None, time_axis=1, bias=bias,
-            jit_compile=jit_compile, implementation=implementation)
+            neurons.lif_step,
+            neurons.LIFState,
+            currents,
+            [v0],
+            params,
+            None,
+            time_axis=1,
+            bias=bias,
+            jit_compile=jit_compile,
+            implementation=implementation,
+        )
         w_spikes = tf.reshape(tf.cos(tf.range(tf.size(spikes), dtype=spikes.dtype)), tf.shape(spikes))
         w_final = tf.reshape(tf.sin(tf.range(tf.size(final_v), dtype=spikes.dtype)), tf.shape(final_v))
         loss = tf.reduce_sum(spikes * w_spikes) + tf.reduce_sum(final_v * w_final)
@@ -105,16 +128,30 @@ def test_long_rows_are_split_into_tiles(rng):
 
 
 @settings(max_examples=20, deadline=None)
-@given(batch=st.integers(1, 3), steps=st.integers(1, 6), spatial=st.sampled_from([(), (3,), (2, 3)]),
-       channels=st.integers(1, 19), reset=st.sampled_from(["subtract", "zero", "none"]),
-       stop_reset_grad=st.booleans(), per_channel=st.booleans(), with_bias=st.booleans(),
-       seed=st.integers(0, 2 ** 16))
-def test_any_shape_and_configuration(batch, steps, spatial, channels, reset, stop_reset_grad, per_channel, with_bias,
-                                     seed):
+@given(
+    batch=st.integers(1, 3),
+    steps=st.integers(1, 6),
+    spatial=st.sampled_from([(), (3,), (2, 3)]),
+    channels=st.integers(1, 19),
+    reset=st.sampled_from(["subtract", "zero", "none"]),
+    stop_reset_grad=st.booleans(),
+    per_channel=st.booleans(),
+    with_bias=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_any_shape_and_configuration(
+    batch, steps, spatial, channels, reset, stop_reset_grad, per_channel, with_bias, seed
+):
     """Rank 3 to 5 sequences (the parameters repeat along the last axis, as a convolution's
     channels), any length including the vector tails."""
-    check(np.random.default_rng(seed), (batch, steps) + spatial + (channels,), per_channel=per_channel,
-          with_bias=with_bias, reset=reset, stop_reset_grad=stop_reset_grad)
+    check(
+        np.random.default_rng(seed),
+        (batch, steps) + spatial + (channels,),
+        per_channel=per_channel,
+        with_bias=with_bias,
+        reset=reset,
+        stop_reset_grad=stop_reset_grad,
+    )
 
 
 def _cpu_has_avx2() -> bool:
@@ -138,13 +175,15 @@ def test_generic_instruction_set_in_a_child_process(tmp_path):
         "s, v = lif.load().dense_snns_lif_forward(c, v0, beta, th, b, reset='subtract')\n"
         "g = lif.load().dense_snns_lif_grad(c, v0, beta, th, b, tf.ones_like(c), tf.ones_like(v0), tf.constant(2.0),"
         " reset='subtract', stop_reset_grad=True, surrogate='arctan')\n"
-        "np.save(sys.argv[1], np.concatenate([s.numpy().ravel(), v.numpy().ravel()] + [x.numpy().ravel() for x in g]))\n")
+        "np.save(sys.argv[1], np.concatenate([s.numpy().ravel(), v.numpy().ravel()] + [x.numpy().ravel() for x in g]))\n"
+    )
     results = []
     for isa in ("generic", "default"):
         out = tmp_path / f"{isa}.npy"
         env = dict(os.environ, DENSE_SNNS_ISA=isa, TF_CPP_MIN_LOG_LEVEL="2")
-        proc = subprocess.run([sys.executable, "-c", script, str(out)], env=env, capture_output=True, text=True,
-                              timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-c", script, str(out)], env=env, capture_output=True, text=True, timeout=300
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         results.append(np.load(out))
     np.testing.assert_array_equal(results[0], results[1])
@@ -157,8 +196,17 @@ def run_integrator(implementation, currents, v0, beta, bias, jit_compile=False):
     with tf.GradientTape() as tape:
         tape.watch(watched)
         outputs, (final_v,) = fused.fused_recurrence(
-            neurons.leaky_integrator_step, neurons.LeakyIntegratorState, currents, [v0], params, None, time_axis=1,
-            bias=bias, jit_compile=jit_compile, implementation=implementation)
+            neurons.leaky_integrator_step,
+            neurons.LeakyIntegratorState,
+            currents,
+            [v0],
+            params,
+            None,
+            time_axis=1,
+            bias=bias,
+            jit_compile=jit_compile,
+            implementation=implementation,
+        )
         w_out = tf.reshape(tf.cos(tf.range(tf.size(outputs), dtype=outputs.dtype)), tf.shape(outputs))
         loss = tf.reduce_sum(outputs * w_out) + tf.reduce_sum(final_v * tf.sin(tf.cast(tf.size(final_v), v0.dtype)))
     return [outputs, final_v] + tape.gradient(loss, watched)
@@ -166,28 +214,40 @@ def run_integrator(implementation, currents, v0, beta, bias, jit_compile=False):
 
 def assert_close(result, reference, rtol):
     """As `assert_same`, for outputs that are not spikes (compared to round-off too)."""
-    np.testing.assert_allclose(result[0].numpy(), reference[0].numpy(), rtol=rtol,
-                               atol=rtol * np.abs(reference[0].numpy()).max())
+    np.testing.assert_allclose(
+        result[0].numpy(), reference[0].numpy(), rtol=rtol, atol=rtol * np.abs(reference[0].numpy()).max()
+    )
     assert_same([reference[0]] + list(result[1:]), reference, rtol)
 
 
 @settings(max_examples=15, deadline=None)
-@given(batch=st.integers(1, 3), steps=st.integers(1, 7), spatial=st.sampled_from([(), (2,), (2, 3)]),
-       channels=st.integers(1, 21), per_channel=st.booleans(), with_bias=st.booleans(), float64=st.booleans(),
-       seed=st.integers(0, 2 ** 16))
+@given(
+    batch=st.integers(1, 3),
+    steps=st.integers(1, 7),
+    spatial=st.sampled_from([(), (2,), (2, 3)]),
+    channels=st.integers(1, 21),
+    per_channel=st.booleans(),
+    with_bias=st.booleans(),
+    float64=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
 def test_leaky_integrator_any_shape(batch, steps, spatial, channels, per_channel, with_bias, float64, seed):
     """The readout's leaky integrator: outputs and gradients equal the compiled loops'."""
     dtype = np.float64 if float64 else np.float32
-    currents, v0, beta, _, bias = problem(np.random.default_rng(seed), (batch, steps) + spatial + (channels,), dtype,
-                                          per_channel, with_bias)
+    currents, v0, beta, _, bias = problem(
+        np.random.default_rng(seed), (batch, steps) + spatial + (channels,), dtype, per_channel, with_bias
+    )
     reference = run_integrator("tf", currents, v0, beta, bias)
     assert_close(run_integrator("op", currents, v0, beta, bias), reference, 1e-5 if dtype == np.float32 else 1e-12)
 
 
 def test_leaky_integrator_of_a_long_sequence(rng):
     currents, v0, beta, _, bias = problem(rng, (3, 400, 45))
-    assert_close(run_integrator("op", currents, v0, beta, bias),
-                 run_integrator("tf", currents, v0, beta, bias, jit_compile=True), 1e-5)
+    assert_close(
+        run_integrator("op", currents, v0, beta, bias),
+        run_integrator("tf", currents, v0, beta, bias, jit_compile=True),
+        1e-5,
+    )
 
 
 def kernel_calls(monkeypatch, name="lif_recurrence"):
@@ -251,8 +311,15 @@ def test_op_refuses_what_it_cannot_run(rng):
     params = neurons.LIFParams(beta, threshold, "subtract", True, surrogates.Surrogate())
 
     def call(**kwargs):
-        args = dict(step_fn=neurons.lif_step, state_type=neurons.LIFState, currents=currents, initial_states=[v0],
-                    params=params, time_axis=1, implementation="op")
+        args = dict(
+            step_fn=neurons.lif_step,
+            state_type=neurons.LIFState,
+            currents=currents,
+            initial_states=[v0],
+            params=params,
+            time_axis=1,
+            implementation="op",
+        )
         args.update(kwargs)
         return fused.fused_recurrence(**args)
 
@@ -266,8 +333,9 @@ def test_op_refuses_what_it_cannot_run(rng):
         call(currents=tf.cast(currents, tf.float16), initial_states=[tf.cast(v0, tf.float16)])
     with pytest.raises(ValueError, match="no kernel for the step 'alif_step'"):
         alif = neurons.ALIFParams(0.9, 0.9, 0.5, 0.1, "subtract", True, surrogates.Surrogate())
-        call(step_fn=neurons.alif_step, state_type=neurons.ALIFState, params=alif,
-             initial_states=[v0, tf.zeros_like(v0)])
+        call(
+            step_fn=neurons.alif_step, state_type=neurons.ALIFState, params=alif, initial_states=[v0, tf.zeros_like(v0)]
+        )
     with pytest.raises(ValueError, match="not a dense_snns.surrogates.Surrogate"):
         call(params=params._replace(spike_fn=surrogates.heaviside))
     with pytest.raises(ValueError, match="compiled by XLA"):
@@ -314,8 +382,9 @@ def test_empty_batch_and_empty_sequence(rng):
         spikes, final_v = library.dense_snns_lif_forward(c, v0, ones, ones, tf.zeros([0]), reset="subtract")
         assert spikes.shape == shape
         np.testing.assert_array_equal(final_v.numpy(), v0.numpy())  # no step: the state is unchanged
-        grads = library.dense_snns_lif_grad(c, v0, ones, ones, tf.zeros([4]), c, v0, 1.0, reset="subtract",
-                                            stop_reset_grad=True, surrogate="superspike")
+        grads = library.dense_snns_lif_grad(
+            c, v0, ones, ones, tf.zeros([4]), c, v0, 1.0, reset="subtract", stop_reset_grad=True, surrogate="superspike"
+        )
         assert grads[0].shape == shape
         np.testing.assert_array_equal(grads[1].numpy(), v0.numpy())  # dL/dv0 = dL/dv_final
         for g in grads[2:]:
@@ -332,14 +401,22 @@ def test_loss_on_the_spikes_only_or_the_final_state_only(rng):
             with tf.GradientTape() as tape:
                 tape.watch([currents, v0])
                 spikes, (final_v,) = fused.fused_recurrence(
-                    neurons.lif_step, neurons.LIFState, currents, [v0], params, None, time_axis=1, bias=bias,
-                    jit_compile=False, implementation=implementation)
-                loss = tf.reduce_sum(spikes * tf.cos(currents)) if pick == 0 else tf.reduce_sum(final_v ** 2)
+                    neurons.lif_step,
+                    neurons.LIFState,
+                    currents,
+                    [v0],
+                    params,
+                    None,
+                    time_axis=1,
+                    bias=bias,
+                    jit_compile=False,
+                    implementation=implementation,
+                )
+                loss = tf.reduce_sum(spikes * tf.cos(currents)) if pick == 0 else tf.reduce_sum(final_v**2)
             results.append(tape.gradient(loss, [currents, v0]))
         for got, want in zip(*results):
             np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-6)
         assert np.abs(results[0][0].numpy()).max() > 0
-
 
 
 def test_layers_use_the_kernels_and_match_the_reference_rnn(rng, monkeypatch):
@@ -348,10 +425,15 @@ def test_layers_use_the_kernels_and_match_the_reference_rnn(rng, monkeypatch):
     calls = kernel_calls(monkeypatch)
     x = tf.constant((rng.random((3, 10, 7)) < 0.4).astype(np.float32))
     lif = dict(threshold=0.5, trainable_decays=True, trainable_threshold=True)
-    reference = keras.layers.RNN(ds.SNNBlock(6, neuron=ds.LIF(6, **lif),
-                                             kernel_initializer=keras.initializers.RandomNormal(0.2, 0.6, seed=3),
-                                             bias_initializer=keras.initializers.RandomNormal(0.0, 0.3, seed=4)),
-                                 return_sequences=True)
+    reference = keras.layers.RNN(
+        ds.SNNBlock(
+            6,
+            neuron=ds.LIF(6, **lif),
+            kernel_initializer=keras.initializers.RandomNormal(0.2, 0.6, seed=3),
+            bias_initializer=keras.initializers.RandomNormal(0.0, 0.3, seed=4),
+        ),
+        return_sequences=True,
+    )
     layer = SNNDense(6, neuron=ds.LIF(6, **lif))
     reference(x)
     layer(x)
@@ -414,7 +496,7 @@ def test_inference_may_reuse_the_currents_buffer_safely(rng):
 
 
 def test_layer_implementation_chooses_kernel_or_loops(rng, monkeypatch):
-    """"kernel" demands the kernels (ValueError naming the reason), "fused" never uses them."""
+    """ "kernel" demands the kernels (ValueError naming the reason), "fused" never uses them."""
     calls = kernel_calls(monkeypatch)
     x = tf.constant((rng.random((2, 5, 3)) < 0.5).astype(np.float32))
     SNNDense(4, neuron=ds.LIF(4), implementation="kernel")(x)
