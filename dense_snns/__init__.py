@@ -1,24 +1,27 @@
 """dense_snns: spiking neural networks in TensorFlow/Keras, the dense base package.
 
-Neuron math lives in `dense_snns.neurons` (pure step functions) and `dense_snns.surrogates`
-(spike functions); everything else wraps them.
+Neuron models are declared once in `dense_snns.neurons` (states, parameters, a pure update
+function) and spike functions in `dense_snns.surrogates`; the cells, layers and other
+packages are made from them. The C++ kernels of `dense_snns.ops` are a second
+implementation of the models in their kernel table, tested against the Python ones.
 """
 
 from __future__ import annotations
 
-from . import fused, neurons, plotting, surrogates
-from ._compat import KERAS_3, KERAS_VERSION, keras
+from . import cells, fused, implementation, neurons, plotting, surrogates
+from .cells import *  # noqa: F403 - one class per neuron model: LIF, ALIF, CubaLIF, LIFNeuron, ...
 from .cells import (
-    ALIF,
-    LIF,
+    DEFAULT_NEURON,
     NEURON_MODELS,
-    CubaLIF,
     LeakyReadoutCell,
-    LIFNeuron,
     NeuronCell,
     SNNBlock,
+    cell_class,
     get_neuron,
+    register_neuron_model,
 )
+from .compat import KERAS_3, KERAS_VERSION, keras
+from .implementation import IMPLEMENTATIONS, ImplementationError
 from .layers import SNNConv1D, SNNConv2D, SNNDense, SNNSequenceLayer
 from .losses import (
     MaxOverTimeCrossEntropy,
@@ -29,6 +32,7 @@ from .losses import (
     reduce_over_time,
 )
 from .monitors import FiringRateRegularizer, SpikeMonitor, firing_rates
+from .neurons import NeuronModel
 from .readouts import LeakyReadout
 from .stacking import apply_layers, single_rnn, stacked_rnn_layers
 from .surrogates import SURROGATE_NAMES, Surrogate
@@ -36,19 +40,19 @@ from .surrogates import SURROGATE_NAMES, Surrogate
 __version__ = "0.1.0"
 
 __all__ = [
-    "ALIF",
-    "CubaLIF",
+    "DEFAULT_NEURON",
     "FiringRateRegularizer",
+    "IMPLEMENTATIONS",
+    "ImplementationError",
     "KERAS_3",
     "KERAS_VERSION",
-    "LIF",
-    "LIFNeuron",
     "LeakyReadout",
     "LeakyReadoutCell",
     "MaxOverTimeCrossEntropy",
     "MeanOverTimeCrossEntropy",
     "NEURON_MODELS",
     "NeuronCell",
+    "NeuronModel",
     "SNNBlock",
     "SNNConv1D",
     "SNNConv2D",
@@ -61,14 +65,20 @@ __all__ = [
     "TimeReducedAccuracy",
     "TimeReducedCrossEntropy",
     "apply_layers",
-    "fused",
+    "cell_class",
+    "cells",
     "firing_rates",
+    "fused",
     "get_neuron",
+    "implementation",
     "keras",
     "neurons",
     "plotting",
     "reduce_over_time",
+    "register_neuron_model",
     "single_rnn",
     "stacked_rnn_layers",
     "surrogates",
 ]
+# The neuron cell classes, one per registered model.
+__all__ += cells.MODEL_CELLS

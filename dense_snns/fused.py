@@ -22,14 +22,16 @@ batch-major; batch-major ones are sliced in place, so no whole-sequence transpos
 
 from __future__ import annotations
 
+import collections
 import functools
 import math
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
 from tensorflow.compiler.tf2xla.python import xla as _xla
 
-from . import neurons, surrogates
+from . import implementation as implementation_choice
+from . import neurons
 from .ops import lif as lif_ops
 
 
@@ -38,18 +40,39 @@ def num_steps(x: tf.Tensor, axis: int):
     return x.shape[axis] if x.shape[axis] is not None else tf.shape(x)[axis]
 
 
-def _broadcast_mask(mask_t: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
+def broadcast_mask(mask_t: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
     """[batch] bool -> [batch, 1, ..., 1] to broadcast against `like`."""
     return tf.reshape(mask_t, tf.concat([tf.shape(mask_t), tf.ones([like.shape.rank - 1], tf.int32)], 0))
 
 
+#: The pre-spike value a masked (padded) step reports: far below any threshold, so that
+#: no spike is selected there and its surrogate gradient vanishes.
+SILENT_PRE_SPIKE = -1.0e4
+
+
+def masked_block_update(model, current, mask_t, states, params, recurrent_kernel=None):
+    """`NeuronModel.block_update`: (spikes, new states, pre-spike value); where `mask_t`
+    ([batch] bool) is False the states are kept, the output is zero (a padded step emits no
+    spike) and the pre-spike value is `SILENT_PRE_SPIKE`."""
+    spikes, new_states, pre_spike = model.block_update(current, states, params, recurrent_kernel)
+    if mask_t is None:
+        return spikes, new_states, pre_spike
+    keep = broadcast_mask(mask_t, spikes)
+    new_states = [tf.where(keep, new, old) for new, old in zip(new_states, states)]
+    if pre_spike is not None:
+        pre_spike = tf.where(
+            keep, pre_spike, tf.fill(tf.shape(pre_spike), tf.constant(SILENT_PRE_SPIKE, pre_spike.dtype))
+        )
+    return tf.where(keep, spikes, tf.zeros_like(spikes)), new_states, pre_spike
+
+
 def masked_block_step(step_fn, state_type, current, mask_t, states, params, recurrent_kernel):
-    """`neurons.block_step`; where `mask_t` ([batch] bool) is False the states are kept and
-    the output is zero (a padded step emits no spike)."""
+    """`neurons.block_step` with a mask: (spikes, new states); kept for the step-function form
+    (see `masked_block_update`)."""
     spikes, new_states = neurons.block_step(step_fn, state_type, current, states, params, recurrent_kernel)
     if mask_t is None:
         return spikes, new_states
-    keep = _broadcast_mask(mask_t, spikes)
+    keep = broadcast_mask(mask_t, spikes)
     new_states = [tf.where(keep, new, old) for new, old in zip(new_states, states)]
     return tf.where(keep, spikes, tf.zeros_like(spikes)), new_states
 
@@ -259,19 +282,57 @@ def resolve_checkpoint_every(value, steps) -> Optional[int]:
     return max(AUTO_MIN_SEGMENT, math.ceil(math.sqrt(steps)))
 
 
-_COMPILED = {}
-
-
 def _compiled_loops(step, jit_compile: bool):
-    """The forward and backward loops of `step` as tf.functions: one pair per step object,
-    so that layers with different steps do not retrace one shared function."""
-    key = (step, bool(jit_compile))
-    if key not in _COMPILED:
-        _COMPILED[key] = (
-            tf.function(functools.partial(_forward, step), jit_compile=bool(jit_compile)),
-            tf.function(functools.partial(_backward, step), jit_compile=bool(jit_compile)),
+    """The forward and backward loops of `step` as tf.functions, kept on the step object
+    itself: they live as long as the step (a layer's), and layers with different steps never
+    retrace a shared function."""
+    try:
+        loops = step.__dict__.setdefault("_compiled_loops", {})
+    except AttributeError:
+        raise TypeError(
+            f"compiled_recurrence needs a step that can hold attributes (a function or an object), got {step!r}"
+        ) from None
+    key = bool(jit_compile)
+    if key not in loops:
+        loops[key] = (
+            tf.function(functools.partial(_forward, step), jit_compile=key),
+            tf.function(functools.partial(_backward, step), jit_compile=key),
         )
-    return _COMPILED[key]
+    return loops[key]
+
+
+def reference_recurrence(
+    step,
+    currents: tf.Tensor,
+    initial_states: Sequence[tf.Tensor],
+    tensors: Sequence[tf.Tensor] = (),
+    mask: Optional[tf.Tensor] = None,
+    time_axis: int = 0,
+) -> Tuple[tf.Tensor, List[tf.Tensor]]:
+    """`compiled_recurrence`'s contract in a plain `tf.while_loop` differentiated by
+    TensorFlow (no XLA, no hand-written BPTT): the reference the compiled loops are tested
+    against. Same arguments and results."""
+    if time_axis not in (0, 1):
+        raise ValueError(f"time_axis must be 0 or 1, got time_axis={time_axis!r}")
+    steps = num_steps(currents, time_axis)
+
+    def at(sequence, t):
+        return None if sequence is None else (sequence[t] if time_axis == 0 else sequence[:, t])
+
+    probe, _ = step(at(currents, 0), at(mask, 0), list(initial_states), list(tensors))
+    outputs = tf.TensorArray(probe.dtype, size=steps, element_shape=probe.shape)
+
+    def body(t, states, outputs):
+        out, states = step(at(currents, t), at(mask, t), states, list(tensors))
+        return t + 1, states, outputs.write(t, out)
+
+    _, final_states, outputs = tf.while_loop(
+        lambda t, *_: t < steps, body, [tf.constant(0), list(initial_states), outputs]
+    )
+    outputs = outputs.stack()
+    if time_axis == 1:
+        outputs = tf.transpose(outputs, [1, 0] + list(range(2, outputs.shape.rank)))
+    return outputs, list(final_states)
 
 
 def compiled_recurrence(
@@ -288,9 +349,9 @@ def compiled_recurrence(
 
     Args:
         step: ``step(current_t, mask_t, states, tensors) -> (output_t, new_states)``, a pure
-            function of its tensor arguments. It must be hashable and stay the same object
-            between calls (it keys the compiled loops): a module-level function or an object
-            kept by the layer.
+            function of its tensor arguments. Its compiled loops are kept on it (an
+            attribute): pass the same object again to reuse them (a module-level function
+            or an object kept by the layer).
         currents: inputs [time, batch, ...] (``time_axis=0``) or [batch, time, ...]
             (``time_axis=1``).
         initial_states: list of state tensors [batch, ...].
@@ -364,13 +425,22 @@ class BlockStep:
     bias add and its gradient (a sum over batch and time) fuse into the compiled loops
     instead of taking passes of their own over [batch, time, units].
 
-    Hashable by its static content (step function, state type, the non-tensor parameter
-    values and their layout), so equal blocks share compiled loops.
+    `output`: ``"spikes"`` (the block's output) or ``"pre_spike"`` (the model's pre-spike
+    value, from which sparse blocks select their spikes after the loop;
+    `SILENT_PRE_SPIKE` at masked steps).
+
+    Equal by its static content (model, the non-tensor parameter values and their layout,
+    options): equal steps may share compiled loops (`shared_block_step`).
     """
 
-    def __init__(self, step_fn, state_type, params, has_recurrent_kernel: bool, has_bias: bool = False):
-        self.step_fn = step_fn
-        self.state_type = state_type
+    OUTPUTS = ("spikes", "pre_spike")
+
+    def __init__(self, model, params, has_recurrent_kernel: bool, has_bias: bool = False, output: str = "spikes"):
+        if output not in self.OUTPUTS:
+            raise ValueError(f"output must be one of {self.OUTPUTS}, got output={output!r}")
+        if output == "pre_spike" and not model.spiking:
+            raise ValueError(f"the {model.class_name} model does not spike: it has no pre-spike value")
+        self.model = model
         leaves = tf.nest.flatten(params)
         self.tensor_positions = tuple(i for i, leaf in enumerate(leaves) if tf.is_tensor(leaf))
         self.static_leaves = tuple(None if tf.is_tensor(leaf) else leaf for leaf in leaves)
@@ -378,14 +448,8 @@ class BlockStep:
         self.structure = tf.nest.pack_sequence_as(params, list(self.static_leaves))
         self.has_recurrent_kernel = bool(has_recurrent_kernel)
         self.has_bias = bool(has_bias)
-        self._key = (
-            step_fn,
-            state_type,
-            self.static_leaves,
-            self.tensor_positions,
-            self.has_recurrent_kernel,
-            self.has_bias,
-        )
+        self.output = output
+        self.key = (model, self.static_leaves, self.tensor_positions, self.has_recurrent_kernel, self.has_bias, output)
 
     def split(self, params, recurrent_kernel, bias=None) -> List[tf.Tensor]:
         leaves = tf.nest.flatten(params)
@@ -410,37 +474,121 @@ class BlockStep:
         params, kernel, bias = self.unpack(tensors)
         if bias is not None:
             current = current + bias
-        return masked_block_step(self.step_fn, self.state_type, current, mask_t, states, params, kernel)
+        spikes, new_states, pre_spike = masked_block_update(self.model, current, mask_t, states, params, kernel)
+        return (spikes if self.output == "spikes" else pre_spike), new_states
 
     def __eq__(self, other) -> bool:
-        return isinstance(other, BlockStep) and self._key == other._key
+        return isinstance(other, BlockStep) and self.key == other.key
 
     def __hash__(self) -> int:
-        return hash(self._key)
+        return hash(self.key)
 
 
-_BLOCK_STEPS = {}
-
-#: Values of `fused_recurrence`'s `implementation`.
-IMPLEMENTATIONS = ("auto", "op", "tf")
-
-
-def _kernel_refusal(step_fn, params, currents, time_axis, mask, recurrent_kernel) -> Optional[str]:
-    """Why the C++ kernels (`dense_snns.ops.lif`) cannot run this recurrence, or None if they can."""
-    if step_fn is neurons.lif_step:
-        if type(params.spike_fn) is not surrogates.Surrogate:  # a subclass may change the derivative
-            return "the spike function is not a dense_snns.surrogates.Surrogate"
-    elif step_fn is not neurons.leaky_integrator_step:
-        return (
-            f"there is no kernel for the step {getattr(step_fn, '__name__', step_fn)!r} (only lif_step and "
-            "leaky_integrator_step)"
-        )
-    return lif_ops.applicable(currents, time_axis, mask is not None, recurrent_kernel is not None)
+#: How many distinct block steps (with their compiled loops) `shared_block_step` keeps.
+SHARED_STEPS = 64
+_SHARED: "collections.OrderedDict" = collections.OrderedDict()
 
 
-def fused_recurrence(
-    step_fn,
-    state_type,
+def shared_block_step(step: BlockStep) -> BlockStep:
+    """An equal step that already has compiled loops, if one of the last `SHARED_STEPS` used
+    is, else `step`: layers of one configuration share their traced loops. A block step holds
+    no layer or variable (its tensors are arguments), so keeping a bounded number of them
+    keeps no model alive."""
+    existing = _SHARED.get(step.key)
+    if existing is None:
+        _SHARED[step.key] = existing = step
+        while len(_SHARED) > SHARED_STEPS:
+            _SHARED.popitem(last=False)
+    else:
+        _SHARED.move_to_end(step.key)
+    return existing
+
+
+def shared_loops() -> Dict[Tuple[BlockStep, bool], Tuple[Any, Any]]:
+    """{(block step, jit_compile): (forward, backward) tf.functions} of the steps that
+    `shared_block_step` keeps, for inspection (e.g. of how often they were traced)."""
+    return {
+        (step, jit): loops
+        for step in _SHARED.values()
+        for jit, loops in step.__dict__.get("_compiled_loops", {}).items()
+    }
+
+
+class _StepFunctionModel:
+    """A step function of the form ``step(current, state, params) -> (spikes, new_state)``
+    with its state NamedTuple, used where a `NeuronModel` is expected (no pre-spike value,
+    no kernels)."""
+
+    spiking = False
+    name = None
+
+    def __init__(self, step_fn, state_type):
+        self.step_fn, self.State = step_fn, state_type
+        self.class_name = getattr(step_fn, "__name__", "step function")
+
+    def block_update(self, current, states, params, recurrent_kernel=None):
+        spikes, new_states = neurons.block_step(self.step_fn, self.State, current, states, params, recurrent_kernel)
+        return spikes, new_states, None
+
+    def __eq__(self, other):
+        return isinstance(other, _StepFunctionModel) and (self.step_fn, self.State) == (other.step_fn, other.State)
+
+    def __hash__(self):
+        return hash((self.step_fn, self.State))
+
+
+def as_model(model, state_type=None):
+    """A `NeuronModel` (or the model whose `step` is the given step function; an adapter for
+    another step function with its `state_type`)."""
+    if isinstance(model, neurons.NeuronModel):
+        return model
+    for registered in neurons.MODELS.values():
+        if registered.step is model or registered.update_fn is model:
+            return registered
+    if callable(model) and state_type is not None:
+        return _StepFunctionModel(model, state_type)
+    raise TypeError(f"expected a dense_snns.neurons.NeuronModel, got {model!r}")
+
+
+def fused_recurrence(model, *args, **kwargs) -> Tuple[tf.Tensor, List[tf.Tensor]]:
+    """Run an SNN block's recurrence over a whole sequence, with hand-written BPTT.
+
+    ``fused_recurrence(model, currents, initial_states, params, recurrent_kernel=None,
+    mask=None, jit_compile=True, time_axis=0, bias=None, checkpoint_every=None,
+    implementation="auto", output="spikes", step=None)``; the earlier form
+    ``fused_recurrence(step_fn, state_type, currents, ...)`` works too.
+
+    Args:
+        model: the neuron's `dense_snns.neurons.NeuronModel`.
+        currents: feed-forward currents [time, batch, ..., units] (or [batch, time, ...,
+            units] with ``time_axis=1``): x W, plus the bias unless `bias` is given.
+        initial_states: list of [batch, ..., units] states (block layout: neuron states,
+            then the previous spikes if `recurrent_kernel` is given).
+        params: the model's `Params`; its tensor fields receive gradients.
+        recurrent_kernel: [units, units] or None.
+        mask: bool [time, batch] (or [batch, time] with ``time_axis=1``) or None; padded
+            steps keep the state and emit no spike.
+        jit_compile: compile both time loops with XLA.
+        time_axis: 0 (time-major) or 1 (batch-major) sequences; see `compiled_recurrence`.
+        bias: [units] or None, added to the currents inside the loop.
+        checkpoint_every: see `compiled_recurrence`.
+        implementation: see `dense_snns.implementation`. ``"kernel"``: the C++ kernels
+            (`dense_snns.ops.lif`), for the models, resets and surrogates of their table,
+            batch-major float32/float64 sequences, no mask, no recurrent kernel, not inside
+            XLA; ``"compiled"``: `compiled_recurrence`; ``"reference"``:
+            `reference_recurrence`; ``"auto"``: the kernels when they can run, else compiled.
+        output: ``"spikes"`` or ``"pre_spike"`` (see `BlockStep`; the loops only).
+        step: the `BlockStep` to run (a layer passes the one it keeps), else one is made.
+    Returns: (outputs (spikes; a readout's membranes) laid out as `currents`, final states list).
+    """
+    if args and isinstance(args[0], type):  # the earlier form (step_fn, state_type, currents, ...)
+        state_type, *args = args
+        model = as_model(model, state_type)
+    return _fused_recurrence(as_model(model), *args, **kwargs)
+
+
+def _fused_recurrence(
+    model,
     currents: tf.Tensor,
     initial_states: Sequence[tf.Tensor],
     params: Any,
@@ -451,62 +599,22 @@ def fused_recurrence(
     bias: Optional[tf.Tensor] = None,
     checkpoint_every: Union[None, int, str] = None,
     implementation: str = "auto",
+    output: str = "spikes",
+    step: Optional[BlockStep] = None,
 ) -> Tuple[tf.Tensor, List[tf.Tensor]]:
-    """Run an SNN block's recurrence over a whole sequence, with hand-written BPTT.
+    requested = implementation_choice.check(implementation)
 
-    Args:
-        step_fn, state_type: a neuron step function of `dense_snns.neurons` and its state type.
-        currents: feed-forward currents [time, batch, ..., units] (or [batch, time, ...,
-            units] with ``time_axis=1``): x W, plus the bias unless `bias` is given.
-        initial_states: list of [batch, ..., units] states (block layout: neuron states,
-            then the previous spikes if `recurrent_kernel` is given).
-        params: the neuron's parameter NamedTuple; its tensor fields receive gradients.
-        recurrent_kernel: [units, units] or None.
-        mask: bool [time, batch] (or [batch, time] with ``time_axis=1``) or None; padded
-            steps keep the state and emit no spike.
-        jit_compile: compile both time loops with XLA.
-        time_axis: 0 (time-major) or 1 (batch-major) sequences; see `compiled_recurrence`.
-        bias: [units] or None, added to the currents inside the loop.
-        checkpoint_every: see `compiled_recurrence`.
-        implementation: ``"op"`` runs the C++ kernels (`dense_snns.ops.lif`): `LIF`
-            neurons with a `Surrogate` spike function or the leaky integrator, batch-major
-            float32/float64 sequences, no mask, no recurrent kernel, not inside XLA
-            (ValueError otherwise).
-            ``"tf"`` runs the compiled TensorFlow loops (`compiled_recurrence`); ``"auto"``
-            the kernels whenever they apply and are built, else the loops.
-    Returns: (outputs (spikes; a readout's membranes) laid out as `currents`, final states list).
-    """
-    if implementation not in IMPLEMENTATIONS:
-        raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got implementation={implementation!r}")
-    if implementation != "tf":
-        refusal = _kernel_refusal(step_fn, params, currents, time_axis, mask, recurrent_kernel)
-        if refusal is None:
-            if step_fn is neurons.leaky_integrator_step:
-                outputs, final_v = lif_ops.leaky_integrator_recurrence(currents, initial_states[0], params.beta, bias)
-            else:
-                outputs, final_v = lif_ops.lif_recurrence(
-                    currents,
-                    initial_states[0],
-                    params.beta,
-                    params.threshold,
-                    bias,
-                    params.reset,
-                    params.stop_reset_grad,
-                    params.spike_fn,
-                )
-            return outputs, [final_v]
-        if implementation == "op":
-            raise ValueError(f"implementation='op' cannot run this recurrence: {refusal}")
-    step = BlockStep(step_fn, state_type, params, recurrent_kernel is not None, bias is not None)
-    # tf.function keys its traces on the identity of such objects: one instance per key.
-    step = _BLOCK_STEPS.setdefault(step._key, step)
-    return compiled_recurrence(
-        step,
-        currents,
-        initial_states,
-        step.split(params, recurrent_kernel, bias),
-        mask,
-        jit_compile,
-        time_axis,
-        checkpoint_every,
-    )
+    def refusal():
+        if output != "spikes":
+            return f"the kernels give no output={output!r}"
+        return lif_ops.refusal(model, params, currents, time_axis, mask is not None, recurrent_kernel is not None)
+
+    chosen = implementation_choice.resolve(requested, refusal, f"this {model.class_name} recurrence")
+    if chosen == "kernel":
+        return lif_ops.run(model, currents, initial_states, params, bias)
+    if step is None:
+        step = shared_block_step(BlockStep(model, params, recurrent_kernel is not None, bias is not None, output))
+    tensors = step.split(params, recurrent_kernel, bias)
+    if chosen == "reference":
+        return reference_recurrence(step, currents, initial_states, tensors, mask, time_axis)
+    return compiled_recurrence(step, currents, initial_states, tensors, mask, jit_compile, time_axis, checkpoint_every)

@@ -11,15 +11,16 @@ one SNN block over it:
    the states entering each step (or every k-th);
 3. weight and input gradients come from the autodiff of that single matmul/convolution.
 
-`implementation`:
+`implementation` (the vocabulary of `dense_snns.implementation`):
 - ``"auto"`` (default): the C++ kernels where they apply (and could be built), else the
   compiled loops; covers every option of these layers;
-- ``"kernel"``: the C++ kernels, a ValueError saying why if they cannot run this layer;
-- ``"fused"``: the compiled loops (XLA by default), never the C++ library (e.g. for a
+- ``"kernel"``: the C++ kernels, an `ImplementationError` saying why if they cannot run this
+  layer;
+- ``"compiled"``: the compiled loops (XLA by default), never the C++ library (e.g. for a
   SavedModel to be loaded where the library is not);
-- ``"loop"``: the block step by step in a `tf.while_loop` with plain autodiff, the same
-  computation as ``keras.layers.RNN(SNNBlock(...))``; the reference the others are tested
-  against.
+- ``"reference"``: the block step by step in a `tf.while_loop` with plain autodiff, the
+  same computation as ``keras.layers.RNN(SNNBlock(...))``; the reference the others are
+  tested against.
 """
 
 from __future__ import annotations
@@ -29,13 +30,14 @@ from typing import List, Optional, Union
 import tensorflow as tf
 
 from . import fused
-from ._compat import keras, register
+from . import implementation as implementation_choice
 from .cells import SNNBlock, get_neuron, serialize_neuron
+from .compat import keras, register
+from .implementation import IMPLEMENTATIONS
+from .ops import lif as lif_ops
 from .validation import as_numeric_tensor, check_features, check_units
 
-IMPLEMENTATIONS = ("auto", "kernel", "fused", "loop")
-#: `fused.fused_recurrence`'s `implementation` for each layer `implementation` but "loop".
-_RECURRENCE = {"auto": "auto", "kernel": "op", "fused": "tf"}
+__all__ = ["IMPLEMENTATIONS", "DenseSequenceLayer", "SNNConv1D", "SNNConv2D", "SNNDense", "SNNSequenceLayer"]
 
 
 class SNNSequenceLayer(keras.layers.Layer):
@@ -61,8 +63,7 @@ class SNNSequenceLayer(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.checkpoint_every = fused.check_checkpoint_every(checkpoint_every, allow_auto=True)
-        if implementation not in IMPLEMENTATIONS:
-            raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got implementation={implementation!r}")
+        implementation = implementation_choice.check(implementation)
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.stateful = bool(stateful)
@@ -95,10 +96,19 @@ class SNNSequenceLayer(keras.layers.Layer):
     def _recurrent_kernel(self, dtype):
         return None
 
+    @property
+    def _self_recurrent(self) -> bool:
+        return False
+
     # -- shared machinery -------------------------------------------------------------------
     @property
+    def model(self):
+        """The neuron's `dense_snns.neurons.NeuronModel`."""
+        return self.neuron.model
+
+    @property
     def num_states(self) -> int:
-        return len(self.neuron.state_size) + (1 if self._recurrent_kernel(tf.float32) is not None else 0)
+        return len(self.neuron.state_size) + (1 if self._self_recurrent else 0)
 
     def _check_input_shape(self, input_shape):
         shape = tf.TensorShape(input_shape)
@@ -163,7 +173,7 @@ class SNNSequenceLayer(keras.layers.Layer):
         dtype = self._recurrence_dtype()
         if mask is not None:
             mask = tf.cast(mask, tf.bool)
-        if self.implementation == "loop":
+        if self.implementation == "reference":
             outputs, final_states = self._loop(x, mask, initial_state, dtype)
         else:
             outputs, final_states = self._fused(x, mask, initial_state, dtype, training)
@@ -185,22 +195,29 @@ class SNNSequenceLayer(keras.layers.Layer):
             # Inference keeps no per-step state; a gradient, if one is still asked for, then
             # recomputes the states from the initial ones.
             checkpoint_every = steps
+        params = self.neuron.params(dtype)
+        kernel = self._recurrent_kernel(dtype)
+        chosen = implementation_choice.resolve(
+            self.implementation,
+            lambda: lif_ops.refusal(self.model, params, currents, 1, mask is not None, kernel is not None),
+            f"{type(self).__name__} {self.name!r}",
+        )
         return fused.fused_recurrence(
-            type(self.neuron).step_fn,
-            self.neuron.state_type,
+            self.model,
             currents,
             states,
-            self.neuron.params(dtype),
-            self._recurrent_kernel(dtype),
+            params,
+            kernel,
             mask=mask,
             jit_compile=self.jit_compile,
             time_axis=1,
             bias=self._loop_bias(dtype),
             checkpoint_every=checkpoint_every,
-            implementation=_RECURRENCE[self.implementation],
+            implementation=chosen,
         )
 
     def _loop(self, x, mask, initial_state, dtype):
+        """The reference: the block step by step, its synapse inside the loop."""
         steps = fused.num_steps(x, 1)
         first = tf.cast(self._feedforward_step(x[:, 0]), dtype)
         states = self._initial_states(first[:, None], initial_state, dtype)
@@ -211,9 +228,7 @@ class SNNSequenceLayer(keras.layers.Layer):
         def body(t, states, outputs):
             current = tf.cast(self._feedforward_step(x[:, t]), dtype)
             mask_t = None if mask is None else mask[:, t]
-            spikes, states = fused.masked_block_step(
-                type(self.neuron).step_fn, self.neuron.state_type, current, mask_t, states, params, kernel
-            )
+            spikes, states, _ = fused.masked_block_update(self.model, current, mask_t, states, params, kernel)
             return t + 1, states, outputs.write(t, spikes)
 
         _, final_states, outputs = tf.while_loop(lambda t, *_: t < steps, body, [tf.constant(0), states, outputs])
@@ -241,8 +256,60 @@ class SNNSequenceLayer(keras.layers.Layer):
         return config
 
 
+class DenseSequenceLayer(SNNSequenceLayer):
+    """A sequence layer of a dense-synapse block: its weights are those of an `SNNBlock`
+    (``layer.cell``), whose constructor arguments `CELL_ARGUMENTS` are the layer's too. Base
+    of `SNNDense` and `LeakyReadout`."""
+
+    CELL_ARGUMENTS = ()
+
+    def _set_cell(self, cell: SNNBlock):
+        self.cell = cell
+        self.units = cell.units
+        self.neuron = cell.neuron
+
+    def _build_synapse(self, input_shape):
+        if input_shape[-1] is None:
+            raise ValueError(f"the feature dimension of `inputs` must be known, got shape {input_shape}")
+        if not self.cell.built:
+            self.cell.build((None, input_shape[-1]))
+
+    def _feedforward(self, inputs):
+        return self.cell.synaptic_current(inputs, use_bias=False)
+
+    def _loop_bias(self, dtype):
+        return None if self.cell.bias is None else tf.cast(self.cell.bias, dtype)
+
+    def _feedforward_step(self, inputs_t):
+        return self.cell.synaptic_current(inputs_t)
+
+    def _state_shape(self, input_shape):
+        return [self.units]
+
+    def _recurrent_kernel(self, dtype):
+        return self.cell.recurrent_kernel_as(dtype)
+
+    @property
+    def _self_recurrent(self) -> bool:
+        return self.cell.self_recurrent
+
+    def compute_output_shape(self, input_shape):
+        batch, time = input_shape[0], input_shape[1]
+        out = (batch, time, self.units) if self.return_sequences else (batch, self.units)
+        if self.return_state:
+            return [out] + [(batch, self.units)] * self.num_states
+        return out
+
+    def get_config(self):
+        config = super().get_config()
+        cell_config = self.cell.get_config()
+        for key in self.CELL_ARGUMENTS:
+            config[key] = cell_config[key]
+        return config
+
+
 @register()
-class SNNDense(SNNSequenceLayer):
+class SNNDense(DenseSequenceLayer):
     """Fused SNN layer: dense synapses + a neuron model over [batch, time, features].
 
     Computes the same spikes as ``keras.layers.RNN(SNNBlock(units, neuron, ...))`` and shares
@@ -251,8 +318,8 @@ class SNNDense(SNNSequenceLayer):
 
     Args:
         units: number of neurons (> 0).
-        neuron: neuron model: ``"lif_neuron"`` (default), ``"lif"``, ``"alif"``,
-            ``"cuba_lif"``, a `NeuronCell` with the same units, or its config dict.
+        neuron: the neuron model: a name of `dense_snns.neurons` (default ``"lif"``), a
+            neuron cell with the same units, or its config dict.
         self_recurrent: recurrent weights from the layer's spikes of the previous step.
         use_bias, kernel_initializer, recurrent_initializer, bias_initializer,
         kernel_regularizer, recurrent_regularizer, bias_regularizer: as `SNNBlock`.
@@ -261,8 +328,8 @@ class SNNDense(SNNSequenceLayer):
         return_state: also return the final states (list of [batch, units]).
         stateful: carry the final states of a call into the next call (needs a fixed
             batch size); `reset_states()` zeroes them.
-        implementation: ``"auto"`` | ``"kernel"`` | ``"fused"`` | ``"loop"`` (see the module
-            docstring).
+        implementation: ``"auto"`` | ``"kernel"`` | ``"compiled"`` | ``"reference"`` (see the
+            module docstring).
         jit_compile: compile the fused time loops with XLA. Default True. (The C++ kernels
             are compiled code already.)
         checkpoint_every: which neuron states the fused loops keep for the backward pass
@@ -276,6 +343,19 @@ class SNNDense(SNNSequenceLayer):
     Call arguments: inputs [batch, time, features] (float, int or bool), `mask` [batch, time]
     (padded steps keep the state and emit no spike), `initial_state` (list of tensors).
     """
+
+    CELL_ARGUMENTS = (
+        "units",
+        "neuron",
+        "self_recurrent",
+        "use_bias",
+        "kernel_initializer",
+        "recurrent_initializer",
+        "bias_initializer",
+        "kernel_regularizer",
+        "recurrent_regularizer",
+        "bias_regularizer",
+    )
 
     def __init__(
         self,
@@ -300,68 +380,22 @@ class SNNDense(SNNSequenceLayer):
         super().__init__(
             return_sequences, return_state, stateful, implementation, jit_compile, checkpoint_every, **kwargs
         )
-        self.cell = SNNBlock(
-            units,
-            neuron=neuron,
-            self_recurrent=self_recurrent,
-            use_bias=use_bias,
-            kernel_initializer=kernel_initializer,
-            recurrent_initializer=recurrent_initializer,
-            bias_initializer=bias_initializer,
-            kernel_regularizer=kernel_regularizer,
-            recurrent_regularizer=recurrent_regularizer,
-            bias_regularizer=bias_regularizer,
-            dtype=self.dtype_policy,
-            name="cell",
+        self._set_cell(
+            SNNBlock(
+                units,
+                neuron=neuron,
+                self_recurrent=self_recurrent,
+                use_bias=use_bias,
+                kernel_initializer=kernel_initializer,
+                recurrent_initializer=recurrent_initializer,
+                bias_initializer=bias_initializer,
+                kernel_regularizer=kernel_regularizer,
+                recurrent_regularizer=recurrent_regularizer,
+                bias_regularizer=bias_regularizer,
+                dtype=self.dtype_policy,
+                name="cell",
+            )
         )
-        self.units = self.cell.units
-        self.neuron = self.cell.neuron
-
-    def _build_synapse(self, input_shape):
-        if input_shape[-1] is None:
-            raise ValueError(f"the feature dimension of `inputs` must be known, got shape {input_shape}")
-        if not self.cell.built:
-            self.cell.build((None, input_shape[-1]))
-
-    def _feedforward(self, inputs):
-        return self.cell.synaptic_current(inputs, use_bias=False)
-
-    def _loop_bias(self, dtype):
-        return None if self.cell.bias is None else tf.cast(self.cell.bias, dtype)
-
-    def _feedforward_step(self, inputs_t):
-        return self.cell.synaptic_current(inputs_t)
-
-    def _state_shape(self, input_shape):
-        return [self.units]
-
-    def _recurrent_kernel(self, dtype):
-        return tf.cast(self.cell.recurrent_kernel, dtype) if self.cell.self_recurrent else None
-
-    def compute_output_shape(self, input_shape):
-        batch, time = input_shape[0], input_shape[1]
-        out = (batch, time, self.units) if self.return_sequences else (batch, self.units)
-        if self.return_state:
-            return [out] + [(batch, self.units)] * self.num_states
-        return out
-
-    def get_config(self):
-        config = super().get_config()
-        cell_config = self.cell.get_config()
-        for key in (
-            "units",
-            "neuron",
-            "self_recurrent",
-            "use_bias",
-            "kernel_initializer",
-            "recurrent_initializer",
-            "bias_initializer",
-            "kernel_regularizer",
-            "recurrent_regularizer",
-            "bias_regularizer",
-        ):
-            config[key] = cell_config[key]
-        return config
 
 
 class _SNNConv(SNNSequenceLayer):

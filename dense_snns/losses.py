@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from ._compat import keras, register
+from .compat import keras, register
 
 TIME_REDUCTIONS = ("max", "mean", "sum")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from ._compat import add_layer_metric, declare_layer_metric, keras, register
+from .compat import add_layer_metric, declare_layer_metric, keras, register
 
 
 def firing_rates(spikes: tf.Tensor) -> tf.Tensor:

@@ -2,36 +2,38 @@
 
 from __future__ import annotations
 
-import tensorflow as tf
+from typing import Union
 
-from . import fused, neurons
-from ._compat import keras, register
 from .cells import LeakyReadoutCell
-from .validation import as_numeric_tensor, check_rank
-
+from .compat import register
+from .layers import DenseSequenceLayer
 
 #: The constructor arguments of `LeakyReadout` that live in its cell's config.
-CELL_CONFIG_KEYS = ("units", "beta", "use_bias", "kernel_initializer", "bias_initializer", "trainable_decay")
-#: `fused.fused_recurrence`'s `implementation` for each of `LeakyReadout`'s.
-_RECURRENCE = {"auto": "auto", "kernel": "op", "fused": "tf"}
+CELL_CONFIG_KEYS = LeakyReadoutCell.ARGUMENTS
 
 
 @register()
-class LeakyReadout(keras.layers.Layer):
-    """Leaky-integrator readout over a whole sequence.
+class LeakyReadout(DenseSequenceLayer):
+    """Leaky-integrator readout over a whole sequence: `LeakyReadoutCell` as a fused layer.
+
+        V[t] = beta V[t-1] + x[t] W (+ b) ;  output V[t]
 
     The projection of all steps is one matmul; only the linear leak runs over time, in the
-    C++ leaky-integrator kernel (`dense_snns.ops.lif`) or in the compiled loop of
-    `dense_snns.fused` (under XLA, without the library, or with ``implementation="fused"``),
-    both running the step function of `LeakyReadoutCell` (whose arguments it takes).
+    C++ leaky-integrator kernel or in the compiled loops of `dense_snns.fused`, as for
+    `SNNDense` (same `implementation` values, same options). Weights: ``layer.cell``'s
+    (kernel, bias, the trained beta), so `set_weights(get_weights())` moves them between
+    this layer and ``keras.layers.RNN(LeakyReadoutCell(...))``.
 
-    Args: those of `LeakyReadoutCell`, and `implementation`: ``"auto"`` (default: the
-    kernel when it can run), ``"kernel"`` (the kernel, else a ValueError saying why) or
-    ``"fused"`` (the compiled loop; no C++ library in the graph).
+    Args: those of `LeakyReadoutCell` (units, beta, use_bias, kernel_initializer,
+    bias_initializer, trainable_decay), and `implementation`, `return_sequences` (default
+    True), `return_state`, `stateful`, `jit_compile`, `checkpoint_every` as `SNNDense`.
 
     Input: spikes [batch, time, features]. Output: membrane [batch, time, units], to be
-    reduced over time by the losses of `dense_snns.losses` (max, mean).
+    reduced over time by the losses of `dense_snns.losses` (max, mean). A mask (padded steps
+    keep the state and output 0) is consumed, not passed on.
     """
+
+    CELL_ARGUMENTS = CELL_CONFIG_KEYS
 
     def __init__(
         self,
@@ -42,61 +44,28 @@ class LeakyReadout(keras.layers.Layer):
         bias_initializer="zeros",
         trainable_decay: bool = False,
         implementation: str = "auto",
+        return_sequences: bool = True,
+        return_state: bool = False,
+        stateful: bool = False,
+        jit_compile: bool = True,
+        checkpoint_every: Union[None, int, str] = "auto",
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        if implementation not in _RECURRENCE:
-            raise ValueError(
-                f"implementation must be one of {tuple(_RECURRENCE)}, got implementation={implementation!r}"
+        super().__init__(
+            return_sequences, return_state, stateful, implementation, jit_compile, checkpoint_every, **kwargs
+        )
+        self._set_cell(
+            LeakyReadoutCell(
+                units,
+                beta=beta,
+                use_bias=use_bias,
+                kernel_initializer=kernel_initializer,
+                bias_initializer=bias_initializer,
+                trainable_decay=trainable_decay,
+                dtype=self.dtype_policy,
+                name="cell",
             )
-        self.implementation = implementation
-        self.cell = LeakyReadoutCell(
-            units,
-            beta=beta,
-            use_bias=use_bias,
-            kernel_initializer=kernel_initializer,
-            bias_initializer=bias_initializer,
-            trainable_decay=trainable_decay,
-            dtype=self.dtype_policy,
-            name="cell",
         )
-        self.units = self.cell.units
 
-    def build(self, input_shape):
-        input_shape = tf.TensorShape(input_shape)
-        if input_shape.rank is not None and input_shape.rank != 3:
-            raise ValueError(f"`inputs` must have rank 3 ([batch, time, features]), got shape {input_shape}")
-        if not self.cell.built:
-            self.cell.build(input_shape[-1:])
-        self.built = True
-
-    def call(self, inputs):
-        x = as_numeric_tensor(inputs, "inputs", self.compute_dtype)
-        check_rank(x, 3, "inputs", "[batch, time, features]")
-        current = self.cell.synaptic_current(x, use_bias=False)  # [batch, time, units], one matmul
-        bias = None if self.cell.bias is None else tf.cast(self.cell.bias, current.dtype)
-        # The compiled loop with hand-written BPTT of the fused layers (no autodiff through a
-        # time loop, which XLA would make O(T^2)); it adds the bias.
-        outputs, _ = fused.fused_recurrence(
-            neurons.leaky_integrator_step,
-            neurons.LeakyIntegratorState,
-            current,
-            [tf.zeros_like(current[:, 0])],
-            self.cell.params(current.dtype),
-            time_axis=1,
-            bias=bias,
-            checkpoint_every=fused.AUTO,
-            implementation=_RECURRENCE[self.implementation],
-        )
-        return outputs
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (self.units,)
-
-    def get_config(self):
-        config = super().get_config()
-        cell_config = self.cell.get_config()
-        for key in CELL_CONFIG_KEYS:
-            config[key] = cell_config[key]
-        config["implementation"] = self.implementation
-        return config
+    def compute_mask(self, inputs, mask=None):
+        return None

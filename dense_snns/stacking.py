@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import List, Sequence
 
-from ._compat import keras
+from .compat import keras
 
 
 def stacked_rnn_layers(cells: Sequence, return_sequences: bool = True, **rnn_kwargs) -> List:

@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import numbers
+from typing import Optional
 
 import tensorflow as tf
 
 
-def check_units(units) -> int:
-    """`units` must be a positive integer."""
-    if isinstance(units, bool) or not isinstance(units, numbers.Integral):
-        raise ValueError(f"units must be a positive integer, got units={units!r}")
-    units = int(units)
-    if units <= 0:
-        raise ValueError(f"units must be a positive integer, got units={units}")
-    return units
+def check_positive_int(value, name: str) -> int:
+    """`value` (a Python or NumPy integer) must be > 0; ValueError naming `name` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {name}={value!r}")
+    return int(value)
+
+
+def check_units(units, name: str = "units") -> int:
+    """The number of neurons of a layer: a positive integer."""
+    return check_positive_int(units, name)
+
+
+def check_seed(seed) -> Optional[int]:
+    """None or a non-negative integer."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or int(seed) < 0:
+        raise ValueError(f"seed must be a non-negative integer or None, got seed={seed!r}")
+    return int(seed)
 
 
 def as_numeric_tensor(x, name: str, dtype) -> tf.Tensor:

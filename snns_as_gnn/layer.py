@@ -19,13 +19,15 @@ from typing import Dict, List, Mapping
 import tensorflow as tf
 
 from dense_snns import fused
-from dense_snns._compat import keras, register
+from dense_snns import implementation as implementation_choice
 from dense_snns.cells import get_neuron, zero_states
+from dense_snns.compat import keras, register
+from dense_snns.implementation import IMPLEMENTATIONS
 from dense_snns.validation import as_numeric_tensor, check_features, check_rank
 
 from .spec import SNNGraph
 
-IMPLEMENTATIONS = ("auto", "fused", "loop")
+__all__ = ["IMPLEMENTATIONS", "GraphSNN", "GraphSNNCell", "GraphStep"]
 
 
 def _as_graph(graph) -> SNNGraph:
@@ -66,26 +68,23 @@ class GraphStep:
         graph = cell.graph
         self.graph = graph
         self.devices = [cell.placement.get(name) for name in graph.node_names]
-        self.neurons = [cell.neurons[name] for name in graph.node_names]
-        params = [n.params(dtype) for n in self.neurons]
-        self.node_steps = [
-            fused.BlockStep(type(n).step_fn, n.state_type, p, False) for n, p in zip(self.neurons, params)
-        ]
+        neurons = [cell.neurons[name] for name in graph.node_names]
+        # No reference to the cell or its neurons is kept: only their static content.
+        self.node_steps = [fused.BlockStep(n.model, n.params(dtype), False) for n in neurons]
         self.dtype = dtype
         self.units = [node.units for node in graph.nodes]
         self.sources = [[graph.index(s) for s in graph.sources(name)] for name in graph.node_names]
         self.edge_index = {(graph.index(s), graph.index(t)): k for k, (s, t) in enumerate(graph.edges)}
         self.input_nodes = [graph.index(name) for name in graph.inputs]
         self.output_nodes = [graph.index(name) for name in graph.outputs]
-        self.state_counts = [len(n.state_size) for n in self.neurons]
+        self.state_counts = [len(n.state_size) for n in neurons]
         self.use_bias = cell.use_bias
 
     def tensors(self, cell: "GraphSNNCell", dtype) -> List[tf.Tensor]:
         kernels = [tf.cast(cell.edge_kernels[k], dtype) for k in range(len(self.graph.edges))]
         biases = [tf.cast(cell.biases[name], dtype) for name in self.graph.node_names] if self.use_bias else []
-        params = [
-            t for step, neuron in zip(self.node_steps, self.neurons) for t in step.split(neuron.params(dtype), None)
-        ]
+        neurons = [cell.neurons[name] for name in self.graph.node_names]
+        params = [t for step, neuron in zip(self.node_steps, neurons) for t in step.split(neuron.params(dtype), None)]
         return kernels + biases + params
 
     def _device(self, i):
@@ -122,7 +121,7 @@ class GraphStep:
                     node_current = node_current + biases[i]
                 spikes, states_i = step(node_current, mask_t, list(node_states[i][:-1]), params)
                 if mask_t is not None:
-                    keep = fused._broadcast_mask(mask_t, spikes)
+                    keep = fused.broadcast_mask(mask_t, spikes)
                     prev = tf.where(keep, spikes, node_states[i][-1])
                 else:
                     prev = spikes
@@ -221,7 +220,7 @@ class GraphSNNCell(keras.layers.Layer):
         for neuron in self.neuron_list:
             if not neuron.built:
                 neuron.build((None, neuron.units))
-        self._input_features = int(features)
+        self.input_features = int(features)
         self.built = True
 
     def _kernel_initializer(self, index: int):
@@ -253,7 +252,7 @@ class GraphSNNCell(keras.layers.Layer):
     def call(self, inputs, states, training=None):
         x = as_numeric_tensor(inputs, "inputs", self.compute_dtype)
         check_rank(x, 2, "inputs", "[batch, features]")
-        check_features(x.shape, self._input_features, "inputs", what="the graph's input size")
+        check_features(x.shape, self.input_features, "inputs", what="the graph's input size")
         step = self.graph_step(x.dtype)
         output, new_states = step(self.external_current(x), None, tf.nest.flatten(states), step.tensors(self, x.dtype))
         return output, new_states
@@ -288,8 +287,9 @@ class GraphSNN(keras.layers.Layer):
         graph, placement, use_bias, kernel_initializer, bias_initializer: as `GraphSNNCell`.
         return_sequences: spikes of the output nodes at every step [batch, time, outputs]
             (default) or at the last step only.
-        implementation: ``"auto"`` / ``"fused"`` (compiled loop, hand-written BPTT) or
-            ``"loop"`` (plain `tf.while_loop` with autodiff, the reference).
+        implementation: ``"auto"`` / ``"compiled"`` (compiled loop, hand-written BPTT) or
+            ``"reference"`` (plain `tf.while_loop` with autodiff); there are no C++ kernels
+            for graphs, so ``"kernel"`` is an `ImplementationError`.
         jit_compile: compile the fused loops with XLA when all nodes are on one device
             (fewer, fused ops per step; without it, independent nodes can run in parallel:
             which is faster depends on the node sizes and the thread settings).
@@ -311,8 +311,8 @@ class GraphSNN(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if implementation not in IMPLEMENTATIONS:
-            raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got implementation={implementation!r}")
+        implementation = implementation_choice.check(implementation)
+        implementation_choice.resolve(implementation, "there are no C++ kernels for graphs", f"GraphSNN {self.name!r}")
         self.cell = GraphSNNCell(
             graph, placement, use_bias, kernel_initializer, bias_initializer, dtype=self.dtype_policy, name="cell"
         )
@@ -335,7 +335,7 @@ class GraphSNN(keras.layers.Layer):
         check_rank(x, 3, "inputs", "[batch, time, features]")
         if x.shape[1] == 0:
             raise ValueError(f"`inputs` has a time dimension of 0 (shape {x.shape}); at least one step is needed")
-        check_features(x.shape, self.cell._input_features, "inputs", what="the graph's input size")
+        check_features(x.shape, self.cell.input_features, "inputs", what="the graph's input size")
         dtype = x.dtype
         step = self.cell.graph_step(dtype)
         currents = self.cell.external_current(x)  # [batch, time, ...], one matmul
@@ -343,8 +343,8 @@ class GraphSNN(keras.layers.Layer):
         states = self.cell.get_initial_state(batch_size=batch, dtype=dtype)
         tensors = step.tensors(self.cell, dtype)
         mask = None if mask is None else tf.cast(mask, tf.bool)
-        if self.implementation == "loop":
-            outputs = self._loop(step, currents, mask, states, tensors)
+        if self.implementation == "reference":
+            outputs, _ = fused.reference_recurrence(step, currents, states, tensors, mask, time_axis=1)
         else:
             single_device = len(set(self.cell.placement.values())) <= 1
             outputs, _ = fused.compiled_recurrence(
@@ -358,20 +358,6 @@ class GraphSNN(keras.layers.Layer):
                 checkpoint_every=fused.AUTO,
             )
         return outputs if self.return_sequences else outputs[:, -1]
-
-    @staticmethod
-    def _loop(step, currents, mask, states, tensors):
-        """Step by step with plain autodiff; batch-major in and out."""
-        steps = fused.num_steps(currents, 1)
-        probe, _ = step(currents[:, 0], None if mask is None else mask[:, 0], states, tensors)
-        outputs = tf.TensorArray(probe.dtype, size=steps, element_shape=probe.shape)
-
-        def body(t, states, outputs):
-            out, states = step(currents[:, t], None if mask is None else mask[:, t], states, tensors)
-            return t + 1, states, outputs.write(t, out)
-
-        _, _, outputs = tf.while_loop(lambda t, *_: t < steps, body, [tf.constant(0), states, outputs])
-        return tf.transpose(outputs.stack(), [1, 0, 2])
 
     def compute_mask(self, inputs, mask=None):
         return mask if self.return_sequences else None

@@ -1,8 +1,7 @@
 """Graph specification of an SNN: nodes (SNN blocks), directed edges, inputs and outputs.
 
-Pure Python (plus NumPy for plain-type conversion); no TensorFlow is needed to build or
-validate a spec, except that neuron model names are checked against
-`dense_snns.cells.NEURON_MODELS` when `dense_snns` can be imported.
+Plain Python data (NumPy values are converted); neuron model names are checked against the
+registry of `dense_snns.neurons`.
 
 Semantics (see the GraphSNN layer): node i at step t+1 receives the spikes its source nodes
 emitted at step t; input nodes also receive the external input of step t without delay.
@@ -19,6 +18,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from dense_snns import neurons
+
 __all__ = [
     "GraphSpecError",
     "NodeSpec",
@@ -27,36 +28,15 @@ __all__ = [
     "known_neuron_models",
 ]
 
-# Kept in sync with `dense_snns.cells.NEURON_MODELS` (a test checks it); only used when
-# dense_snns (hence TensorFlow) cannot be imported.
-_FALLBACK_NEURON_MODELS = (
-    "ALIF",
-    "CubaLIF",
-    "LIF",
-    "LIFNeuron",
-    "alif",
-    "cuba_lif",
-    "lif",
-    "lif_neuron",
-)
-_neuron_models_cache: Optional[Tuple[str, ...]] = None
-
 
 class GraphSpecError(ValueError):
     """An invalid SNN graph specification."""
 
 
 def known_neuron_models() -> Tuple[str, ...]:
-    """Sorted neuron model names a node may use (from `dense_snns.cells.NEURON_MODELS`)."""
-    global _neuron_models_cache
-    if _neuron_models_cache is None:
-        try:
-            from dense_snns.cells import NEURON_MODELS
-        except ImportError:
-            _neuron_models_cache = tuple(sorted(_FALLBACK_NEURON_MODELS))
-        else:
-            _neuron_models_cache = tuple(sorted(NEURON_MODELS))
-    return _neuron_models_cache
+    """Sorted neuron model names a node may use: those of `dense_snns.neurons` (snake_case and
+    class names, models registered later included)."""
+    return tuple(neurons.names())
 
 
 # -- small helpers ---------------------------------------------------------------------
@@ -129,7 +109,7 @@ class NodeSpec:
 
     name: str
     units: int
-    neuron: str = "lif_neuron"
+    neuron: str = neurons.DEFAULT_NEURON
     neuron_config: Dict[str, Any] = dataclasses.field(default_factory=dict)
     capacity: Optional[int] = None
 
@@ -429,7 +409,7 @@ class SNNGraph:
         units: Union[int, Sequence[int]],
         inputs: Union[int, Sequence[int]],
         outputs: Union[int, Sequence[int]],
-        neuron: Union[str, Sequence[str]] = "lif_neuron",
+        neuron: Union[str, Sequence[str]] = neurons.DEFAULT_NEURON,
         neuron_config: Union[None, Mapping[str, Any], Sequence[Optional[Mapping[str, Any]]]] = None,
         names: Optional[Sequence[str]] = None,
         capacity: Union[None, int, Sequence[Optional[int]]] = None,
@@ -507,7 +487,7 @@ class SNNGraph:
 
 def chain(
     units_list: Sequence[int],
-    neuron: Union[str, Sequence[str]] = "lif_neuron",
+    neuron: Union[str, Sequence[str]] = neurons.DEFAULT_NEURON,
     neuron_config: Union[None, Mapping[str, Any], Sequence[Optional[Mapping[str, Any]]]] = None,
     names: Optional[Sequence[str]] = None,
     capacity: Union[None, int, Sequence[Optional[int]]] = None,

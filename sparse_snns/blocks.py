@@ -12,60 +12,14 @@ from __future__ import annotations
 import tensorflow as tf
 
 from dense_snns import fused
-from dense_snns._compat import KERAS_3, add_layer_metric, declare_layer_metric, keras, register
-from dense_snns.cells import get_neuron, serialize_neuron
-from dense_snns.validation import check_units
+from dense_snns.cells import get_neuron, serialize_neuron, zero_states
+from dense_snns.compat import KERAS_3, add_layer_metric, declare_layer_metric, keras, register
+from dense_snns.validation import check_positive_int, check_units
 
-from ._common import check_implementation
-from .format import SparseSpikes, _as_spikes, _swap_batch_time, from_dense, to_dense
-from .linear import SparseLinear
+from ._checks import check_implementation, resolve
+from .format import SparseSpikes, as_spikes, from_dense, swap_batch_time, to_dense
+from .linear import SparseLinear, linear_product
 from .selection import select_spikes
-
-#: Stand-in for membrane-minus-threshold at padded (masked) steps: far below any threshold.
-_SILENT = -1.0e4
-
-
-class _CapturingSpike:
-    """Wraps a spike function to keep the last input x (membrane minus threshold)."""
-
-    def __init__(self, spike_fn):
-        self.spike_fn = spike_fn
-        self.x = None
-
-    def __call__(self, x):
-        self.x = x
-        return self.spike_fn(x)
-
-
-class SparseBlockStep(fused.BlockStep):
-    """A block step whose output is x = membrane minus threshold instead of the spikes.
-
-    The spikes are then selected from x outside the loop, so that the gradient reaches the
-    loop only through the selected neurons.
-    """
-
-    def __call__(self, current, mask_t, states, tensors):
-        params, kernel, bias = self.unpack(tensors)
-        if bias is not None:
-            current = current + bias
-        capture = _CapturingSpike(params.spike_fn)
-        params = params._replace(spike_fn=capture)
-        spikes, new_states = fused.masked_block_step(
-            self.step_fn, self.state_type, current, mask_t, states, params, kernel
-        )
-        x = capture.x
-        if mask_t is not None:
-            x = tf.where(fused._broadcast_mask(mask_t, x), x, tf.fill(tf.shape(x), tf.constant(_SILENT, x.dtype)))
-        return x, new_states
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, SparseBlockStep) and self._key == other._key
-
-    def __hash__(self) -> int:
-        return hash(("sparse",) + self._key)
-
-
-_STEPS = {}
 
 
 @register(package="sparse_snns")
@@ -104,7 +58,7 @@ class SparseSNNDense(keras.layers.Layer):
         input_dim: int,
         capacity: int,
         second_threshold=None,
-        neuron="lif",
+        neuron=None,
         self_recurrent: bool = False,
         strict: bool = False,
         use_bias: bool = True,
@@ -117,8 +71,7 @@ class SparseSNNDense(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.units = check_units(units)
-        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity <= 0:
-            raise ValueError(f"capacity must be a positive integer, got capacity={capacity!r}")
+        capacity = check_positive_int(capacity, "capacity")
         if second_threshold is not None and not float(second_threshold) <= 0.0:
             raise ValueError(f"second_threshold must be <= 0, got second_threshold={second_threshold!r}")
         self.capacity = capacity
@@ -156,9 +109,11 @@ class SparseSNNDense(keras.layers.Layer):
             self.neuron.build((None, self.units))
         self.built = True
 
-    def _as_sparse_input(self, inputs) -> SparseSpikes:
-        if isinstance(inputs, (list, tuple)) and len(inputs) == 3:
-            spikes = _as_spikes(inputs)
+    def _checked_input(self, inputs):
+        """The input as checked sparse spikes [B, T, K_in] (a dense raster is converted, exactly),
+        the synapse's kernel in the compute dtype and the implementation of the sparse ops."""
+        if isinstance(inputs, (list, tuple, SparseSpikes)) and len(inputs) == 3:
+            spikes, kernel, _, chosen = self.synapse.checked_input(inputs, with_bias=False)
         else:
             dense = tf.convert_to_tensor(inputs)
             if dense.shape.rank != 3:
@@ -168,59 +123,54 @@ class SparseSNNDense(keras.layers.Layer):
                 )
             if dense.shape[-1] is not None and int(dense.shape[-1]) != self.input_dim:
                 raise ValueError(f"`inputs` has {int(dense.shape[-1])} features but input_dim is {self.input_dim}")
-            spikes = from_dense(
-                dense, self.input_dim, dtype=self.compute_dtype, implementation=self.synapse.implementation
-            )
+            dtype = self.compute_dtype
+            chosen = resolve(self.synapse.implementation, tf.as_dtype(dtype), f"{type(self).__name__} {self.name!r}")
+            # valid by construction: no checks
+            spikes = from_dense(dense, self.input_dim, dtype=dtype, implementation=chosen)
+            kernel = tf.cast(self.synapse.kernel, dtype)
         if spikes.ids.shape.rank != 3:
             raise ValueError(f"sparse `inputs` must have ids of rank 3 [batch, time, K], got shape {spikes.ids.shape}")
-        return spikes
+        return spikes, kernel, chosen
 
     def call(self, inputs, mask=None, training=None):
         if isinstance(mask, (list, tuple)):  # Keras gives one mask per input tensor
             mask = mask[0]
-        spikes = self._as_sparse_input(inputs)
+        spikes, kernel, chosen = self._checked_input(inputs)
         # The XLA loop reads and writes batch-major [B, T, N] sequences in place: no transposes.
         # Without XLA the loop is time-major, and transposing the small [B, T, K] spikes (in
         # and out) is cheaper than transposing the [B, T, N] currents and x.
         time_axis = 1 if self.jit_compile else 0
         if time_axis == 0:
-            spikes = _swap_batch_time(spikes)
-        # one sparse product over all steps; the loop adds the bias
-        currents = self.synapse.product(list(spikes), with_bias=False)
+            spikes = swap_batch_time(spikes)
+        currents = linear_product(spikes, kernel, None, chosen)  # all steps at once; the loop adds the bias
         dtype = currents.dtype
-        params = self.neuron.params(dtype)
-        kernel = tf.cast(self.recurrent_kernel, dtype) if self.self_recurrent else None
+        recurrent_kernel = tf.cast(self.recurrent_kernel, dtype) if self.self_recurrent else None
         bias = None if self.synapse.bias is None else tf.cast(self.synapse.bias, dtype)
-        step = SparseBlockStep(
-            type(self.neuron).step_fn, self.neuron.state_type, params, kernel is not None, bias is not None
-        )
-        step = _STEPS.setdefault(step._key, step)
         zeros = tf.zeros_like(currents[0] if time_axis == 0 else currents[:, 0])
         states = [zeros] * (len(self.neuron.state_size) + (1 if self.self_recurrent else 0))
         if mask is not None:
             mask = tf.cast(mask, tf.bool)
             mask = tf.transpose(mask) if time_axis == 0 else mask
-        x, _ = fused.compiled_recurrence(
-            step,
+        # x: the neuron's pre-spike value (membrane minus threshold), laid out as the currents
+        x, _ = fused.fused_recurrence(
+            self.neuron.model,
             currents,
             states,
-            step.split(params, kernel, bias),
-            mask,
+            self.neuron.params(dtype),
+            recurrent_kernel,
+            mask=mask,
             jit_compile=self.jit_compile,
             time_axis=time_axis,
+            bias=bias,
             checkpoint_every=fused.AUTO,
+            implementation="reference" if self.synapse.implementation == "reference" else "compiled",
+            output="pre_spike",
         )
-        # x: membrane minus threshold, laid out as the currents
         selected, dropped = select_spikes(
-            x,
-            self.capacity,
-            self.second_threshold,
-            self.neuron.spike_func,
-            strict=self.strict,
-            implementation=self.synapse.implementation,
+            x, self.capacity, self.second_threshold, self.neuron.spike_func, strict=self.strict, implementation=chosen
         )
         if time_axis == 0:
-            selected = _swap_batch_time(selected)
+            selected = swap_batch_time(selected)
             dropped = tf.transpose(dropped)
         self.last_dropped = dropped
         add_layer_metric(self, self.metric_name, tf.reduce_mean(tf.cast(dropped, tf.float32)))
@@ -283,7 +233,7 @@ class SparseToDense(keras.layers.Layer):
         self.implementation = check_implementation(implementation)
 
     def call(self, inputs):
-        spikes = _as_spikes(inputs)
+        spikes = as_spikes(inputs)
         values = tf.cast(spikes.values, self.compute_dtype)
         return to_dense(
             SparseSpikes(spikes.ids, values, spikes.count), self.num_neurons, implementation=self.implementation
@@ -349,7 +299,7 @@ class SparseSNNBlock(keras.layers.Layer):
         capacity: int,
         input_capacity: int,
         second_threshold=None,
-        neuron="lif",
+        neuron=None,
         self_recurrent: bool = False,
         use_bias: bool = True,
         kernel_initializer="glorot_uniform",
@@ -360,9 +310,8 @@ class SparseSNNBlock(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.units = check_units(units)
-        for name, value in (("capacity", capacity), ("input_capacity", input_capacity)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {name}={value!r}")
+        capacity = check_positive_int(capacity, "capacity")
+        input_capacity = check_positive_int(input_capacity, "input_capacity")
         if second_threshold is not None and not float(second_threshold) <= 0.0:
             raise ValueError(f"second_threshold must be <= 0, got second_threshold={second_threshold!r}")
         self.capacity = capacity
@@ -402,8 +351,6 @@ class SparseSNNBlock(keras.layers.Layer):
         return 2 * self.capacity + 1
 
     def get_initial_state(self, inputs=None, batch_size=None, dtype=None):
-        from dense_snns.cells import zero_states
-
         return zero_states(self, inputs, batch_size, dtype)
 
     def build(self, input_shape=None):
@@ -430,13 +377,11 @@ class SparseSNNBlock(keras.layers.Layer):
         n_neuron = len(self.neuron.state_size)
         if self.self_recurrent:
             current = current + self.recurrent(unpack_spikes(states[n_neuron], self.capacity))
-        params = self.neuron.params(current.dtype)
-        capture = _CapturingSpike(params.spike_fn)
-        _, neuron_states = type(self.neuron).step_fn(
-            current, self.neuron.state_type(*states[:n_neuron]), params._replace(spike_fn=capture)
+        _, neuron_states, pre_spike = self.neuron.model.update(
+            current, self.neuron.model.State(*states[:n_neuron]), self.neuron.params(current.dtype)
         )
         selected, _ = select_spikes(
-            capture.x,
+            pre_spike,
             self.capacity,
             self.second_threshold,
             self.neuron.spike_func,

@@ -9,7 +9,7 @@ from typing import Optional
 
 import tensorflow as tf
 
-from ._common import check_implementation
+from ._checks import check_implementation
 from .format import from_dense_with_overflow
 
 

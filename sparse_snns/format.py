@@ -30,8 +30,8 @@ from typing import NamedTuple, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from ._common import check_positive_int, resolve
-from .rowops import _gather, compact_indices, scatter_rows, select_indices
+from ._checks import check_positive_int, resolve
+from .rowops import compact_indices, gather, scatter_rows, select_indices
 
 __all__ = [
     "SparseSpikes",
@@ -242,7 +242,7 @@ def from_dense_with_overflow(
         )
     else:
         ids, count, total = select_indices(x, capacity, first="nonzero", implementation=implementation)
-        values = _gather(xf, ids, count, resolve(implementation, out_dtype))
+        values = gather(xf, ids, count, resolve(implementation, out_dtype))
     dropped = total - count
     return _finish_selection(ids, values, count, dropped, capacity, strict)
 
@@ -301,7 +301,7 @@ def from_dense(spikes, capacity: int, strict: bool = False, dtype=None, implemen
 # --------------------------------------------------------------------------------------------
 
 
-def _as_spikes(spikes) -> SparseSpikes:
+def as_spikes(spikes) -> SparseSpikes:
     """A SparseSpikes from itself, a list/tuple ``[ids, values, count]`` or a dict of the fields."""
     if isinstance(spikes, SparseSpikes):
         return spikes
@@ -315,7 +315,7 @@ def _as_spikes(spikes) -> SparseSpikes:
     )
 
 
-def _swap_batch_time(spikes: SparseSpikes) -> SparseSpikes:
+def swap_batch_time(spikes: SparseSpikes) -> SparseSpikes:
     """Spikes [B, T, K] (count [B, T]) -> [T, B, K] (count [T, B]), and back."""
     return SparseSpikes(
         tf.transpose(spikes.ids, [1, 0, 2]), tf.transpose(spikes.values, [1, 0, 2]), tf.transpose(spikes.count)
@@ -331,7 +331,7 @@ def to_dense(spikes: SparseSpikes, num_neurons: int, implementation: str = "auto
     drops out-of-range ids). `implementation`: the scatter of `sparse_snns.rowops`
     (``"auto"``, ``"op"``, ``"tf"``).
     """
-    spikes = _as_spikes(spikes)
+    spikes = as_spikes(spikes)
     n = _check_num_neurons(num_neurons)
     ids = tf.convert_to_tensor(spikes.ids)
     values = tf.convert_to_tensor(spikes.values)
@@ -360,7 +360,7 @@ def validate(spikes, num_neurons: int) -> SparseSpikes:
     `tf.debugging` assertions (InvalidArgumentError at run time; compiled out under XLA) and
     the returned tensors depend on them.
     """
-    spikes = _as_spikes(spikes)
+    spikes = as_spikes(spikes)
     n = _check_num_neurons(num_neurons)
     fields = {}
     for name in SparseSpikes._fields:

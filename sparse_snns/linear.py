@@ -41,10 +41,10 @@ from typing import Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-from dense_snns._compat import KERAS_3, keras, register
+from dense_snns.compat import KERAS_3, keras, register
 
 from . import ops as _ops
-from ._common import (
+from ._checks import (
     IMPLEMENTATIONS,
     as_tensor as _as_tensor,
     check_ids_count,
@@ -57,9 +57,18 @@ from ._common import (
     valid_mask,
     with_value_assertions,
 )
-from .format import SparseSpikes, _as_spikes
+from .format import SparseSpikes, as_spikes
 
-__all__ = ["IMPLEMENTATIONS", "SparseLinear", "in_xla_context", "sparse_linear"]
+__all__ = [
+    "IMPLEMENTATIONS",
+    "SparseLinear",
+    "check_inputs",
+    "check_spikes",
+    "check_values",
+    "in_xla_context",
+    "linear_product",
+    "sparse_linear",
+]
 
 #: Elements of the gathered [rows, K, N_out] block of the pure-TF path above which it works
 #: in row chunks (2**18 float32 = 1 MiB: the block stays in cache, the loop overhead is small).
@@ -71,10 +80,10 @@ TF_CHUNK_ELEMENTS = 1 << 18
 # --------------------------------------------------------------------------------------------
 
 
-def _check_inputs(spikes, kernel, bias):
+def check_inputs(spikes, kernel, bias):
     """Static checks of sparse spikes against a kernel [N_in, N_out] and an optional bias:
     TypeError or ValueError naming the argument. Returns the tensors."""
-    spikes = _as_spikes(spikes)
+    spikes = as_spikes(spikes)
     ids, count = check_ids_count(spikes.ids, spikes.count)
     values = _as_tensor(spikes.values, "values")
     kernel = _as_tensor(kernel, "kernel")
@@ -105,7 +114,7 @@ def _check_inputs(spikes, kernel, bias):
     return ids, values, count, kernel, bias
 
 
-def _check_values(ids: tf.Tensor, count: tf.Tensor, kernel: tf.Tensor, chosen: str) -> tf.Tensor:
+def check_values(ids: tf.Tensor, count: tf.Tensor, kernel: tf.Tensor, chosen: str) -> tf.Tensor:
     """Value checks: ids of valid entries in [0, N_in), count in [0, K]. Eagerly a ValueError
     naming the field; in a graph the op checks them itself and the pure-TF path gets
     assertions (compiled out by XLA). Returns `ids` (depending on the assertions)."""
@@ -114,9 +123,19 @@ def _check_values(ids: tf.Tensor, count: tf.Tensor, kernel: tf.Tensor, chosen: s
         if kernel.shape[0] is not None:
             check_values_eagerly(ids, count, int(kernel.shape[0]), "N_in", where)
         return ids
-    if chosen == "tf":
+    if chosen == "compiled":
         return with_value_assertions(ids, count, tf.shape(kernel, out_type=tf.int32)[0], "N_in", where)
     return ids
+
+
+def check_spikes(spikes, kernel, bias=None, implementation: str = "auto", what: str = "sparse_linear"):
+    """Everything `sparse_linear` checks, once, where spikes enter a public function or layer:
+    (spikes as a `SparseSpikes` of tensors, kernel, bias, the implementation that runs:
+    "kernel" or "compiled"). `linear_product` then takes them as they are."""
+    ids, values, count, kernel, bias = check_inputs(spikes, kernel, bias)
+    chosen = resolve(implementation, kernel.dtype, what)
+    ids = check_values(ids, count, kernel, chosen)
+    return SparseSpikes(ids, values, count), kernel, bias, chosen
 
 
 # --------------------------------------------------------------------------------------------
@@ -248,15 +267,14 @@ def sparse_linear(spikes, kernel, bias=None, implementation: str = "auto") -> tf
         [..., N_out] tensor of the kernel's dtype. Gradients: kernel (dense), bias, values
         (only the K entries; 0 at padding); none for ids and count.
     """
-    implementation = _check_implementation(implementation)
-    ids, values, count, kernel, bias = _check_inputs(spikes, kernel, bias)
-    chosen = resolve(implementation, kernel.dtype)
-    ids = _check_values(ids, count, kernel, chosen)
-    return _sparse_linear(ids, values, count, kernel, bias, chosen)
+    spikes, kernel, bias, chosen = check_spikes(spikes, kernel, bias, implementation)
+    return linear_product(spikes, kernel, bias, chosen)
 
 
-def _sparse_linear(ids, values, count, kernel, bias, chosen: str) -> tf.Tensor:
-    """`sparse_linear` on checked arguments with the resolved implementation `chosen`."""
+@tf.autograph.experimental.do_not_convert
+def linear_product(spikes: SparseSpikes, kernel, bias, chosen: str) -> tf.Tensor:
+    """`sparse_linear` on what `check_spikes` returned (no checks): [..., N_out]."""
+    ids, values, count = spikes
     k = int(ids.shape[-1])
     flatten = ids.shape.rank != 2
     if flatten:  # any leading shape -> M rows
@@ -266,7 +284,7 @@ def _sparse_linear(ids, values, count, kernel, bias, chosen: str) -> tf.Tensor:
     else:
         flat_ids, flat_values, flat_count = ids, values, count
 
-    if chosen == "op":
+    if chosen == "kernel":
         flat = _op_linear(flat_ids, flat_values, flat_count, kernel)
     else:
         flat = _tf_linear(flat_ids, flat_values, flat_count, kernel)
@@ -375,22 +393,30 @@ class SparseLinear(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs):
-        return self.product(inputs)
+        return linear_product(*self.checked_input(inputs))
 
-    def product(self, inputs, with_bias: bool = True) -> tf.Tensor:
-        """The layer's computation; ``with_bias=False`` leaves the bias out (for a caller that
-        adds it later, e.g. inside a fused time loop)."""
-        spikes = _as_spikes(inputs)
+    def checked_input(self, inputs, with_bias: bool = True):
+        """Normalise and check sparse spikes for this layer, once: (spikes with values in the
+        compute dtype, kernel, bias (None if `with_bias` is False), implementation) as
+        `check_spikes` returns them, for `linear_product`."""
+        spikes = as_spikes(inputs)
         values = _as_tensor(spikes.values, "values")
         if not (values.dtype.is_floating or values.dtype.is_integer or values.dtype.is_bool):
             raise TypeError(f"`values` must be numeric, got dtype {values.dtype.name}")
         dtype = self.compute_dtype
-        values = tf.cast(values, dtype)
-        kernel = tf.cast(self.kernel, dtype)
         bias = tf.cast(self.bias, dtype) if self.bias is not None and with_bias else None
-        return sparse_linear(
-            SparseSpikes(spikes.ids, values, spikes.count), kernel, bias, implementation=self.implementation
+        return check_spikes(
+            SparseSpikes(spikes.ids, tf.cast(values, dtype), spikes.count),
+            tf.cast(self.kernel, dtype),
+            bias,
+            self.implementation,
+            f"SparseLinear {self.name!r}",
         )
+
+    def product(self, inputs, with_bias: bool = True) -> tf.Tensor:
+        """The layer's computation; ``with_bias=False`` leaves the bias out (for a caller that
+        adds it later, e.g. inside a fused time loop)."""
+        return linear_product(*self.checked_input(inputs, with_bias))
 
     def compute_output_shape(self, input_shape):
         ids_shape, _, _ = _spike_shapes(input_shape)

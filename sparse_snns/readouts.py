@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from dense_snns import fused, neurons
-from dense_snns._compat import KERAS_3, keras, register
+from dense_snns import fused
 from dense_snns.cells import LeakyReadoutCell
-from dense_snns.readouts import CELL_CONFIG_KEYS
+from dense_snns.compat import KERAS_3, keras, register
 
-from ._common import as_tensor, check_implementation, check_positive_int, resolve
-from .format import SparseSpikes, _as_spikes
-from .linear import _check_inputs, _check_values, _sparse_linear
-from .rowops import _scatter
+from ._checks import as_tensor, check_implementation, check_positive_int
+from .format import SparseSpikes, as_spikes
+from .linear import check_spikes, linear_product
+from .rowops import scatter
 
 #: Accepted values of `product`.
 PRODUCTS = ("auto", "sparse", "dense")
@@ -95,39 +94,39 @@ class SparseLeakyReadout(keras.layers.Layer):
         return "dense" if capacity * DENSE_PRODUCT_RATIO >= self.input_dim else "sparse"
 
     def call(self, inputs):
-        spikes = _as_spikes(inputs)
+        spikes = as_spikes(inputs)
         values = as_tensor(spikes.values, "values")
         if not (values.dtype.is_floating or values.dtype.is_integer or values.dtype.is_bool):
             raise TypeError(f"`values` must be numeric, got dtype {values.dtype.name}")
         dtype = self.compute_dtype
-        kernel = tf.cast(self.cell.kernel, dtype)
         bias = tf.cast(self.cell.bias, dtype) if self.cell.bias is not None else None
         # One check of the spikes for both products (those of `sparse_linear`).
-        ids, values, count, kernel, bias = _check_inputs(
-            SparseSpikes(spikes.ids, tf.cast(values, dtype), spikes.count), kernel, bias
+        spikes, kernel, bias, chosen = check_spikes(
+            SparseSpikes(spikes.ids, tf.cast(values, dtype), spikes.count),
+            tf.cast(self.cell.kernel, dtype),
+            bias,
+            self.implementation,
+            f"SparseLeakyReadout {self.name!r}",
         )
-        if ids.shape.rank != 3:
-            raise ValueError(f"sparse `inputs` must have ids of rank 3 [batch, time, K], got shape {ids.shape}")
-        chosen = resolve(self.implementation, kernel.dtype)
-        ids = _check_values(ids, count, kernel, chosen)
+        if spikes.ids.shape.rank != 3:
+            raise ValueError(f"sparse `inputs` must have ids of rank 3 [batch, time, K], got shape {spikes.ids.shape}")
         # Batch-major throughout: the product of the [B, T] rows gives [B, T, units], which the
         # leak loop reads and writes in place (no transposes).
-        if self.resolved_product(int(ids.shape[-1])) == "dense":
-            dense = _scatter(ids, count, values, self.input_dim, chosen)
+        if self.resolved_product(int(spikes.ids.shape[-1])) == "dense":
+            dense = scatter(spikes.ids, spikes.count, spikes.values, self.input_dim, chosen)
             current = tf.tensordot(dense, kernel, axes=1)
         else:
-            current = _sparse_linear(ids, values, count, kernel, None, chosen)
-        # "tf" keeps every C++ library out of the graph, the leak's kernel included.
+            current = linear_product(spikes, kernel, None, chosen)
+        # "compiled" keeps every C++ library out of the graph, the leak's kernel included.
         outputs, _ = fused.fused_recurrence(
-            neurons.leaky_integrator_step,
-            neurons.LeakyIntegratorState,
+            self.cell.model,
             current,
             [tf.zeros_like(current[:, 0])],
             self.cell.params(dtype),
             time_axis=1,
             bias=bias,
             checkpoint_every=fused.AUTO,
-            implementation="tf" if self.implementation == "tf" else "auto",
+            implementation=self.implementation,
         )
         return outputs
 
@@ -139,7 +138,7 @@ class SparseLeakyReadout(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         cell_config = self.cell.get_config()
-        for key in CELL_CONFIG_KEYS:
+        for key in LeakyReadoutCell.ARGUMENTS:
             config[key] = cell_config[key]
         config.update({"input_dim": self.input_dim, "product": self.product, "implementation": self.implementation})
         return config

@@ -41,7 +41,7 @@ from typing import Optional, Tuple
 import tensorflow as tf
 
 from . import ops as _ops
-from ._common import (
+from ._checks import (
     IMPLEMENTATIONS,
     OP_DTYPES,
     check_ids_count,
@@ -171,7 +171,7 @@ def select_indices(
     k_eff = min(capacity, n)
     source = x
     x = tf.stop_gradient(x)
-    if resolve(implementation, x.dtype) == "op":
+    if resolve(implementation, x.dtype) == "kernel":
         lead = _lead_shape(x)
         flat_ids, flat_count, first_total, selected = _ops.load().dense_snns_select_spikes(
             _flat(x, n),
@@ -290,14 +290,15 @@ def _op_scatter(ids, count, updates, n):
     return _restore(out, lead, n)
 
 
-def _gather(x, ids, count, chosen: str):
-    """`gather_rows` without argument checks, on the resolved implementation."""
-    return _op_gather(x, ids, count) if chosen == "op" else _tf_gather(x, ids, count)
+def gather(x, ids, count, chosen: str):
+    """`gather_rows` on checked arguments with a resolved implementation ("kernel" or
+    "compiled"): what callers use after checking their inputs once."""
+    return _op_gather(x, ids, count) if chosen == "kernel" else _tf_gather(x, ids, count)
 
 
-def _scatter(ids, count, updates, n: int, chosen: str):
-    """`scatter_rows` without argument checks, on the resolved implementation."""
-    return _op_scatter(ids, count, updates, n) if chosen == "op" else _tf_scatter(ids, count, updates, n)
+def scatter(ids, count, updates, n: int, chosen: str):
+    """`scatter_rows` on checked arguments with a resolved implementation."""
+    return _op_scatter(ids, count, updates, n) if chosen == "kernel" else _tf_scatter(ids, count, updates, n)
 
 
 def _checked(ids, count, other, other_name: str, n: int, chosen: str):
@@ -306,7 +307,7 @@ def _checked(ids, count, other, other_name: str, n: int, chosen: str):
     ids, count = check_ids_count(ids, count)
     if not ids.shape[:-1].is_compatible_with(other.shape[:-1]):
         raise ValueError(f"`{other_name}` must have the leading shape of `ids` {ids.shape[:-1]}, got {other.shape}")
-    if chosen == "tf":
+    if chosen == "compiled":
         ids = with_value_assertions(ids, count, n, "N", f"the last dimension of the dense rows, {n}")
     return ids, count
 
@@ -324,7 +325,7 @@ def gather_rows(x, ids, count, implementation: str = "auto") -> tf.Tensor:
         raise ValueError(f"`x` must have a static shape [..., N] (N known), got shape {x.shape}")
     chosen = resolve(implementation, x.dtype)
     ids, count = _checked(ids, count, x, "x", int(x.shape[-1]), chosen)
-    return _gather(x, ids, count, chosen)
+    return gather(x, ids, count, chosen)
 
 
 def scatter_rows(ids, count, updates, num_columns: int, implementation: str = "auto") -> tf.Tensor:
@@ -342,4 +343,4 @@ def scatter_rows(ids, count, updates, num_columns: int, implementation: str = "a
     ids, count = _checked(ids, count, updates, "updates", num_columns, chosen)
     if not ids.shape.is_compatible_with(updates.shape):
         raise ValueError(f"`updates` must have the shape of `ids` {ids.shape}, got {updates.shape}")
-    return _scatter(ids, count, updates, num_columns, chosen)
+    return scatter(ids, count, updates, num_columns, chosen)

@@ -9,7 +9,7 @@ import tensorflow as tf
 from dense_snns import surrogates
 
 from .format import SparseSpikes, _check_capacity, _finish_selection
-from ._common import check_implementation
+from ._checks import check_implementation
 from .rowops import select_indices
 
 

@@ -8,7 +8,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from dense_snns._compat import KERAS_3, keras  # noqa: E402
+from dense_snns.compat import KERAS_3, keras  # noqa: E402
 
 
 def pytest_report_header(config):
@@ -50,9 +50,9 @@ def checkpoint_choices(monkeypatch):
 def tf_loops_only(monkeypatch):
     """Run fused LIF layers and readouts on the compiled TensorFlow loops of `dense_snns.fused`
     instead of the C++ kernels (which "auto" would pick)."""
-    from dense_snns import fused
+    from dense_snns.ops import lif as lif_ops
 
-    monkeypatch.setattr(fused, "_kernel_refusal", lambda *args: "turned off by the test")
+    monkeypatch.setattr(lif_ops, "refusal", lambda *args: "turned off by the test")
 
 
 def compile_kwargs():

@@ -19,14 +19,10 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from ..validation import check_positive_int, check_seed
+
 LATENCY_MODES = ("linear", "log")
 OVERFLOW_MODES = ("clip", "drop")
-
-
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {name}={value!r}")
-    return int(value)
 
 
 def _check_real(name: str, value, low: float, high: float, low_open: bool = False, high_open: bool = False) -> float:
@@ -38,14 +34,6 @@ def _check_real(name: str, value, low: float, high: float, low_open: bool = Fals
         interval = "{}{}, {}{}".format("(" if low_open else "[", low, high, ")" if high_open else "]")
         raise ValueError(f"{name} must be a number in {interval}, got {name}={value!r}")
     return float(value)
-
-
-def _check_seed(seed) -> Optional[int]:
-    if seed is None:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer or None, got seed={seed!r}")
-    return int(seed)
 
 
 def _unit_interval_tensor(x, name: str = "x") -> tf.Tensor:
@@ -96,9 +84,9 @@ def rate_encode(x, nb_steps: int, max_prob: float = 1.0, seed: Optional[int] = N
         ValueError: for a scalar `x`, values of `x` outside [0, 1] (eager mode), or an
             invalid `nb_steps`, `max_prob` or `seed`.
     """
-    nb_steps = _check_positive_int("nb_steps", nb_steps)
+    nb_steps = check_positive_int(nb_steps, "nb_steps")
     max_prob = _check_real("max_prob", max_prob, 0.0, 1.0)
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     x = _unit_interval_tensor(x, "x")
     prob = tf.expand_dims(x, 1) * tf.cast(max_prob, x.dtype)
     shape = _time_major_shape(x, nb_steps)
@@ -144,7 +132,7 @@ def latency_encode(
         ValueError: for a scalar `x`, values of `x` outside [0, 1] (eager mode), or an
             invalid `nb_steps`, `mode`, `tau` or `threshold`.
     """
-    nb_steps = _check_positive_int("nb_steps", nb_steps)
+    nb_steps = check_positive_int(nb_steps, "nb_steps")
     if mode not in LATENCY_MODES:
         raise ValueError(f"mode must be one of {LATENCY_MODES}, got mode={mode!r}")
     if mode == "linear":
@@ -207,8 +195,8 @@ def events_to_raster(
             `times`, unit ids out of range, or invalid binning arguments (the message names
             the argument).
     """
-    nb_steps = _check_positive_int("nb_steps", nb_steps)
-    nb_units = _check_positive_int("nb_units", nb_units)
+    nb_steps = check_positive_int(nb_steps, "nb_steps")
+    nb_units = check_positive_int(nb_units, "nb_units")
     if overflow not in OVERFLOW_MODES:
         raise ValueError(f"overflow must be one of {OVERFLOW_MODES}, got overflow={overflow!r}")
     if (max_time is None) == (dt is None):

@@ -30,40 +30,28 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from ..validation import check_positive_int, check_seed
+
 #: Precision that sets the number of Fourier components: terms with 1 / k**alpha < _PREC are dropped.
 _PREC = 1e-3
 #: Upper bound on the number of Fourier components of one 1-D random function.
 _MAX_COMPONENTS = 1000
 
 
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {name}={value!r}")
-    return int(value)
-
-
-def _check_seed(seed) -> Optional[int]:
-    if seed is None:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer or None, got seed={seed!r}")
-    return int(seed)
-
-
 def _check_args(nb_classes, nb_units, nb_steps, nb_samples, dim_manifold, alpha, nb_spikes, seed):
-    nb_classes = _check_positive_int("nb_classes", nb_classes)
-    nb_units = _check_positive_int("nb_units", nb_units)
-    nb_steps = _check_positive_int("nb_steps", nb_steps)
-    nb_samples = _check_positive_int("nb_samples", nb_samples)
-    dim_manifold = _check_positive_int("dim_manifold", dim_manifold)
-    nb_spikes = _check_positive_int("nb_spikes", nb_spikes)
+    nb_classes = check_positive_int(nb_classes, "nb_classes")
+    nb_units = check_positive_int(nb_units, "nb_units")
+    nb_steps = check_positive_int(nb_steps, "nb_steps")
+    nb_samples = check_positive_int(nb_samples, "nb_samples")
+    dim_manifold = check_positive_int(dim_manifold, "dim_manifold")
+    nb_spikes = check_positive_int(nb_spikes, "nb_spikes")
     if (
         isinstance(alpha, bool)
         or not isinstance(alpha, numbers.Real)
         or not (math.isfinite(float(alpha)) and alpha > 0)
     ):
         raise ValueError(f"alpha must be a finite number > 0, got alpha={alpha!r}")
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     return nb_classes, nb_units, nb_steps, nb_samples, dim_manifold, float(alpha), nb_spikes, seed
 
 
@@ -264,7 +252,7 @@ def randman_dataset(
     """
     import tensorflow as tf
 
-    batch_size = _check_positive_int("batch_size", batch_size)
+    batch_size = check_positive_int(batch_size, "batch_size")
     if (
         isinstance(test_fraction, bool)
         or not isinstance(test_fraction, numbers.Real)

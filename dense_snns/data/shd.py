@@ -21,7 +21,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from dense_snns.data.encoders import _check_positive_int, _check_seed, events_to_raster
+from ..validation import check_positive_int, check_seed
+from .encoders import events_to_raster
 
 #: Keys that must be present in an SHD file.
 REQUIRED_KEYS = ("spikes", "spikes/times", "spikes/units", "labels")
@@ -76,8 +77,8 @@ def _sample_raster(
 
 
 def _check_settings(nb_steps, max_time, nb_units):
-    nb_steps = _check_positive_int("nb_steps", nb_steps)
-    nb_units = _check_positive_int("nb_units", nb_units)
+    nb_steps = check_positive_int(nb_steps, "nb_steps")
+    nb_units = check_positive_int(nb_units, "nb_units")
     # Validates max_time (and the overflow mode) before the file is touched.
     events_to_raster(np.zeros(0), np.zeros(0, np.int64), nb_steps, nb_units, max_time=max_time)
     return nb_steps, float(max_time), nb_units
@@ -174,8 +175,8 @@ def shd_dataset(
     import tensorflow as tf
 
     nb_steps, max_time, nb_units = _check_settings(nb_steps, max_time, nb_units)
-    batch_size = _check_positive_int("batch_size", batch_size)
-    seed = _check_seed(seed)
+    batch_size = check_positive_int(batch_size, "batch_size")
+    seed = check_seed(seed)
     if overflow not in ("clip", "drop"):
         raise ValueError(f"overflow must be one of ('clip', 'drop'), got overflow={overflow!r}")
     path = _check_path(path)

@@ -1,6 +1,10 @@
 """The LIF and leaky-integrator recurrences of a whole sequence as C++ kernels, with their
 reverse-time gradients.
 
+What the kernels implement (neuron models, resets, surrogates) is the table of
+`kernel_table.h` (`KERNEL_TABLE`), which the kernels are built from too; `refusal` says, before
+anything runs, why a recurrence cannot run on them (None if it can), and `run` runs it.
+
 `lif_recurrence` runs `neurons.lif_step` (with the bias added to the current first, as
 `fused.BlockStep` does) over a batch-major sequence: one pass over the currents forward, and
 one backward pass that recomputes each tile's membranes in cache and walks back in time,
@@ -15,27 +19,63 @@ The kernels (`lif_ops.cc`) are built at first use (see `OpLibrary`).
 from __future__ import annotations
 
 import os
-from typing import Optional
+import re
+from typing import NamedTuple, Optional, Tuple
 
 import tensorflow as tf
 
+from .. import surrogates
 from ._build import OpLibrary, in_xla_context
 
 __all__ = [
+    "KERNEL_TABLE",
     "LIBRARY",
     "OP_DTYPES",
+    "KernelTable",
     "applicable",
     "leaky_integrator_recurrence",
     "lif_recurrence",
     "load",
     "load_error",
     "op_available",
+    "read_kernel_table",
+    "refusal",
+    "run",
 ]
 
+_DIRECTORY = os.path.dirname(os.path.abspath(__file__))
+
+
+class KernelTable(NamedTuple):
+    """The neuron models, resets and surrogates the kernels implement."""
+
+    models: Tuple[str, ...]
+    resets: Tuple[str, ...]
+    surrogates: Tuple[str, ...]
+
+
+def read_kernel_table(path: str = os.path.join(_DIRECTORY, "kernel_table.h")) -> KernelTable:
+    """Parse the ``X(name, ...)`` entries of the DSNN_KERNEL_MODELS, _RESETS and _SURROGATES
+    macros of a kernel table header."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    lists = {}
+    for field in KernelTable._fields:
+        # The macro's body: the #define line and its backslash-continued lines.
+        match = re.search(r"#define DSNN_KERNEL_%s\(X\)((?:.*\\\n)*.*)" % field.upper(), text)
+        if match is None:
+            raise ValueError(f"{path}: no DSNN_KERNEL_{field.upper()}(X) list")
+        lists[field] = tuple(re.findall(r"X\((\w+)", match.group(1)))
+    return KernelTable(**lists)
+
+
+#: What the kernels implement, read from kernel_table.h.
+KERNEL_TABLE = read_kernel_table()
+
 LIBRARY = OpLibrary(
-    directory=os.path.dirname(os.path.abspath(__file__)),
+    directory=_DIRECTORY,
     sources=("lif_ops.cc",),
-    headers=(),
+    headers=("kernel_table.h",),
     prefix="dense_snns_lif_ops",
     description="dense_snns: the C++ LIF and leaky-integrator kernels of the fused layers",
     # no fused multiply-adds: the membrane rounds as TensorFlow's separate ops do
@@ -79,6 +119,41 @@ def applicable(currents: tf.Tensor, time_axis: int, has_mask: bool, has_recurren
     if not op_available():
         return f"the library is unavailable: {load_error()}"
     return None
+
+
+def refusal(model, params, currents: tf.Tensor, time_axis: int, has_mask: bool, has_recurrent_kernel: bool):
+    """Why the kernels cannot run this recurrence of `model` (a `dense_snns.neurons.NeuronModel`)
+    with `params`, or None if they can (which may build the library)."""
+    name = getattr(model, "name", None)
+    if name not in KERNEL_TABLE.models:
+        return f"the kernels implement the models {list(KERNEL_TABLE.models)}, not {name or model!r}"
+    if model.spiking:
+        spike_fn = params.spike_fn
+        if type(spike_fn) is not surrogates.Surrogate:  # a subclass may change the derivative
+            return "the spike function is not a dense_snns.surrogates.Surrogate"
+        if spike_fn.name not in KERNEL_TABLE.surrogates:
+            return f"the kernels have no {spike_fn.name!r} surrogate (they have {list(KERNEL_TABLE.surrogates)})"
+        if params.reset not in KERNEL_TABLE.resets:
+            return f"the kernels have no reset {params.reset!r} (they have {list(KERNEL_TABLE.resets)})"
+    return applicable(currents, time_axis, has_mask, has_recurrent_kernel)
+
+
+def run(model, currents: tf.Tensor, initial_states, params, bias):
+    """(outputs, [final state]) of a recurrence that `refusal` accepted."""
+    if model.name == "leaky_integrator":
+        outputs, final_v = leaky_integrator_recurrence(currents, initial_states[0], params.beta, bias)
+    else:
+        outputs, final_v = lif_recurrence(
+            currents,
+            initial_states[0],
+            params.beta,
+            params.threshold,
+            bias,
+            params.reset,
+            params.stop_reset_grad,
+            params.spike_fn,
+        )
+    return outputs, [final_v]
 
 
 def _channel_vector(value, channels: int, dtype) -> tf.Tensor:

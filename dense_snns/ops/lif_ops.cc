@@ -45,6 +45,7 @@
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/util/work_sharder.h"
+#include "kernel_table.h"
 
 namespace dense_snns_lif {
 
@@ -59,23 +60,27 @@ typedef int64_t i64;
 enum Reset { kSubtract = 0, kZero = 1, kNone = 2 };
 enum Surrogate { kSuperspike = 0, kRational = 1, kArctan = 2, kSigmoid = 3, kTriangle = 4, kBoxcar = 5 };
 
+// Attribute values by the names of kernel_table.h.
 static absl::Status ParseReset(const std::string& name, int* out) {
-  if (name == "subtract") *out = kSubtract;
-  else if (name == "zero") *out = kZero;
-  else if (name == "none") *out = kNone;
-  else return errors::InvalidArgument("reset must be 'subtract', 'zero' or 'none', got '", name, "'");
-  return absl::OkStatus();
+#define DSNN_PARSE_RESET(NAME, VALUE) \
+  if (name == #NAME) {                \
+    *out = VALUE;                     \
+    return absl::OkStatus();          \
+  }
+  DSNN_KERNEL_RESETS(DSNN_PARSE_RESET)
+#undef DSNN_PARSE_RESET
+  return errors::InvalidArgument("unknown reset '", name, "' (see kernel_table.h)");
 }
 
 static absl::Status ParseSurrogate(const std::string& name, int* out) {
-  if (name == "superspike" || name == "fast_sigmoid") *out = kSuperspike;
-  else if (name == "rational") *out = kRational;
-  else if (name == "arctan") *out = kArctan;
-  else if (name == "sigmoid") *out = kSigmoid;
-  else if (name == "triangle") *out = kTriangle;
-  else if (name == "boxcar") *out = kBoxcar;
-  else return errors::InvalidArgument("unknown surrogate '", name, "'");
-  return absl::OkStatus();
+#define DSNN_PARSE_SURROGATE(NAME, VALUE) \
+  if (name == #NAME) {                    \
+    *out = VALUE;                         \
+    return absl::OkStatus();              \
+  }
+  DSNN_KERNEL_SURROGATES(DSNN_PARSE_SURROGATE)
+#undef DSNN_PARSE_SURROGATE
+  return errors::InvalidArgument("unknown surrogate '", name, "' (see kernel_table.h)");
 }
 
 // ------------------------------------------------------------------------------------------
@@ -783,7 +788,7 @@ REGISTER_OP("DenseSnnsLifForward")
     .Output("spikes: T")
     .Output("final_v: T")
     .Attr("T: {float, double}")
-    .Attr("reset: {'subtract', 'zero', 'none'}")
+    .Attr("reset: string")
     .SetShapeFn(SameAsInputs)
     .Doc("LIF recurrence over a batch-major sequence: spikes [B, S, ...] and the final membrane [B, ...].");
 
@@ -802,9 +807,9 @@ REGISTER_OP("DenseSnnsLifGrad")
     .Output("d_threshold: T")
     .Output("d_bias: T")
     .Attr("T: {float, double}")
-    .Attr("reset: {'subtract', 'zero', 'none'}")
+    .Attr("reset: string")
     .Attr("stop_reset_grad: bool")
-    .Attr("surrogate: {'superspike', 'fast_sigmoid', 'rational', 'arctan', 'sigmoid', 'triangle', 'boxcar'}")
+    .Attr("surrogate: string")
     .SetShapeFn(SameAsInputs)
     .Doc("Reverse-time gradient of DenseSnnsLifForward with a surrogate spike derivative.");
 

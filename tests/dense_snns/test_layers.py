@@ -111,8 +111,8 @@ def test_masked_steps_match_reference(rng):
 
 def test_loop_implementation_equals_fused(rng):
     x = inputs(rng)
-    fused_layer = SNNDense(N, neuron=neuron("alif"), self_recurrent=True, implementation="fused")
-    loop_layer = SNNDense(N, neuron=neuron("alif"), self_recurrent=True, implementation="loop")
+    fused_layer = SNNDense(N, neuron=neuron("alif"), self_recurrent=True, implementation="compiled")
+    loop_layer = SNNDense(N, neuron=neuron("alif"), self_recurrent=True, implementation="reference")
     fused_layer(x)
     loop_layer(x)
     loop_layer.set_weights(fused_layer.get_weights())
@@ -196,7 +196,7 @@ def test_conv_fused_matches_loop(rng, conv_class, shape, padding):
         kernel_initializer=keras.initializers.RandomNormal(0.1, 0.5, seed=1),
         bias_initializer=keras.initializers.RandomNormal(0.0, 0.2, seed=2),
     )
-    loop_layer = conv_class(**{**kwargs, "neuron": neuron("lif", 4, threshold=0.3)}, implementation="loop")
+    loop_layer = conv_class(**{**kwargs, "neuron": neuron("lif", 4, threshold=0.3)}, implementation="reference")
     fused_layer(x)
     loop_layer(x)
     loop_layer.set_weights(fused_layer.get_weights())
@@ -256,7 +256,7 @@ def test_compiled_loops_are_traced_once_per_configuration(rng):
     def tracing_counts():
         return {
             key: (f.experimental_get_tracing_count(), b.experimental_get_tracing_count())
-            for key, (f, b) in fused._COMPILED.items()
+            for key, (f, b) in fused.shared_loops().items()
         }
 
     x = inputs(rng)
@@ -379,7 +379,7 @@ def test_inference_keeps_no_states_yet_gives_the_same_gradients(rng):
     from dense_snns import fused
 
     def forward_traces():
-        return sum(f.experimental_get_tracing_count() for f, _ in fused._COMPILED.values())
+        return sum(f.experimental_get_tracing_count() for f, _ in fused.shared_loops().values())
 
     reference = outputs_and_gradients(layer, x, training=None)
     traces = forward_traces()

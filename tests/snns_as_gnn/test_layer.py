@@ -81,7 +81,7 @@ def test_cyclic_graph_with_self_loop_matches_numpy(rng):
     assert 0 < out.sum() < out.size
 
 
-@pytest.mark.parametrize("implementation", ["fused", "loop"])
+@pytest.mark.parametrize("implementation", ["compiled", "reference"])
 def test_layer_cell_and_implementations_agree(rng, implementation):
     graph = SNNGraph.from_adjacency(
         SEED_GRAPH,

@@ -9,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from snns_as_gnn import GraphSpecError, NodeSpec, SNNGraph, chain, known_neuron_models
-from snns_as_gnn import spec as spec_module
 
 SEED_CONNECTIVITY = [[1], [0, 2, 3], [1, 2], [1, 2, 3], [3, 4]]
 
@@ -62,7 +61,7 @@ def test_adjacency_matrix(seed_graph):
 def test_defaults_and_node_lookup(seed_graph):
     node = seed_graph.node("node2")
     assert node == NodeSpec("node2", 16)
-    assert node.neuron == "lif_neuron" and node.neuron_config == {} and node.capacity is None
+    assert node.neuron == "lif" and node.neuron_config == {} and node.capacity is None
     assert seed_graph.index("node3") == 3
     assert "node3" in seed_graph and "nope" not in seed_graph
     with pytest.raises(GraphSpecError, match="unknown node 'nope'"):
@@ -214,21 +213,12 @@ def test_unknown_neuron_model():
         SNNGraph.from_adjacency([[], [0]], 4, [0], [1], neuron=["lif", "nope"])
 
 
-def test_neuron_models_match_dense_snns():
+def test_neuron_models_are_those_of_dense_snns():
     from dense_snns.cells import NEURON_MODELS
 
     assert set(known_neuron_models()) == set(NEURON_MODELS)
-    assert set(spec_module._FALLBACK_NEURON_MODELS) == set(NEURON_MODELS)
-    for name in ("lif_neuron", "lif", "alif", "cuba_lif"):
+    for name in NEURON_MODELS:
         NodeSpec("n", 2, name)
-
-
-def test_neuron_models_fallback_without_dense_snns(monkeypatch):
-    import sys
-
-    monkeypatch.setattr(spec_module, "_neuron_models_cache", None)
-    monkeypatch.setitem(sys.modules, "dense_snns.cells", None)  # import now raises ImportError
-    assert known_neuron_models() == tuple(sorted(spec_module._FALLBACK_NEURON_MODELS))
     with pytest.raises(GraphSpecError, match="node 'q': unknown neuron model neuron='foo'"):
         NodeSpec("q", 2, "foo")
 

@@ -197,7 +197,7 @@ def test_in_a_trained_model_with_dropped_metric(rng):
 
 def test_pure_tf_path_under_xla(rng):
     x = raster(rng)
-    layer = SparseSNNDense(N, input_dim=F, capacity=4, neuron=ds.LIF(N, threshold=0.3), implementation="tf")
+    layer = SparseSNNDense(N, input_dim=F, capacity=4, neuron=ds.LIF(N, threshold=0.3), implementation="compiled")
     eager = layer(x)
     compiled = tf.function(lambda v: layer(v), jit_compile=True)(x)
     for a, b in zip(eager, compiled):
@@ -226,17 +226,17 @@ def op_types(fn, *args):
 
 
 def test_implementation_tf_uses_no_custom_op(rng):
-    """implementation="tf" reaches every conversion, selection and scatter: the graphs (and so
+    """implementation="compiled" reaches every conversion, selection and scatter: the graphs (and so
     a SavedModel) contain no op of the C++ library."""
     import sparse_snns
     from sparse_snns import SparseSNNBlock, pack_spikes
 
     x = raster(rng)
-    dense_in = SparseSNNDense(N, input_dim=F, capacity=4, implementation="tf", jit_compile=False)
-    to_dense_layer = SparseToDense(F, implementation="tf")
+    dense_in = SparseSNNDense(N, input_dim=F, capacity=4, implementation="compiled", jit_compile=False)
+    to_dense_layer = SparseToDense(F, implementation="compiled")
     spikes = from_dense(x, F)
     cell = keras.layers.RNN(
-        SparseSNNBlock(N, input_dim=F, capacity=4, input_capacity=F, implementation="tf"), return_sequences=True
+        SparseSNNBlock(N, input_dim=F, capacity=4, input_capacity=F, implementation="compiled"), return_sequences=True
     )
     packed = pack_spikes(spikes)
     graphs = {
@@ -249,7 +249,7 @@ def test_implementation_tf_uses_no_custom_op(rng):
     if sparse_snns.ops.op_available():  # the same graphs under "auto" do use the library
         auto = SparseToDense(F)
         assert any(t.startswith("DenseSnns") for t in op_types(lambda s: auto(s), list(spikes)))
-    assert SparseToDense.from_config(to_dense_layer.get_config()).implementation == "tf"
+    assert SparseToDense.from_config(to_dense_layer.get_config()).implementation == "compiled"
     np.testing.assert_array_equal(to_dense_layer(list(spikes)).numpy(), x.numpy())
     with pytest.raises(ValueError, match="implementation"):
         SparseToDense(F, implementation="fast")

@@ -10,6 +10,8 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+
+from dense_snns.implementation import ImplementationError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,7 +25,7 @@ from conftest import compile_kwargs
 
 _OP = sparse_snns.ops.op_available()
 needs_op = pytest.mark.skipif(not _OP, reason=f"the C++ op could not be built: {sparse_snns.ops.load_error()}")
-IMPLEMENTATIONS = [pytest.param("op", marks=needs_op), "tf"]
+IMPLEMENTATIONS = [pytest.param("kernel", marks=needs_op), "compiled"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -140,7 +142,7 @@ def test_op_and_tf_agree_on_every_column_blocking(rng, n_out):
     spikes = random_spikes(rng, (40,), 300, 24, 0.05)
     kernel = tf.constant(rng.normal(size=(300, n_out)).astype(np.float32))
     upstream = tf.constant(rng.normal(size=(40, n_out)).astype(np.float32))
-    results = [sparse_forward_backward(spikes, kernel.numpy(), None, upstream, impl) for impl in ("op", "tf")]
+    results = [sparse_forward_backward(spikes, kernel.numpy(), None, upstream, impl) for impl in ("kernel", "compiled")]
     for a, b in zip(results[0], results[1]):
         if a is not None:
             assert_close(a.numpy(), b.numpy())
@@ -222,7 +224,7 @@ def test_every_instruction_set_matches_dense(rng, tmp_path):
 
 @needs_op
 def test_op_float64(rng):
-    check_against_dense(rng, (6, 3), 30, 20, 8, 0.2, "op", dtype=np.float64)
+    check_against_dense(rng, (6, 3), 30, 20, 8, 0.2, "kernel", dtype=np.float64)
 
 
 @needs_op
@@ -232,7 +234,7 @@ def test_op_multithreaded_matches_large_layer(rng):
     kernel = rng.normal(size=(2100, 530)).astype(np.float32)
     upstream = tf.constant(rng.normal(size=(300, 530)).astype(np.float32))
     expected = dense_reference(spikes, kernel, None, upstream)
-    actual = sparse_forward_backward(spikes, kernel, None, upstream, "op")
+    actual = sparse_forward_backward(spikes, kernel, None, upstream, "kernel")
     for a, e in zip(actual, expected):
         if e is not None:
             np.testing.assert_allclose(a.numpy(), e, rtol=1e-4, atol=1e-4)
@@ -249,7 +251,7 @@ def test_op_multithreaded_matches_large_layer(rng):
 )
 def test_property_all_paths_agree(rows, n_in, n_out, capacity, density, seed):
     rng = np.random.default_rng(seed)
-    implementations = ["tf"] + (["op"] if _OP else [])
+    implementations = ["compiled"] + (["kernel"] if _OP else [])
     for implementation in implementations:
         check_against_dense(rng, (rows,), n_in, n_out, capacity, density, implementation)
 
@@ -278,7 +280,7 @@ def test_full_capacity_reproduces_dense_exactly(rng, implementation):
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("implementation", ["tf", "auto"])
+@pytest.mark.parametrize("implementation", ["compiled", "auto"])
 def test_tf_path_under_xla_matches(rng, implementation):
     """Under jit_compile=True "auto" must pick the pure-TF path (the op has no XLA kernel)."""
     check_against_dense(rng, (4, 6), 33, 21, 10, 0.2, implementation, wrap=lambda f: tf.function(f, jit_compile=True))
@@ -289,7 +291,7 @@ def test_op_under_xla_is_a_clear_error(rng):
 
     @tf.function(jit_compile=True)
     def run(ids, values, count):
-        return sparse_linear(SparseSpikes(ids, values, count), tf.ones([10, 4]), implementation="op")
+        return sparse_linear(SparseSpikes(ids, values, count), tf.ones([10, 4]), implementation="kernel")
 
     with pytest.raises(ValueError, match="XLA"):
         run(*spikes)
@@ -320,7 +322,7 @@ def test_tf_path_in_row_chunks(rng, monkeypatch, wrap):
             ]
             return tf.function(f, input_signature=signature)
 
-    actual = sparse_forward_backward(spikes, kernel, bias, upstream, "tf", fn)
+    actual = sparse_forward_backward(spikes, kernel, bias, upstream, "compiled", fn)
     for a, e in zip(actual, expected):
         assert_close(a.numpy(), e)
 
@@ -445,12 +447,14 @@ def test_dtype_and_structure_errors():
         sparse_linear(SparseSpikes(ids, values, count[:1]), kernel)
     with pytest.raises(TypeError, match="`spikes` must be a SparseSpikes"):
         sparse_linear(ids, kernel)
-    with pytest.raises(ValueError, match="`implementation` must be one of"):
+    with pytest.raises(ImplementationError, match="implementation must be one of"):
         sparse_linear(SparseSpikes(ids, values, count), kernel, implementation="cuda")
     if _OP:
-        with pytest.raises(TypeError, match="implementation='op' supports float32 and float64"):
+        with pytest.raises(ImplementationError, match="implementation='kernel' cannot run .*float32 and float64"):
             sparse_linear(
-                SparseSpikes(ids, tf.cast(values, tf.float16), count), tf.cast(kernel, tf.float16), implementation="op"
+                SparseSpikes(ids, tf.cast(values, tf.float16), count),
+                tf.cast(kernel, tf.float16),
+                implementation="kernel",
             )
     # float16 works through the pure-TF path with "auto"
     y = sparse_linear(SparseSpikes(ids, tf.cast(values, tf.float16), count), tf.cast(kernel, tf.float16))
@@ -531,8 +535,10 @@ def test_no_compiler_falls_back_to_tf_with_one_warning(tmp_path, monkeypatch):
     assert "no-such-compiler" in sparse_snns.ops.load_error()
     np.testing.assert_array_equal(y.numpy(), [[4, 5, 6, 7], [24, 27, 30, 33]])
     np.testing.assert_array_equal(y2.numpy(), y.numpy())
-    with pytest.raises(RuntimeError, match="implementation='op' requested but the C\\+\\+ op is unavailable"):
-        sparse_linear(spikes, kernel, implementation="op")
+    with pytest.raises(
+        ImplementationError, match="implementation='kernel' cannot run .*the C\\+\\+ ops are unavailable"
+    ):
+        sparse_linear(spikes, kernel, implementation="kernel")
 
 
 # --------------------------------------------------------------------------------------------
@@ -557,7 +563,12 @@ def sparse_data(rng, samples, time, n_in, capacity, density):
 
 def test_layer_matches_function_and_config_round_trip(rng):
     layer = SparseLinear(
-        7, input_dim=12, kernel_initializer="he_normal", bias_initializer="ones", implementation="tf", name="sparse"
+        7,
+        input_dim=12,
+        kernel_initializer="he_normal",
+        bias_initializer="ones",
+        implementation="compiled",
+        name="sparse",
     )
     spikes = random_spikes(rng, (3, 4), 12, 5, 0.3)
     y = layer(spikes)
@@ -568,7 +579,7 @@ def test_layer_matches_function_and_config_round_trip(rng):
     config = layer.get_config()
     clone = SparseLinear.from_config(config)
     assert clone.get_config() == config
-    assert (config["units"], config["input_dim"], config["implementation"]) == (7, 12, "tf")
+    assert (config["units"], config["input_dim"], config["implementation"]) == (7, 12, "compiled")
     no_bias = SparseLinear(3, input_dim=12, use_bias=False)
     no_bias(spikes)
     assert len(no_bias.weights) == 1
@@ -577,11 +588,11 @@ def test_layer_matches_function_and_config_round_trip(rng):
 def test_layer_argument_errors():
     with pytest.raises(ValueError, match="`input_dim`.*required"):
         SparseLinear(4)
-    with pytest.raises(ValueError, match="`units` must be a positive integer"):
+    with pytest.raises(ValueError, match="units must be a positive integer"):
         SparseLinear(0, input_dim=3)
-    with pytest.raises(ValueError, match="`input_dim` must be a positive integer"):
+    with pytest.raises(ValueError, match="input_dim must be a positive integer"):
         SparseLinear(2, input_dim=-3)
-    with pytest.raises(ValueError, match="`implementation` must be one of"):
+    with pytest.raises(ImplementationError, match="implementation must be one of"):
         SparseLinear(2, input_dim=3, implementation="gpu")
     with pytest.raises((ValueError, TypeError), match="sparse spikes|SparseSpikes"):
         SparseLinear(2, input_dim=3)(tf.ones([4, 3]))

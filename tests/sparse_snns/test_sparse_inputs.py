@@ -44,7 +44,9 @@ def test_unknown_feature_size_is_rejected():
 
 def test_sparse_dataset_implementations_agree(rng):
     dataset, _ = rasters(rng)
-    results = [list(sparse_dataset(dataset, capacity=5, strict=False, implementation=impl)) for impl in ("auto", "tf")]
+    results = [
+        list(sparse_dataset(dataset, capacity=5, strict=False, implementation=impl)) for impl in ("auto", "compiled")
+    ]
     for (a, _), (b, _) in zip(*results):
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x.numpy(), y.numpy())

@@ -18,7 +18,7 @@ def spikes(rng):
 
 
 @pytest.mark.parametrize("product", ["sparse", "dense", "auto"])
-@pytest.mark.parametrize("implementation", ["auto", "tf"])
+@pytest.mark.parametrize("implementation", ["auto", "compiled"])
 def test_equals_dense_readout_with_gradients(rng, product, implementation):
     inputs = spikes(rng)
     sparse = SparseLeakyReadout(
@@ -70,7 +70,7 @@ def test_config_save_load_and_errors(tmp_path, rng):
 
 
 @pytest.mark.parametrize("product", ["sparse", "dense"])
-@pytest.mark.parametrize("implementation", ["auto", "tf"])
+@pytest.mark.parametrize("implementation", ["auto", "compiled"])
 def test_inputs_checked_for_both_products(rng, product, implementation):
     layer = SparseLeakyReadout(U, input_dim=N, product=product, implementation=implementation)
     ids, values, count = spikes(rng)
@@ -91,7 +91,7 @@ def test_inputs_checked_for_both_products(rng, product, implementation):
 
 
 def test_auto_product_resolves_to_sparse_explicit_op_and_xla(rng):
-    """K * 4 < input_dim: "auto" takes the sparse product; "op" and the XLA-compiled layer
+    """K * 4 < input_dim: "auto" takes the sparse product; "kernel" and the XLA-compiled layer
     (pure-TF path) give the dense readout's result."""
     import sparse_snns
 
@@ -104,14 +104,14 @@ def test_auto_product_resolves_to_sparse_explicit_op_and_xla(rng):
     dense = ds.LeakyReadout(U, trainable_decay=True)
     dense(tf.zeros([B, T, wide]))
     reference = dense(tf.constant(raster.astype(np.float32)))
-    implementations = ["auto", "tf"] + (["op"] if sparse_snns.ops.op_available() else [])
+    implementations = ["auto", "compiled"] + (["kernel"] if sparse_snns.ops.op_available() else [])
     for implementation in implementations:
         layer = SparseLeakyReadout(U, input_dim=wide, trainable_decay=True, implementation=implementation)
         assert layer.resolved_product(K) == "sparse"
         layer(inputs)
         layer.set_weights(dense.get_weights())
         np.testing.assert_allclose(layer(inputs).numpy(), reference.numpy(), rtol=1e-5, atol=1e-6)
-        if implementation != "op":
+        if implementation != "kernel":
             compiled = tf.function(lambda i, v, c: layer([i, v, c]), jit_compile=True)(*inputs)
             np.testing.assert_allclose(compiled.numpy(), reference.numpy(), rtol=1e-5, atol=1e-6)
     assert SparseLeakyReadout(U, input_dim=wide).resolved_product(wide // 4) == "dense"

@@ -89,8 +89,8 @@ def assert_same(result, reference, rtol):
 
 def check(rng, shape, dtype=np.float32, per_channel=True, with_bias=True, **kwargs):
     args = problem(rng, shape, dtype, per_channel, with_bias)
-    reference = run("tf", *args, **kwargs)
-    result = run("op", *args, **kwargs)
+    reference = run("compiled", *args, **kwargs)
+    result = run("kernel", *args, **kwargs)
     spikes = reference[0].numpy()
     assert_same(result, reference, 1e-5 if dtype == np.float32 else 1e-12)
     return spikes
@@ -117,7 +117,7 @@ def test_float64_scalar_parameters_no_bias_and_a_scale_float32_cannot_hold(rng):
 def test_against_the_xla_loops(rng):
     """The XLA-compiled loops (the default without the kernels) give the same spikes."""
     args = problem(rng, (3, 11, 37))
-    assert_same(run("op", *args), run("tf", *args, jit_compile=True), 1e-5)
+    assert_same(run("kernel", *args), run("compiled", *args, jit_compile=True), 1e-5)
 
 
 def test_long_rows_are_split_into_tiles(rng):
@@ -237,15 +237,15 @@ def test_leaky_integrator_any_shape(batch, steps, spatial, channels, per_channel
     currents, v0, beta, _, bias = problem(
         np.random.default_rng(seed), (batch, steps) + spatial + (channels,), dtype, per_channel, with_bias
     )
-    reference = run_integrator("tf", currents, v0, beta, bias)
-    assert_close(run_integrator("op", currents, v0, beta, bias), reference, 1e-5 if dtype == np.float32 else 1e-12)
+    reference = run_integrator("compiled", currents, v0, beta, bias)
+    assert_close(run_integrator("kernel", currents, v0, beta, bias), reference, 1e-5 if dtype == np.float32 else 1e-12)
 
 
 def test_leaky_integrator_of_a_long_sequence(rng):
     currents, v0, beta, _, bias = problem(rng, (3, 400, 45))
     assert_close(
-        run_integrator("op", currents, v0, beta, bias),
-        run_integrator("tf", currents, v0, beta, bias, jit_compile=True),
+        run_integrator("kernel", currents, v0, beta, bias),
+        run_integrator("compiled", currents, v0, beta, bias, jit_compile=True),
         1e-5,
     )
 
@@ -289,16 +289,21 @@ def test_leaky_readout_uses_the_kernel_and_matches_its_cell(rng, monkeypatch):
     results = outputs_and_gradients((layer, reference), x)
     assert len(calls) == 1
     assert_close(results[0], results[1], 1e-5)
-    loops = ds.LeakyReadout(4, beta=[0.5, 0.7, 0.9, 0.95], implementation="fused")
+    loops = ds.LeakyReadout(4, beta=[0.5, 0.7, 0.9, 0.95], implementation="compiled")
     loops(x)
     loops.set_weights(layer.get_weights())
     np.testing.assert_allclose(loops(x).numpy(), results[0][0].numpy(), rtol=1e-6, atol=1e-6)
-    assert len(calls) == 1  # "fused": the compiled loop, no kernel
+    assert len(calls) == 1  # "compiled": the compiled loop, no kernel
     ds.LeakyReadout(4, implementation="kernel")(x)
     assert len(calls) == 2
-    assert ds.LeakyReadout.from_config(loops.get_config()).implementation == "fused"
-    with pytest.raises(ValueError, match="implementation must be one of"):
-        ds.LeakyReadout(4, implementation="loop")
+    assert ds.LeakyReadout.from_config(loops.get_config()).implementation == "compiled"
+    step_by_step = ds.LeakyReadout(4, beta=[0.5, 0.7, 0.9, 0.95], implementation="reference")
+    step_by_step(x)
+    step_by_step.set_weights(layer.get_weights())
+    np.testing.assert_allclose(step_by_step(x).numpy(), results[0][0].numpy(), rtol=1e-6, atol=1e-6)
+    assert len(calls) == 2
+    with pytest.raises(ds.ImplementationError, match="implementation must be one of"):
+        ds.LeakyReadout(4, implementation="bogus")
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,13 +317,12 @@ def test_op_refuses_what_it_cannot_run(rng):
 
     def call(**kwargs):
         args = dict(
-            step_fn=neurons.lif_step,
-            state_type=neurons.LIFState,
+            model=neurons.get("lif"),
             currents=currents,
             initial_states=[v0],
             params=params,
             time_axis=1,
-            implementation="op",
+            implementation="kernel",
         )
         args.update(kwargs)
         return fused.fused_recurrence(**args)
@@ -331,11 +335,9 @@ def test_op_refuses_what_it_cannot_run(rng):
         call(currents=tf.transpose(currents, [1, 0, 2]), time_axis=0)
     with pytest.raises(ValueError, match="float16"):
         call(currents=tf.cast(currents, tf.float16), initial_states=[tf.cast(v0, tf.float16)])
-    with pytest.raises(ValueError, match="no kernel for the step 'alif_step'"):
+    with pytest.raises(ds.ImplementationError, match="the kernels implement the models .* not 'alif'"):
         alif = neurons.ALIFParams(0.9, 0.9, 0.5, 0.1, "subtract", True, surrogates.Surrogate())
-        call(
-            step_fn=neurons.alif_step, state_type=neurons.ALIFState, params=alif, initial_states=[v0, tf.zeros_like(v0)]
-        )
+        call(model=neurons.get("alif"), params=alif, initial_states=[v0, tf.zeros_like(v0)])
     with pytest.raises(ValueError, match="not a dense_snns.surrogates.Surrogate"):
         call(params=params._replace(spike_fn=surrogates.heaviside))
     with pytest.raises(ValueError, match="compiled by XLA"):
@@ -397,7 +399,7 @@ def test_loss_on_the_spikes_only_or_the_final_state_only(rng):
     params = neurons.LIFParams(beta, threshold, "subtract", True, surrogates.Surrogate())
     for pick in (0, 1):
         results = []
-        for implementation in ("op", "tf"):
+        for implementation in ("kernel", "compiled"):
             with tf.GradientTape() as tape:
                 tape.watch([currents, v0])
                 spikes, (final_v,) = fused.fused_recurrence(
@@ -447,7 +449,7 @@ def test_layers_use_the_kernels_and_match_the_reference_rnn(rng, monkeypatch):
 
     frames = tf.constant((rng.random((2, 6, 8, 8, 2)) < 0.4).astype(np.float32))
     conv_kwargs = dict(strides=2, padding="same", neuron=ds.LIF(3, **lif))
-    conv, conv_loop = SNNConv2D(3, 3, **conv_kwargs), SNNConv2D(3, 3, implementation="loop", **conv_kwargs)
+    conv, conv_loop = SNNConv2D(3, 3, **conv_kwargs), SNNConv2D(3, 3, implementation="reference", **conv_kwargs)
     conv(frames)
     conv_loop(frames)
     conv_loop.set_weights(conv.get_weights())
@@ -496,19 +498,19 @@ def test_inference_may_reuse_the_currents_buffer_safely(rng):
 
 
 def test_layer_implementation_chooses_kernel_or_loops(rng, monkeypatch):
-    """ "kernel" demands the kernels (ValueError naming the reason), "fused" never uses them."""
+    """ "kernel" demands the kernels (ImplementationError naming the reason), "compiled" never uses them."""
     calls = kernel_calls(monkeypatch)
     x = tf.constant((rng.random((2, 5, 3)) < 0.5).astype(np.float32))
     SNNDense(4, neuron=ds.LIF(4), implementation="kernel")(x)
     assert len(calls) == 1
-    SNNDense(4, neuron=ds.LIF(4), implementation="fused")(x)
+    SNNDense(4, neuron=ds.LIF(4), implementation="compiled")(x)
     assert len(calls) == 1
     with pytest.raises(ValueError, match="recurrent kernel"):
         SNNDense(4, neuron=ds.LIF(4), self_recurrent=True, implementation="kernel")(x)
-    with pytest.raises(ValueError, match="no kernel for the step 'cuba_lif_step'"):
+    with pytest.raises(ds.ImplementationError, match="cannot run SNNDense .* not 'cuba_lif'"):
         SNNDense(4, neuron=ds.CubaLIF(4), implementation="kernel")(x)
-    with pytest.raises(ValueError, match="implementation must be one of"):
-        SNNDense(4, implementation="op")
+    with pytest.raises(ds.ImplementationError, match="implementation must be one of"):
+        SNNDense(4, implementation="cpp")
     assert SNNDense.from_config(SNNDense(4, implementation="kernel").get_config()).implementation == "kernel"
 
 
@@ -517,6 +519,6 @@ def test_op_without_the_library_says_why(rng, monkeypatch):
     monkeypatch.setattr(lif_ops, "load_error", lambda: "no C++ compiler found (test)")
     currents, v0, beta, threshold, bias = problem(rng, (2, 4, 3))
     with pytest.raises(ValueError, match="library is unavailable: no C\\+\\+ compiler found \\(test\\)"):
-        run("op", currents, v0, beta, threshold, bias)
+        run("kernel", currents, v0, beta, threshold, bias)
     auto = run("auto", currents, v0, beta, threshold, bias)  # the loops instead
-    assert_same(auto, run("tf", currents, v0, beta, threshold, bias), 1e-6)
+    assert_same(auto, run("compiled", currents, v0, beta, threshold, bias), 1e-6)

@@ -1,24 +1,40 @@
-"""What `rowops`, `linear` and `readouts` share: the choice of implementation and the checks
-of sparse-spike arguments (ids, count).
+"""What the modules of sparse_snns share: the choice of implementation and the checks of
+sparse-spike arguments (ids, count).
 
-Depends on TensorFlow, `sparse_snns.ops` and `dense_snns.ops` only (the op library is built by `resolve` on
-the first ``"auto"`` or ``"op"`` call).
+Depends on TensorFlow, `sparse_snns.ops` and `dense_snns` only (the op library is built by
+`resolve` on the first ``"auto"`` or ``"kernel"`` call).
 """
 
 from __future__ import annotations
 
-import numbers
 from typing import List, Tuple, Union
 
 import numpy as np
 import tensorflow as tf
 
+from dense_snns import implementation as implementation_choice
+from dense_snns.implementation import IMPLEMENTATIONS
 from dense_snns.ops import in_xla_context
+from dense_snns.validation import check_positive_int
 
 from . import ops as _ops
 
-#: Accepted values of `implementation`.
-IMPLEMENTATIONS = ("auto", "op", "tf")
+__all__ = [
+    "IMPLEMENTATIONS",
+    "OP_DTYPES",
+    "as_tensor",
+    "check_ids_count",
+    "check_implementation",
+    "check_positive_int",
+    "check_values_eagerly",
+    "in_xla_context",
+    "kernel_refusal",
+    "resolve",
+    "shape_list",
+    "valid_mask",
+    "value_assertions",
+    "with_value_assertions",
+]
 
 #: Dtypes of the C++ kernels (float16 and bfloat16 take the pure-TF path under "auto").
 OP_DTYPES = (tf.float32, tf.float64)
@@ -30,37 +46,26 @@ OP_DTYPES = (tf.float32, tf.float64)
 
 
 def check_implementation(implementation) -> str:
-    if implementation not in IMPLEMENTATIONS:
-        raise ValueError(f"`implementation` must be one of {IMPLEMENTATIONS}, got implementation={implementation!r}")
-    return implementation
+    """An `implementation` value of `dense_snns.implementation` (earlier names mapped)."""
+    return implementation_choice.check(implementation)
 
 
-def resolve(implementation: str, dtype: tf.DType, what: str = "the C++ op") -> str:
-    """The implementation that will run for `dtype`: "op" or "tf" (errors for an impossible "op").
+def kernel_refusal(dtype: tf.DType):
+    """Why the C++ ops cannot run on `dtype` here (None if they can; may build the library)."""
+    if in_xla_context():
+        return "the call is compiled by XLA (jit_compile=True), where the C++ ops have no kernel"
+    if dtype not in OP_DTYPES:
+        return f"the C++ ops support float32 and float64, got dtype {dtype.name}"
+    if not _ops.op_available():
+        return f"the C++ ops are unavailable: {_ops.load_error()}"
+    return None
 
-    ``"auto"`` takes the op when it is available (building it at the first call), `dtype` is
-    float32/float64 and the call is not being compiled by XLA.
-    """
-    check_implementation(implementation)
-    if implementation == "tf":
-        return "tf"
-    if implementation == "op":
-        if in_xla_context():
-            raise ValueError(
-                f"implementation='op' cannot be compiled by XLA (jit_compile=True): {what} has no XLA "
-                "kernel; use implementation='auto' or 'tf'"
-            )
-        if dtype not in OP_DTYPES:
-            raise TypeError(
-                f"implementation='op' supports float32 and float64, got dtype {dtype.name}; "
-                "use implementation='auto' or 'tf'"
-            )
-        if not _ops.op_available():
-            raise RuntimeError(f"implementation='op' requested but {what} is unavailable: {_ops.load_error()}")
-        return "op"
-    if dtype in OP_DTYPES and not in_xla_context() and _ops.op_available():
-        return "op"
-    return "tf"
+
+def resolve(implementation: str, dtype: tf.DType, what: str = "this sparse operation") -> str:
+    """The implementation that runs for `dtype`: "kernel" or "compiled" ("reference" is the
+    pure-TF path too). An impossible "kernel" raises `dense_snns.ImplementationError`."""
+    chosen = implementation_choice.resolve(check_implementation(implementation), lambda: kernel_refusal(dtype), what)
+    return "kernel" if chosen == "kernel" else "compiled"
 
 
 # --------------------------------------------------------------------------------------------
@@ -84,12 +89,6 @@ def as_tensor(value, name: str) -> tf.Tensor:
         return tf.convert_to_tensor(value)
     except (TypeError, ValueError) as err:
         raise TypeError(f"`{name}` must be a tensor, could not convert it: {err}") from None
-
-
-def check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)) or int(value) <= 0:
-        raise ValueError(f"`{name}` must be a positive integer, got {name}={value!r}")
-    return int(value)
 
 
 # --------------------------------------------------------------------------------------------
