@@ -17,7 +17,7 @@ setup(
         include=["dense_snns", "dense_snns.*", "sparse_snns", "sparse_snns.*", "snns_as_gnn", "snns_as_gnn.*"]
     ),
     # the C++ kernels are compiled at first use
-    package_data={"dense_snns": ["ops/*.cc"], "sparse_snns": ["ops/*.cc", "ops/*.h"]},
+    package_data={"dense_snns": ["ops/*.cc", "ops/*.h"], "sparse_snns": ["ops/*.cc", "ops/*.h"]},
     python_requires=">=3.8",
     install_requires=[
         "numpy>=1.19,<3",

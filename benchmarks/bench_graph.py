@@ -124,7 +124,7 @@ def setup(cfg: Dict[str, Any]):
 
     graph = make_graph(cfg["graph"], cfg["units"], cfg["inputs"], cfg["threshold"])
     plan = plan_placement(graph, devices) if len(devices) > 1 else None
-    impl = "loop" if cfg["impl"] == "loop" else "fused"
+    impl = "reference" if cfg["impl"] == "loop" else "compiled"
     layer = GraphSNN(graph, placement=plan, implementation=impl, jit_compile=cfg["impl"] == "fused-xla")
     rng = np.random.default_rng(1234)
     x = tf.constant((rng.random((cfg["batch"], cfg["time"], cfg["inputs"])) < cfg["p"]).astype(np.float32))

@@ -10,14 +10,14 @@ layers XLA-compile only their own time loops) of
                the C++ LIF kernels; ``DENSE_SNNS_DISABLE_OP=1`` measures the compiled loops);
   (b) ref:     `keras.layers.RNN(SNNBlock(...), return_sequences=True)` (and
                `RNN(LeakyReadoutCell)` for the readout); for the conv workload the same
-               layers with ``implementation="loop"``; weights copied with `set_weights`;
+               layers with ``implementation="reference"``; weights copied with `set_weights`;
   (c) matmul:  only the unavoidable matmuls/convolutions of the same shapes: forward
                x @ W over [batch*time, features], weight gradient x^T @ dI and, for layers
                after the first, the input gradient dI @ W^T (the roofline);
 
 plus times of the inference forward pass (``training=False``) of (a) and of the forward
 matmuls. The peak memory of a training step is measured for (a), for the same layers on the
-compiled loops (``implementation="fused"``) with their default ``checkpoint_every="auto"``
+compiled loops (``implementation="compiled"``) with their default ``checkpoint_every="auto"``
 (every 32nd neuron state kept at T=1000) and keeping every state (``checkpoint_every=None``),
 for (b) and for (c). Before timing, (a) and (b) are checked to emit identical spikes on the
 benchmark input. Paired ratios (the median over rounds of the ratio of two calls made one
@@ -178,7 +178,7 @@ def build(spec: Dict[str, Any]):
         elif kind == "conv":
             kwargs = dict(strides=layer[3], padding="same", neuron=lif(layer[4]), kernel_initializer=init)
             fused.append(SNNConv2D(layer[1], layer[2], **kwargs))
-            ref.append(SNNConv2D(layer[1], layer[2], implementation="loop", **kwargs))
+            ref.append(SNNConv2D(layer[1], layer[2], implementation="reference", **kwargs))
         else:
             raise ValueError(kind)
     # Build on two steps, then copy the weights into the reference.
@@ -447,12 +447,12 @@ def run_memory(args) -> Dict[str, Any]:
     }
 
     def loops_step(checkpoint_every):
-        # The same layers on the compiled loops (implementation="fused"), keeping every
+        # The same layers on the compiled loops (implementation="compiled"), keeping every
         # `checkpoint_every`-th neuron state (traced after the other paths, so that those
         # run with the defaults).
         for layer in fused:
             if hasattr(layer, "checkpoint_every"):
-                layer.implementation = "fused"
+                layer.implementation = "compiled"
                 layer.checkpoint_every = checkpoint_every
         return make_functions(spec, x, fused, ref)["fused_step"]
 
@@ -688,7 +688,7 @@ def memory_report(memory: List[Dict[str, Any]]) -> str:
     rows = []
     labels = {
         "fused": "fused (default: C++ kernels)",
-        "fused_loops": 'fused loops (implementation="fused", checkpoint_every="auto")',
+        "fused_loops": 'fused loops (implementation="compiled", checkpoint_every="auto")',
         "fused_all": "fused loops, checkpoint_every=None",
         "fused_ckpt": "fused, checkpoint_every=32",
     }  # fused_ckpt: results of older versions

@@ -8,10 +8,10 @@ round by round so that load from other processes hits all of them alike:
 
   dense:  forward x @ W, weight gradient x^T @ dy, input gradient dy @ W^T (tf.matmul on the
           dense spike matrix; its cost does not depend on the activity);
-  op:     `sparse_linear(..., implementation="op")` forward (in a `tf.function`, as in a
+  op:     `sparse_linear(..., implementation="kernel")` forward (in a `tf.function`, as in a
           training step), and the two gradient kernels its custom gradient calls: weight
           gradient (dense [N_in, N_out]) and values gradient;
-  tf:     the pure-TF path (`implementation="tf"`) forward + weight gradient in one
+  tf:     the pure-TF path (`implementation="compiled"`) forward + weight gradient in one
           `tf.function(jit_compile=True)` (what XLA devices run), for the smaller workloads.
 
 Spikes are Bernoulli(activity) and converted with `from_dense` at capacity
@@ -129,13 +129,13 @@ def child(args) -> None:
 
     @tf.function
     def op_forward(ids, values, count, kernel):
-        return sparse_linear(sparse_snns.SparseSpikes(ids, values, count), kernel, implementation="op")
+        return sparse_linear(sparse_snns.SparseSpikes(ids, values, count), kernel, implementation="kernel")
 
     @tf.function(jit_compile=True)
     def tf_path(ids, values, count, kernel, dy):
         with tf.GradientTape() as tape:
             tape.watch(kernel)
-            y = sparse_linear(sparse_snns.SparseSpikes(ids, values, count), kernel, implementation="tf")
+            y = sparse_linear(sparse_snns.SparseSpikes(ids, values, count), kernel, implementation="compiled")
         return y, tape.gradient(y, kernel, output_gradients=dy)
 
     rng = np.random.default_rng(args.seed)
@@ -163,7 +163,7 @@ def child(args) -> None:
             if lib is not None:
                 # correctness of this configuration before timing it
                 reference = tf.matmul(sparse_snns.to_dense(spikes, n_in), kernel)
-                got = sparse_linear(spikes, kernel, implementation="op")
+                got = sparse_linear(spikes, kernel, implementation="kernel")
                 info[tag]["max_abs_error"] = float(tf.reduce_max(tf.abs(got - reference)))
                 entries += [
                     (f"op_fwd@{tag}", lambda s=spikes: op_forward(s.ids, s.values, s.count, kernel), (), None),
@@ -256,7 +256,7 @@ def child_step(args) -> None:
                 n_hidden,
                 neuron=neuron,
                 kernel_initializer=keras.initializers.GlorotUniform(seed=1),
-                implementation="fused",
+                implementation="compiled",
             )
             readout = ds.LeakyReadout(READOUT_UNITS, kernel_initializer=keras.initializers.GlorotUniform(seed=2))
             readout(hidden(x[:, :2]))

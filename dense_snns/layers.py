@@ -318,8 +318,8 @@ class SNNDense(DenseSequenceLayer):
 
     Args:
         units: number of neurons (> 0).
-        neuron: the neuron model: a name of `dense_snns.neurons` (default ``"lif"``), a
-            neuron cell with the same units, or its config dict.
+        neuron: the neuron model: a name of `dense_snns.neurons` (default ``"cuba_lif"``),
+            a neuron cell with the same units, or its config dict.
         self_recurrent: recurrent weights from the layer's spikes of the previous step.
         use_bias, kernel_initializer, recurrent_initializer, bias_initializer,
         kernel_regularizer, recurrent_regularizer, bias_regularizer: as `SNNBlock`.

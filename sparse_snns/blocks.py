@@ -34,7 +34,7 @@ class SparseSNNDense(keras.layers.Layer):
         second_threshold: None (free slots take non-spiking neurons in index order, so with
             K >= N the gradient is exactly the dense one) or a number <= 0 in
             membrane-minus-threshold units restricting the gradient-only entries.
-        neuron: neuron model (name, `NeuronCell` or config), default ``"lif"``.
+        neuron: neuron model (name, neuron cell or config), default ``"cuba_lif"``.
         self_recurrent: recurrent weights from the previous step's spikes (a dense product
             inside the loop).
         strict: raise when spikes do not fit K (eager: ValueError; graph: assertion; compiled

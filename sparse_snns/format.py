@@ -50,15 +50,14 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 
-_check_positive_int = check_positive_int
+def check_capacity(capacity) -> int:
+    """The capacity K: a positive integer."""
+    return check_positive_int(capacity, "capacity")
 
 
-def _check_capacity(capacity) -> int:
-    return _check_positive_int(capacity, "capacity")
-
-
-def _check_num_neurons(num_neurons) -> int:
-    return _check_positive_int(num_neurons, "num_neurons")
+def check_num_neurons(num_neurons) -> int:
+    """The number of neurons N of a spike vector: a positive integer."""
+    return check_positive_int(num_neurons, "num_neurons")
 
 
 def default_capacity(num_neurons: int, density: float) -> int:
@@ -67,7 +66,7 @@ def default_capacity(num_neurons: int, density: float) -> int:
     K = ceil(d*N + 4*sqrt(d*N) + 4), capped at N: the mean plus about four standard
     deviations of a Poisson count, plus a margin for small d*N.
     """
-    num_neurons = _check_num_neurons(num_neurons)
+    num_neurons = check_num_neurons(num_neurons)
     if isinstance(density, bool) or not isinstance(density, (numbers.Real, np.floating, np.integer)):
         raise ValueError(f"`density` must be a number in (0, 1], got density={density!r}")
     density = float(density)
@@ -228,7 +227,7 @@ def from_dense_with_overflow(
     `implementation` (``"auto"``, ``"op"``, ``"tf"``): the selection and gather of
     `sparse_snns.rowops` (a C++ op, or pure TensorFlow, which is what XLA compiles).
     """
-    capacity = _check_capacity(capacity)
+    capacity = check_capacity(capacity)
     x = _as_spike_tensor(spikes)
     in_dtype = tf.as_dtype(x.dtype)
     out_dtype = _values_dtype(in_dtype, dtype)
@@ -244,10 +243,10 @@ def from_dense_with_overflow(
         ids, count, total = select_indices(x, capacity, first="nonzero", implementation=implementation)
         values = gather(xf, ids, count, resolve(implementation, out_dtype))
     dropped = total - count
-    return _finish_selection(ids, values, count, dropped, capacity, strict)
+    return finish_selection(ids, values, count, dropped, capacity, strict)
 
 
-def _finish_selection(ids, values, count, dropped, capacity: int, strict: bool) -> Tuple[SparseSpikes, tf.Tensor]:
+def finish_selection(ids, values, count, dropped, capacity: int, strict: bool) -> Tuple[SparseSpikes, tf.Tensor]:
     """Selected ids/values [..., min(K, N)] -> (SparseSpikes with K slots, dropped): slots past
     N are padding; `strict` raises when anything was dropped."""
     n = int(ids.shape[-1])
@@ -332,7 +331,7 @@ def to_dense(spikes: SparseSpikes, num_neurons: int, implementation: str = "auto
     (``"auto"``, ``"op"``, ``"tf"``).
     """
     spikes = as_spikes(spikes)
-    n = _check_num_neurons(num_neurons)
+    n = check_num_neurons(num_neurons)
     ids = tf.convert_to_tensor(spikes.ids)
     values = tf.convert_to_tensor(spikes.values)
     count = tf.convert_to_tensor(spikes.count)
@@ -361,7 +360,7 @@ def validate(spikes, num_neurons: int) -> SparseSpikes:
     the returned tensors depend on them.
     """
     spikes = as_spikes(spikes)
-    n = _check_num_neurons(num_neurons)
+    n = check_num_neurons(num_neurons)
     fields = {}
     for name in SparseSpikes._fields:
         value = getattr(spikes, name)

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from dense_snns import surrogates
 
-from .format import SparseSpikes, _check_capacity, _finish_selection
+from .format import SparseSpikes, check_capacity, finish_selection
 from ._checks import check_implementation
 from .rowops import select_indices
 
@@ -50,7 +50,7 @@ def select_spikes(
     Returns: (SparseSpikes, dropped int32 [...]: spikes that did not fit; gradient-only
     entries that do not fit are not counted).
     """
-    capacity = _check_capacity(capacity)
+    capacity = check_capacity(capacity)
     if second_threshold is not None and not float(second_threshold) <= 0.0:
         raise ValueError(
             f"second_threshold must be <= 0 (below the threshold), got second_threshold={second_threshold!r}"
@@ -75,4 +75,4 @@ def select_spikes(
     # gradient reaches x at the selected neurons only (the gather's gradient drops padding).
     # Padding gathers 0 and H(0) = 0, so padding values are 0 without a mask.
     values = spike_fn(gathered)
-    return _finish_selection(ids, values, count, dropped, capacity, strict)
+    return finish_selection(ids, values, count, dropped, capacity, strict)

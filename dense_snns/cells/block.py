@@ -26,9 +26,10 @@ class SNNBlock(keras.layers.Layer):
 
     Args:
         units: number of neurons (> 0).
-        neuron: the neuron model: a name of `dense_snns.neurons` (default ``"lif"``; the
-            two-state model of the original design is ``"lif_neuron"``), a neuron cell with
-            the same `units`, or its config dict.
+        neuron: the neuron model: a name of `dense_snns.neurons` (default
+            `dense_snns.neurons.DEFAULT_NEURON`, ``"cuba_lif"``; the two-state model of the
+            original design is ``"lif_neuron"``), a neuron cell with the same `units`, or its
+            config dict.
         self_recurrent: add recurrent weights from the block's own spikes of the previous
             step. Default False.
         use_bias: add a bias to the synaptic current. Default True.

@@ -27,8 +27,12 @@ import tensorflow as tf
 from ._common import RESET_MODES, apply_reset, reset_spikes
 from ._model import KINDS, NeuronModel, Param, Update, choice, decay, function, positive, real, threshold
 
-#: The model of every block, layer and graph node that is not given one.
-DEFAULT_NEURON = "lif"
+#: The model of every block, layer and graph node that is not given one: the current-based
+#: LIF of the main example. Its two integrations (synaptic current, then membrane) spread an
+#: input spike over several steps with a gain of 1 / ((1 - alpha)(1 - beta)) = 50, so sparse
+#: spike inputs through Glorot-initialised weights reach its threshold: a default model
+#: fires in every layer (a single-state LIF with threshold 1 stays silent on the same data).
+DEFAULT_NEURON = "cuba_lif"
 
 #: The registered models by name (snake_case), in registration order.
 MODELS: Dict[str, NeuronModel] = {}
@@ -66,6 +70,43 @@ def get(identifier: Union[str, NeuronModel]) -> NeuronModel:
 def names() -> List[str]:
     """Every name a model can be referred to by: the snake_case names and the class names."""
     return sorted([m.name for m in MODELS.values()] + [m.class_name for m in MODELS.values()])
+
+
+def reference_markdown() -> str:
+    """The reference of every registered model (docs/NEURONS.md is this text, written by
+    ``python -m dense_snns.neurons``)."""
+    lines = [
+        "# Neuron models",
+        "",
+        "Generated from the declarations in `dense_snns/neurons/` by `python -m dense_snns.neurons`;",
+        "a test checks that this file is up to date. Every model is usable by name (or class name)",
+        "in every cell and layer (`neuron=...`) and in graph specs. The default is",
+        f"`{DEFAULT_NEURON}`. Spiking models also take `stop_reset_grad` and `spike_func`; every",
+        "model takes `trainable_params` (which parameters are learned as per-neuron weights).",
+        "",
+        "| name | cell class | states | parameters (default) |",
+        "|---|---|---|---|",
+    ]
+    for model in MODELS.values():
+        params = ", ".join(f"{p.name} ({p.default!r})" for p in model.params)
+        lines.append(f"| `{model.name}` | `{model.class_name}` | {', '.join(model.state_names)} | {params} |")
+    for model in MODELS.values():
+        lines += [
+            "",
+            f"## `{model.name}`: {model.class_name}",
+            "",
+            model.summary,
+            "",
+            "```",
+            model.equations,
+            "```",
+            "",
+        ]
+        lines += ["States: " + "; ".join(f"`{name}`: {doc}" for name, doc in model.states) + ".", ""]
+        lines += ["Parameters:", "", model.describe_params(indent="- ")]
+        if model.references:
+            lines += ["", "References: " + "; ".join(model.references) + "."]
+    return "\n".join(lines) + "\n"
 
 
 def _register_package_models() -> None:
@@ -134,6 +175,7 @@ __all__ = [
     "names",
     "positive",
     "real",
+    "reference_markdown",
     "register",
     "reset_spikes",
     "resonate_and_fire_step",

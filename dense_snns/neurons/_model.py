@@ -331,8 +331,10 @@ class NeuronModel:
         lines = []
         for p in self.params:
             default = f"the value of `{p.default_from}`" if p.default is None and p.default_from else repr(p.default)
-            kind = KINDS[p.kind].description
-            if p.kind == "choice":
-                kind = "one of " + ", ".join(repr(c) for c in p.choices)
+            kind = {
+                "decay": "in (0, 1), trainable",
+                "positive": "> 0, trainable",
+                "choice": "one of " + ", ".join(repr(c) for c in p.choices),
+            }.get(p.kind, "trainable" if p.trainable else "static")
             lines.append(f"{indent}{p.name}: {p.doc} ({kind}). Default {default}.")
         return "\n".join(lines)

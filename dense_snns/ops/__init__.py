@@ -12,6 +12,14 @@ Everything works without a compiler: callers fall back to their compiled TensorF
 
 from __future__ import annotations
 
+import os
+
 from ._build import OpLibrary, cache_dir, compiler, in_xla_context, ops_disabled
 
-__all__ = ["OpLibrary", "cache_dir", "compiler", "in_xla_context", "ops_disabled"]
+#: The directory of the headers every C++ library of the project may include (``simd.h``:
+#: vector types, instruction-set detection, work splitting).
+INCLUDE_DIR = os.path.dirname(os.path.abspath(__file__))
+#: The shared header, part of the cache key of every library that includes it.
+SIMD_HEADER = os.path.join(INCLUDE_DIR, "simd.h")
+
+__all__ = ["INCLUDE_DIR", "OpLibrary", "SIMD_HEADER", "cache_dir", "compiler", "in_xla_context", "ops_disabled"]

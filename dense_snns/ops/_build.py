@@ -122,7 +122,9 @@ class OpLibrary:
     Args:
         directory: where the sources and headers are.
         sources: file names of the sources compiled (the first names the library in messages).
-        headers: file names of the headers they include (part of the cache key only).
+        headers: the headers they include (part of the cache key only): file names in
+            `directory`, or absolute paths.
+        include_dirs: directories searched for headers (``-I``), besides `directory`.
         prefix: file name prefix of the built library.
         description: what the library holds, for the warning when it is unavailable.
         flags: compiler flags of this library, besides `BASE_FLAGS` and TensorFlow's.
@@ -136,10 +138,12 @@ class OpLibrary:
         prefix: str,
         description: str,
         flags: Sequence[str] = (),
+        include_dirs: Sequence[str] = (),
     ):
         self.directory = os.path.abspath(directory)
         self.sources = tuple(sources)
         self.headers = tuple(headers)
+        self.include_dirs = tuple(os.path.abspath(d) for d in include_dirs)
         self.prefix = prefix
         self.description = description
         self.flags = list(flags)
@@ -158,7 +162,18 @@ class OpLibrary:
 
     def command(self, cxx: str, output: str) -> List[str]:
         compile_flags, link_flags, _ = _tf_flags()
-        return [cxx] + BASE_FLAGS + self.flags + compile_flags + self.source_paths() + ["-o", output] + link_flags
+        # The include directories are not part of the cache key (the headers' contents are).
+        includes = ["-I" + d for d in self.include_dirs]
+        return (
+            [cxx]
+            + BASE_FLAGS
+            + self.flags
+            + includes
+            + compile_flags
+            + self.source_paths()
+            + ["-o", output]
+            + link_flags
+        )
 
     def library_path(self, cxx: str, directory: Optional[str] = None) -> str:
         """Cache path of the library built by `cxx` for these sources and headers and this TensorFlow."""

@@ -75,7 +75,7 @@ KERNEL_TABLE = read_kernel_table()
 LIBRARY = OpLibrary(
     directory=_DIRECTORY,
     sources=("lif_ops.cc",),
-    headers=("kernel_table.h",),
+    headers=("kernel_table.h", "simd.h"),
     prefix="dense_snns_lif_ops",
     description="dense_snns: the C++ LIF and leaky-integrator kernels of the fused layers",
     # no fused multiply-adds: the membrane rounds as TensorFlow's separate ops do

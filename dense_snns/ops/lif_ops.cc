@@ -24,11 +24,12 @@
 // threshold, bias) are summed per batch element, then over the batch and the positions
 // sharing a channel. Work is split over batch elements and tiles on the intra-op threads.
 //
-// The loops run on GCC/Clang vector types compiled for SSE2 and AVX2 in one portable
-// library; AVX2 is used when the CPU has it (DENSE_SNNS_ISA=generic forces SSE2). The loops
-// are bound by memory bandwidth, so wider vectors would not pay for their compile time. Built with -ffp-contract=off: no
-// fused multiply-adds, so the arithmetic rounds as TensorFlow's separate ops do and the
-// spikes equal those of the step function.
+// The loops run on GCC/Clang vector types (simd.h) compiled for SSE2 and AVX2 in one
+// portable library; AVX2 is used when the CPU has it (DENSE_SNNS_ISA=generic forces SSE2).
+// The loops are bound by memory bandwidth, so wider vectors would not pay for their compile
+// time. Built with -ffp-contract=off: no fused multiply-adds, so the arithmetic rounds as
+// TensorFlow's separate ops do and the spikes equal those of the step function. What the
+// kernels implement (models, resets, surrogates) is the table of kernel_table.h.
 
 #include <algorithm>
 #include <cmath>
@@ -46,6 +47,7 @@
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/util/work_sharder.h"
 #include "kernel_table.h"
+#include "simd.h"
 
 namespace dense_snns_lif {
 
@@ -84,27 +86,12 @@ static absl::Status ParseSurrogate(const std::string& name, int* out) {
 }
 
 // ------------------------------------------------------------------------------------------
-// vector helpers: V is a GCC/Clang vector of VB bytes
+// vector helpers (simd.h): V is a GCC/Clang vector of VB bytes
 // ------------------------------------------------------------------------------------------
 
-#define DSNN_INLINE inline __attribute__((always_inline))
-
-template <typename T, int VB>
-struct Vec {
-  typedef T V __attribute__((vector_size(VB)));
-  static constexpr int kLanes = VB / sizeof(T);
-  static DSNN_INLINE V Load(const T* p) {
-    V v;
-    std::memcpy(&v, p, sizeof(V));
-    return v;
-  }
-  static DSNN_INLINE void Store(T* p, V v) { std::memcpy(p, &v, sizeof(V)); }
-  static DSNN_INLINE V Splat(T x) {
-    V v;
-    for (int i = 0; i < kLanes; ++i) v[i] = x;
-    return v;
-  }
-};
+using dense_snns_simd::Isa;
+using dense_snns_simd::RunParts;
+using dense_snns_simd::Vec;
 
 // One lane-generic expression per formula, used by the vector and the scalar tail loops.
 template <typename V>
@@ -470,35 +457,19 @@ DSNN_INLINE void IntegratorGradUnits(const Problem& p, const T* out, const T* v0
 
 DSNN_LIF_ENTRIES(Generic, static, 16)
 
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
-#define DSNN_LIF_X86_DISPATCH 1
+#ifdef DSNN_X86_DISPATCH
+// No FMA in these entry points: the membrane must round as TensorFlow's separate ops do.
 DSNN_LIF_ENTRIES(Avx2, static __attribute__((target("avx2"))), 32)
 #endif
 
-enum class Isa { kGeneric = 0, kAvx2 = 1 };
-
-// The best instruction set of this CPU; DENSE_SNNS_ISA=generic lowers it.
-static Isa DetectIsa() {
-  Isa best = Isa::kGeneric;
-#ifdef DSNN_LIF_X86_DISPATCH
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2")) best = Isa::kAvx2;
-#endif
-  const char* request = std::getenv("DENSE_SNNS_ISA");
-  if (request != nullptr) {
-    Isa wanted = best;
-    if (std::strcmp(request, "generic") == 0) wanted = Isa::kGeneric;
-    if (static_cast<int>(wanted) < static_cast<int>(best)) best = wanted;
-  }
-  return best;
-}
-
+// The instruction set of these kernels on this CPU (generic or AVX2: the loops are bound by
+// memory bandwidth, so wider vectors would not pay for their compile time).
 static Isa CurrentIsa() {
-  static const Isa isa = DetectIsa();
+  static const Isa isa = dense_snns_simd::DetectIsa(Isa::kAvx2);
   return isa;
 }
 
-#ifdef DSNN_LIF_X86_DISPATCH
+#ifdef DSNN_X86_DISPATCH
 #define DSNN_LIF_DISPATCH(NAME, ...)                        \
   switch (CurrentIsa()) {                                   \
     case Isa::kAvx2: NAME##Avx2<T>(__VA_ARGS__); break;     \
@@ -588,15 +559,6 @@ static absl::Status ReduceParamGrads(OpKernelContext* ctx, const std::vector<T>&
   return absl::OkStatus();
 }
 
-static void RunUnits(OpKernelContext* ctx, i64 units, i64 cost, const std::function<void(i64, i64)>& fn) {
-  const auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
-  if (units <= 1 || threads == nullptr || threads->num_threads <= 1) {
-    fn(0, units);
-    return;
-  }
-  ::tensorflow::Shard(threads->num_threads, threads->workers, units, cost, fn);
-}
-
 template <typename T>
 class LifForwardOp : public OpKernel {
  public:
@@ -623,7 +585,7 @@ class LifForwardOp : public OpKernel {
     T* out = spikes->flat<T>().data();
     T* vf = v_final->flat<T>().data();
     const int reset = reset_;
-    RunUnits(ctx, p.batch, p.steps * p.units * 4, [&](i64 u0, i64 u1) {
+    RunParts(ctx, p.batch, p.steps * p.units * 4, [&](i64 u0, i64 u1) {
       DSNN_LIF_DISPATCH(Forward, reset, p, in, v0, beta.data(), th.data(), bias.data(), out, vf, u0, u1);
     });
   }
@@ -692,7 +654,7 @@ class LifGradOp : public OpKernel {
       const i64 units = p.batch * ((p.units + tile - 1) / tile);
       const int reset = reset_, surrogate = surrogate_;
       const bool stop = stop_;
-      RunUnits(ctx, units, p.steps * tile * 20, [&](i64 u0, i64 u1) {
+      RunParts(ctx, units, p.steps * tile * 20, [&](i64 u0, i64 u1) {
         DSNN_LIF_DISPATCH(Grad, reset, surrogate, stop, a, p, tile, u0, u1);
       });
     }
@@ -726,7 +688,7 @@ class LeakyForwardOp : public OpKernel {
     const T* bias = rows[1].data();
     T* out = outputs->flat<T>().data();
     T* vf = v_final->flat<T>().data();
-    RunUnits(ctx, p.batch, p.steps * p.units * 3, [&](i64 u0, i64 u1) {
+    RunParts(ctx, p.batch, p.steps * p.units * 3, [&](i64 u0, i64 u1) {
       DSNN_LIF_DISPATCH(IntegratorForward, p, in, v0, beta, bias, out, vf, u0, u1);
     });
   }
@@ -757,7 +719,7 @@ class LeakyGradOp : public OpKernel {
       T* di = d_currents->flat<T>().data();
       T* dv0 = d_v0->flat<T>().data();
       T* acc = sums.data();
-      RunUnits(ctx, p.batch, p.steps * p.units * 6, [&](i64 u0, i64 u1) {
+      RunParts(ctx, p.batch, p.steps * p.units * 6, [&](i64 u0, i64 u1) {
         DSNN_LIF_DISPATCH(IntegratorGrad, p, out, v0, beta, go, gv, di, dv0, acc, u0, u1);
       });
     }

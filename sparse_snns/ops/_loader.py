@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import os
 
-from dense_snns.ops import OpLibrary, cache_dir
+from dense_snns.ops import INCLUDE_DIR, SIMD_HEADER, OpLibrary, cache_dir
 
 __all__ = ["LIBRARY", "cache_dir", "load", "load_error", "loaded_path", "op_available"]
 
 LIBRARY = OpLibrary(
     directory=os.path.dirname(os.path.abspath(__file__)),
     sources=("sparse_linear_ops.cc", "select_ops.cc"),
-    headers=("common.h",),
+    headers=("common.h", SIMD_HEADER),
+    include_dirs=(INCLUDE_DIR,),
     prefix="sparse_snns_ops",
     description="sparse_snns: the C++ ops (SparseLinear, spike selection, row gathers and scatters)",
 )

@@ -1,6 +1,7 @@
-// Helpers shared by the kernels of sparse_linear_ops.cc and select_ops.cc (one library):
-// the checks of sparse-spike arguments and the split of work over TensorFlow's intra-op
-// threads. Everything is inline: each source includes this header.
+// Helpers shared by the kernels of sparse_linear_ops.cc and select_ops.cc (one library): the
+// checks of sparse-spike arguments. Everything is inline: each source includes this header.
+// The vector types, the instruction-set detection and the split of work over TensorFlow's
+// intra-op threads are those of every C++ kernel of the project (dense_snns/ops/simd.h).
 
 #ifndef SPARSE_SNNS_OPS_COMMON_H_
 #define SPARSE_SNNS_OPS_COMMON_H_
@@ -12,6 +13,7 @@
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/util/work_sharder.h"
+#include "simd.h"
 
 namespace sparse_snns_common {
 
@@ -57,24 +59,6 @@ inline absl::Status CheckValues(const tensorflow::Tensor& ids, const tensorflow:
   }
   if (total != nullptr) *total = sum;
   return absl::OkStatus();
-}
-
-inline int NumThreads(tensorflow::OpKernelContext* ctx) {
-  const auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
-  return threads == nullptr ? 1 : std::max(1, threads->num_threads);
-}
-
-// Runs fn(begin, end) over `parts` units of work of `cost_per_part` each on the intra-op
-// thread pool; on the calling thread when there is one part, one thread, or less than
-// `min_total_cost` work in all.
-inline void RunParts(tensorflow::OpKernelContext* ctx, i64 parts, i64 cost_per_part,
-                     const std::function<void(i64, i64)>& fn, i64 min_total_cost = 0) {
-  const auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
-  if (parts <= 1 || threads == nullptr || threads->num_threads <= 1 || parts * cost_per_part < min_total_cost) {
-    fn(0, parts);
-    return;
-  }
-  tensorflow::Shard(threads->num_threads, threads->workers, parts, cost_per_part, fn);
 }
 
 }  // namespace sparse_snns_common

@@ -156,7 +156,7 @@ static const i64 kMinParallelCost = 1 << 15;
 
 // Runs fn(begin, end) over `rows` rows on the intra-op thread pool (cost: per row).
 static void ForRows(OpKernelContext* ctx, i64 rows, i64 cost_per_row, const std::function<void(i64, i64)>& fn) {
-  sparse_snns_common::RunParts(ctx, rows, cost_per_row, fn, kMinParallelCost);
+  dense_snns_simd::RunParts(ctx, rows, cost_per_row, fn, kMinParallelCost);
 }
 
 // ids [M, K] and count [M]; count in [0, K], ids of valid entries in [0, n).

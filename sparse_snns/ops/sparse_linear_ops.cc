@@ -199,8 +199,12 @@ static absl::Status CheckValues(const Tensor& ids, const Tensor& count, i64 n_in
 // work splitting
 // ------------------------------------------------------------------------------------------
 
-using sparse_snns_common::NumThreads;
-using sparse_snns_common::RunParts;
+using dense_snns_simd::Isa;
+using dense_snns_simd::LoadV;
+using dense_snns_simd::NumThreads;
+using dense_snns_simd::RunParts;
+using dense_snns_simd::StoreV;
+using dense_snns_simd::VecOf;
 
 // The column range [begin, end) of part p out of `parts`, split on 64-byte cache lines.
 template <typename T>
@@ -220,45 +224,16 @@ static const i64 kMinParallelWork = 1 << 16;
 // one line (the *Tail variants)
 // ------------------------------------------------------------------------------------------
 
-// The inner kernels are force-inlined into one entry point per instruction set (see
-// "dispatch" below), where the compiler generates code for that instruction set.
-#if defined(__GNUC__) || defined(__clang__)
-#define DSNN_ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define DSNN_ALWAYS_INLINE inline
-#endif
-#define DSNN_INLINE static DSNN_ALWAYS_INLINE
-
 struct Spikes {
   const i32* ids;
   const i32* count;
   i64 k_cap;
 };
 
-// A vector of `Bytes` bytes (the register width of the instruction set: 16, 32 or 64) and
-// half-size vectors for the horizontal sum. Loads and stores go through memcpy: no alignment
-// is assumed (the compiler emits unaligned vector moves).
-template <typename T, int Bytes>
-struct VecOf {
-  typedef T type __attribute__((vector_size(Bytes)));
-};
-
 template <typename T>
 struct Line {
   static constexpr int kLanes = 64 / static_cast<int>(sizeof(T));
 };
-
-template <typename V, typename T>
-DSNN_INLINE V LoadV(const T* p) {
-  V v;
-  std::memcpy(&v, p, sizeof(V));
-  return v;
-}
-
-template <typename V, typename T>
-DSNN_INLINE void StoreV(T* p, const V& v) {
-  std::memcpy(p, &v, sizeof(V));
-}
 
 // Sum of the lanes of a vector in a fixed order (halves added pairwise). All kernels sum in
 // an order fixed by the shapes and the instruction set, never by the thread count: results
@@ -616,38 +591,14 @@ static bool WorthPacking(i64 events, i64 n_in) { return 2 * events >= n_in; }
 
 DSNN_ENTRIES(Generic, static, 16)
 
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__)
-#define DSNN_X86_DISPATCH 1
+#ifdef DSNN_X86_DISPATCH
 DSNN_ENTRIES(Avx2, static __attribute__((target("avx2,fma"))), 32)
 DSNN_ENTRIES(Avx512, static __attribute__((target("avx512f,avx512vl,avx2,fma"))), 64)
 #endif
 
-enum class Isa { kGeneric = 0, kAvx2 = 1, kAvx512 = 2 };
-
-// The best instruction set of this CPU; DENSE_SNNS_ISA=generic|avx2|avx512 lowers it (for tests
-// and benchmarks; a request above what the CPU supports is ignored).
-static Isa DetectIsa() {
-  Isa best = Isa::kGeneric;
-#ifdef DSNN_X86_DISPATCH
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = Isa::kAvx2;
-  if (best == Isa::kAvx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) {
-    best = Isa::kAvx512;
-  }
-#endif
-  const char* request = std::getenv("DENSE_SNNS_ISA");
-  if (request != nullptr) {
-    Isa wanted = best;
-    if (std::strcmp(request, "generic") == 0) wanted = Isa::kGeneric;
-    if (std::strcmp(request, "avx2") == 0) wanted = Isa::kAvx2;
-    if (std::strcmp(request, "avx512") == 0) wanted = Isa::kAvx512;
-    if (static_cast<int>(wanted) < static_cast<int>(best)) best = wanted;
-  }
-  return best;
-}
-
+// The best instruction set of this CPU (see dense_snns_simd::DetectIsa).
 static Isa CurrentIsa() {
-  static const Isa isa = DetectIsa();
+  static const Isa isa = dense_snns_simd::DetectIsa(Isa::kAvx512);
   return isa;
 }
 

@@ -61,7 +61,7 @@ def test_adjacency_matrix(seed_graph):
 def test_defaults_and_node_lookup(seed_graph):
     node = seed_graph.node("node2")
     assert node == NodeSpec("node2", 16)
-    assert node.neuron == "lif" and node.neuron_config == {} and node.capacity is None
+    assert node.neuron == "cuba_lif" and node.neuron_config == {} and node.capacity is None
     assert seed_graph.index("node3") == 3
     assert "node3" in seed_graph and "nope" not in seed_graph
     with pytest.raises(GraphSpecError, match="unknown node 'nope'"):

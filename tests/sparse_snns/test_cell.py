@@ -59,7 +59,9 @@ def test_pack_round_trip_and_config():
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     with pytest.raises(ValueError, match="2 \\* capacity \\+ 1"):
         unpack_spikes(tf.zeros([1, 6]), 3)
-    cell = SparseSNNBlock(4, input_dim=5, capacity=2, input_capacity=3, second_threshold=-0.3, self_recurrent=True)
+    cell = SparseSNNBlock(
+        4, input_dim=5, capacity=2, input_capacity=3, second_threshold=-0.3, self_recurrent=True, neuron="lif"
+    )
     assert SparseSNNBlock.from_config(cell.get_config()).get_config() == cell.get_config()
     assert cell.state_size == [4, 5] and cell.output_size == 5
     with pytest.raises(ValueError, match="input_capacity"):

@@ -506,9 +506,9 @@ def test_first_op_use_inside_a_traced_function_is_quiet(tmp_path):
 
 def test_library_holds_the_sparse_sources():
     """The build machinery is `dense_snns.ops.OpLibrary` (tested there); this library builds
-    both sparse sources with their shared header."""
+    both sparse sources with their shared header and the project's vector header."""
     assert [os.path.basename(p) for p in _loader.LIBRARY.source_paths()] == ["sparse_linear_ops.cc", "select_ops.cc"]
-    assert [os.path.basename(p) for p in _loader.LIBRARY.header_paths()] == ["common.h"]
+    assert [os.path.basename(p) for p in _loader.LIBRARY.header_paths()] == ["common.h", "simd.h"]
     assert all(os.path.exists(p) for p in _loader.LIBRARY.source_paths() + _loader.LIBRARY.header_paths())
     if _OP:
         assert os.path.basename(sparse_snns.ops.loaded_path()).startswith("sparse_snns_ops-tf")

@@ -1,0 +1,71 @@
+"""Helpers shared by the tests: inputs, a loss that weights every output differently,
+outputs and gradients in one call, comparisons to round-off, config round trips, save/load."""
+
+import numpy as np
+import tensorflow as tf
+
+from dense_snns import keras
+
+
+def spike_raster(rng, shape, p=0.4, dtype=np.float32):
+    """A Bernoulli(p) spike raster of `shape` as a tensor."""
+    return tf.constant((rng.random(shape) < p).astype(dtype))
+
+
+def floating_outputs(outputs):
+    """The floating tensors of a layer's outputs (a tensor or a list, e.g. sparse spikes
+    [ids, values, count]: only the values)."""
+    return [t for t in tf.nest.flatten(outputs) if t.dtype.is_floating]
+
+
+def weighted_loss(outputs):
+    """sum_i w_i y_i over every floating output element, with fixed weights cos(i): each
+    output gets its own gradient."""
+    total = 0.0
+    for y in floating_outputs(outputs):
+        weights = tf.reshape(tf.cos(tf.range(tf.size(y), dtype=tf.float64) * 0.7), tf.shape(y))
+        total += tf.reduce_sum(tf.cast(y, tf.float64) * weights)
+    return total
+
+
+def outputs_and_gradients(layer, inputs, weights=None, **call_kwargs):
+    """[outputs, d loss / d each floating input, d loss / d each weight] of `weighted_loss`
+    (weights: `layer.trainable_weights` unless given)."""
+    sources = [t for t in tf.nest.flatten(inputs) if t.dtype.is_floating]
+    weights = layer.trainable_weights if weights is None else weights
+    with tf.GradientTape() as tape:
+        tape.watch(sources)
+        outputs = layer(inputs, **call_kwargs)
+        loss = weighted_loss(outputs)
+    return [outputs] + tape.gradient(loss, sources + list(weights), unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+
+def assert_close_to_scale(actual, expected, rtol):
+    """Equal to round-off relative to the largest magnitude of `expected` (gradients summed in
+    another order differ by rounding of their largest terms, not of their own value)."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    scale = np.abs(expected).max() if expected.size else 0.0
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale + 1e-12)
+
+
+def assert_same_spikes_and_close_gradients(result, reference, rtol=1e-5):
+    """Identical outputs (spikes), then gradients to round-off (`assert_close_to_scale`)."""
+    for got, want in zip(tf.nest.flatten(result[0]), tf.nest.flatten(reference[0])):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    assert len(result) == len(reference)
+    for got, want in zip(result[1:], reference[1:]):
+        assert_close_to_scale(got, want, rtol)
+
+
+def config_round_trip(obj):
+    """`type(obj).from_config(obj.get_config())`, checked to have the same config."""
+    clone = type(obj).from_config(obj.get_config())
+    assert clone.get_config() == obj.get_config()
+    return clone
+
+
+def save_and_load(model, path):
+    """The model saved to `path` (its suffix picks the format: .keras or .h5) and loaded back."""
+    model.save(str(path))
+    return keras.models.load_model(str(path))
