@@ -20,7 +20,7 @@ from .cells import (
     get_neuron,
     register_neuron_model,
 )
-from .compat import KERAS_3, KERAS_VERSION, keras
+from .compat import KERAS_3, KERAS_VERSION, custom_objects, keras
 from .implementation import IMPLEMENTATIONS, ImplementationError
 from .layers import SNNConv1D, SNNConv2D, SNNDense, SNNSequenceLayer
 from .losses import (
@@ -67,6 +67,7 @@ __all__ = [
     "apply_layers",
     "cell_class",
     "cells",
+    "custom_objects",
     "firing_rates",
     "fused",
     "get_neuron",

@@ -2,7 +2,8 @@
 
 `tf.keras` is Keras 3 on TensorFlow >= 2.16, Keras 2 (`tf_keras`) when
 `TF_USE_LEGACY_KERAS=1`, and Keras 2.6 on Graphcore's TensorFlow. Library code imports
-`keras` from here and never branches on the version anywhere else.
+`keras` from here; the differences it meets are handled here (registration, output shapes,
+per-layer metrics). Elsewhere only a cell's `get_initial_state` takes both signatures.
 """
 
 from __future__ import annotations
@@ -34,9 +35,37 @@ KERAS_VERSION = _keras_version()
 PACKAGE = "dense_snns"
 
 
+_REGISTERED = {}
+
+
 def register(package: str = PACKAGE):
     """Class decorator registering a Keras-serialisable object under `package`."""
-    return keras.utils.register_keras_serializable(package=package)
+    keras_register = keras.utils.register_keras_serializable(package=package)
+
+    def decorate(cls):
+        _REGISTERED[cls.__name__] = cls
+        return keras_register(cls)
+
+    return decorate
+
+
+def custom_objects() -> dict:
+    """{class name: class} of every Keras object of the library (layers, cells, losses, ...).
+
+    Keras finds them by their registered names (``"dense_snns>LIF"``) without help, except
+    in one case: Keras 2 (tf_keras) reads the cell of a ``keras.layers.RNN`` in an ``.h5``
+    file by its bare class name. Pass ``custom_objects=custom_objects()`` to
+    ``keras.models.load_model`` there.
+    """
+    return dict(_REGISTERED)
+
+
+def output_shape(shape):
+    """A layer's output shape as `compute_output_shape` returns it: a tuple on Keras 3, a
+    `tf.TensorShape` on Keras 2 (a list of shapes for several outputs)."""
+    if isinstance(shape, list):
+        return [output_shape(s) for s in shape]
+    return tuple(shape) if KERAS_3 else tf.TensorShape(shape)
 
 
 def add_layer_metric(layer, metric_name: str, value):

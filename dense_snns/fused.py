@@ -259,8 +259,7 @@ def check_checkpoint_every(value, allow_auto: bool = False):
     return value
 
 
-#: ``checkpoint_every="auto"`` of the sequence layers: sequences of at least this many
-#: (static) steps keep every k-th state, k = max(AUTO_MIN_SEGMENT, ceil(sqrt(T))).
+#: ``checkpoint_every="auto"``: see `resolve_checkpoint_every`.
 AUTO = "auto"
 AUTO_MIN_STEPS = 256
 AUTO_MIN_SEGMENT = 32
@@ -430,7 +429,7 @@ class BlockStep:
     `SILENT_PRE_SPIKE` at masked steps).
 
     Equal by its static content (model, the non-tensor parameter values and their layout,
-    options): equal steps may share compiled loops (`shared_block_step`).
+    options): equal steps may share compiled loops (`shared_step`).
     """
 
     OUTPUTS = ("spikes", "pre_spike")
@@ -484,16 +483,21 @@ class BlockStep:
         return hash(self.key)
 
 
-#: How many distinct block steps (with their compiled loops) `shared_block_step` keeps.
+#: How many distinct steps (with their compiled loops) `shared_step` keeps.
 SHARED_STEPS = 64
 _SHARED: "collections.OrderedDict" = collections.OrderedDict()
 
 
-def shared_block_step(step: BlockStep) -> BlockStep:
-    """An equal step that already has compiled loops, if one of the last `SHARED_STEPS` used
-    is, else `step`: layers of one configuration share their traced loops. A block step holds
-    no layer or variable (its tensors are arguments), so keeping a bounded number of them
-    keeps no model alive."""
+def shared_step(step):
+    """An equal step (same `key`: a block or graph step of the same static content) that already
+    has compiled loops, if one of the last `SHARED_STEPS` used is, else `step`.
+
+    Layers of one configuration so share their traced loops: a model built again, or a second
+    equal layer, traces and compiles nothing new. This matters beyond time: TensorFlow keeps
+    every XLA compilation of a function for the life of the process, even after the function
+    is gone. A step holds no layer or variable (its tensors are arguments), so keeping a
+    bounded number of them keeps no model alive.
+    """
     existing = _SHARED.get(step.key)
     if existing is None:
         _SHARED[step.key] = existing = step
@@ -504,9 +508,9 @@ def shared_block_step(step: BlockStep) -> BlockStep:
     return existing
 
 
-def shared_loops() -> Dict[Tuple[BlockStep, bool], Tuple[Any, Any]]:
+def shared_loops() -> Dict[Tuple[Any, bool], Tuple[Any, Any]]:
     """{(block step, jit_compile): (forward, backward) tf.functions} of the steps that
-    `shared_block_step` keeps, for inspection (e.g. of how often they were traced)."""
+    `shared_step` keeps, for inspection (e.g. of how often they were traced)."""
     return {
         (step, jit): loops
         for step in _SHARED.values()
@@ -540,7 +544,7 @@ class _StepFunctionModel:
 def as_model(model, state_type=None):
     """A `NeuronModel` (or the model whose `step` is the given step function; an adapter for
     another step function with its `state_type`)."""
-    if isinstance(model, neurons.NeuronModel):
+    if isinstance(model, (neurons.NeuronModel, _StepFunctionModel)):
         return model
     for registered in neurons.MODELS.values():
         if registered.step is model or registered.update_fn is model:
@@ -613,7 +617,7 @@ def _fused_recurrence(
     if chosen == "kernel":
         return lif_ops.run(model, currents, initial_states, params, bias)
     if step is None:
-        step = shared_block_step(BlockStep(model, params, recurrent_kernel is not None, bias is not None, output))
+        step = shared_step(BlockStep(model, params, recurrent_kernel is not None, bias is not None, output))
     tensors = step.split(params, recurrent_kernel, bias)
     if chosen == "reference":
         return reference_recurrence(step, currents, initial_states, tensors, mask, time_axis)

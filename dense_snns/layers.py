@@ -336,9 +336,8 @@ class SNNDense(DenseSequenceLayer):
             (the C++ kernels keep none: their gradient recomputes the states).
             None: those of every step. An int k: every k-th; the others are recomputed in
             the backward pass (k-fold less state memory, one more pass of the recurrence,
-            not of the matmuls). ``"auto"`` (default): every state for sequences shorter
-            than 256 steps (or of dynamic length), else k = max(32, ceil(sqrt(T))), which
-            on CPU is as fast as keeping every state (see `fused.resolve_checkpoint_every`).
+            not of the matmuls). ``"auto"`` (default): by the sequence length, the rule of
+            `dense_snns.fused.resolve_checkpoint_every`.
 
     Call arguments: inputs [batch, time, features] (float, int or bool), `mask` [batch, time]
     (padded steps keep the state and emit no spike), `initial_state` (list of tensors).

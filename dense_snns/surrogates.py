@@ -22,9 +22,15 @@ does not fire).
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Callable, Dict, Optional, Union
 
 import tensorflow as tf
+
+try:
+    from tensorflow.python.eager.record import record_operation as _record_operation
+except ImportError:  # TensorFlow before 2.11 (Graphcore's 2.6)
+    from tensorflow.python.eager.tape import record_operation as _record_operation
 
 
 def _superspike(x, scale):
@@ -75,6 +81,23 @@ _DEFAULT_SCALES = {
 SURROGATE_NAMES = tuple(sorted(_SURROGATES))
 
 
+def _register_gradient(name: str) -> str:
+    """Register the graph-mode gradient of the spike function of surrogate `name`: the spike
+    op is IdentityN(H(x), x, scale); the gradient of its first output reaches x."""
+    derivative = _SURROGATES[name]
+    gradient_name = f"DenseSnnsSurrogate_{name}"
+
+    @tf.RegisterGradient(gradient_name)
+    def gradient(op, d_spikes, *_):
+        x, scale = op.inputs[1], op.inputs[2]
+        return [None, d_spikes * derivative(x, scale), None]
+
+    return gradient_name
+
+
+_GRADIENT_NAMES = {name: _register_gradient(name) for name in _SURROGATES}
+
+
 def heaviside(x: tf.Tensor) -> tf.Tensor:
     """H(x) = 1 where x > 0 else 0, in the dtype of `x` (no gradient defined)."""
     return tf.cast(x > 0, x.dtype)
@@ -94,8 +117,8 @@ class Surrogate:
         if not isinstance(name, str) or name not in _SURROGATES:
             raise ValueError(f"Unknown surrogate spike function name={name!r}; expected one of {list(SURROGATE_NAMES)}")
         scale = _DEFAULT_SCALES[name] if scale is None else scale
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
-            raise ValueError(f"Surrogate scale must be a number > 0, got scale={scale!r}")
+        if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"Surrogate scale must be a finite number > 0, got scale={scale!r}")
         self.name = name
         self.scale = float(scale)
         derivative = _SURROGATES[name]
@@ -104,16 +127,28 @@ class Surrogate:
         @tf.custom_gradient
         def spike(x):
             def grad(upstream):
-                # tf.constant, not tf.cast: a Python float cast goes through float32 (0.3 would
-                # not be exact in float64)
                 return upstream * derivative(x, tf.constant(scale_value, x.dtype))
 
             return heaviside(x), grad
 
-        self._spike = spike
+        self._eager_spike = spike
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
-        return self._spike(x)
+        if tf.executing_eagerly():
+            return self._eager_spike(x)
+        # In a graph, `tf.custom_gradient` would register a new gradient function at every
+        # trace, and each would keep its traced graph alive (memory growing with every model
+        # built). Instead: an IdentityN whose gradient, registered once per surrogate name,
+        # serves `tf.gradients`, and the same gradient recorded on the active tapes.
+        x = tf.convert_to_tensor(x)
+        # tf.constant, not tf.cast: a Python float cast goes through float32 (0.3 would not be
+        # exact in float64).
+        scale = tf.constant(self.scale, x.dtype)
+        with tf.compat.v1.get_default_graph().gradient_override_map({"IdentityN": _GRADIENT_NAMES[self.name]}):
+            spikes, _, _ = tf.identity_n([heaviside(x), x, scale])
+        derivative = _SURROGATES[self.name]
+        _record_operation("DenseSnnsSpike", [spikes], [x], lambda d_spikes: [d_spikes * derivative(x, scale)])
+        return spikes
 
     def derivative(self, x: tf.Tensor) -> tf.Tensor:
         """The surrogate derivative d spike / dx at `x` (used by hand-written backward passes)."""

@@ -62,6 +62,9 @@ class GraphStep:
 
     The tensors are, in order: the edge kernels (in `graph.edges` order), the biases (in node
     order, if any) and the tensor-valued neuron parameters of every node.
+
+    It keeps no reference to the cell, only the cell's static content, which is its `key`:
+    equal graph layers share one step and its compiled loops (`dense_snns.fused.shared_step`).
     """
 
     def __init__(self, cell: "GraphSNNCell", dtype):
@@ -79,6 +82,19 @@ class GraphStep:
         self.output_nodes = [graph.index(name) for name in graph.outputs]
         self.state_counts = [len(n.state_size) for n in neurons]
         self.use_bias = cell.use_bias
+        self.key = (
+            graph.to_json(),
+            tuple(self.devices),
+            self.use_bias,
+            tf.as_dtype(dtype).name,
+            tuple(step.key for step in self.node_steps),
+        )
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, GraphStep) and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
 
     def tensors(self, cell: "GraphSNNCell", dtype) -> List[tf.Tensor]:
         kernels = [tf.cast(cell.edge_kernels[k], dtype) for k in range(len(self.graph.edges))]
@@ -235,9 +251,10 @@ class GraphSNNCell(keras.layers.Layer):
         return type(init).from_config(config)
 
     def graph_step(self, dtype) -> GraphStep:
+        """The `GraphStep` of this cell for `dtype` (shared with equal cells)."""
         key = tf.as_dtype(dtype).name
         if key not in self._steps:
-            self._steps[key] = GraphStep(self, dtype)
+            self._steps[key] = fused.shared_step(GraphStep(self, dtype))
         return self._steps[key]
 
     def external_current(self, inputs: tf.Tensor) -> tf.Tensor:

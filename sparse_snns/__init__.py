@@ -8,9 +8,9 @@ tensor shapes never do.
 
 The C++ CPU kernels (`sparse_snns.ops`: SparseLinear, spike selection, row gathers and
 scatters, one library) are built from source at the first call that may use them: any
-``implementation="auto"`` or ``"op"`` call of `sparse_linear`, `select_spikes`,
+``implementation="auto"`` or ``"kernel"`` call of `sparse_linear`, `select_spikes`,
 `from_dense` or `to_dense` and the layers built on them. Without a C++ compiler everything
-runs in pure TensorFlow (with one warning); ``implementation="tf"`` never builds or loads
+runs in pure TensorFlow (with one warning); ``implementation="compiled"`` never builds or loads
 the library, e.g. for a SavedModel that must not need it.
 """
 

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from dense_snns import fused
 from dense_snns.cells import get_neuron, serialize_neuron, zero_states
-from dense_snns.compat import KERAS_3, add_layer_metric, declare_layer_metric, keras, register
+from dense_snns.compat import add_layer_metric, declare_layer_metric, keras, output_shape, register
 from dense_snns.validation import check_positive_int, check_units
 
 from ._checks import check_implementation, resolve
@@ -41,8 +41,9 @@ class SparseSNNDense(keras.layers.Layer):
             out under XLA).
         use_bias, kernel_initializer, recurrent_initializer, bias_initializer: as `SNNDense`.
         implementation: of the sparse product, the spike selection and the conversion of a
-            dense-raster input: ``"auto"``, ``"op"`` (C++ ops) or ``"tf"`` (pure TensorFlow:
-            no custom op is built, used or needed by a saved model).
+            dense-raster input: ``"auto"``, ``"kernel"`` (C++ ops) or ``"compiled"`` (pure
+            TensorFlow: no custom op is built, used or needed by a saved model); the neuron
+            loop is compiled (no kernel), or with ``"reference"`` the plain loop.
         jit_compile: compile the neuron loop with XLA. Default True.
 
     Input: sparse spikes ``[ids [B, T, K_in], values [B, T, K_in], count [B, T]]`` (a list or
@@ -187,7 +188,7 @@ class SparseSNNDense(keras.layers.Layer):
         else:
             batch_time = tuple(input_shape)[:2]
         shapes = [batch_time + (self.capacity,), batch_time + (self.capacity,), batch_time]
-        return shapes if KERAS_3 else [tf.TensorShape(s) for s in shapes]
+        return output_shape(shapes)
 
     def compute_output_spec(self, inputs, mask=None, training=None):
         # Keras 3 functional models: the three outputs have different dtypes.
@@ -223,8 +224,8 @@ class SparseToDense(keras.layers.Layer):
     """``[ids, values, count]`` sparse spikes [..., K] -> dense spikes [..., num_neurons].
 
     For a readout or any dense layer after a sparse block; gradients flow to `values`.
-    `implementation`: of the scatter (`sparse_snns.to_dense`): ``"auto"``, ``"op"`` (C++)
-    or ``"tf"`` (pure TensorFlow: a saved model then needs no custom op library).
+    `implementation`: of the scatter (`sparse_snns.to_dense`): ``"auto"``, ``"kernel"`` (C++)
+    or ``"compiled"`` (pure TensorFlow: a saved model then needs no custom op library).
     """
 
     def __init__(self, num_neurons: int, implementation: str = "auto", **kwargs):
@@ -242,7 +243,7 @@ class SparseToDense(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         ids_shape = input_shape[0] if isinstance(input_shape[0], (list, tuple, tf.TensorShape)) else input_shape
         shape = tuple(ids_shape)[:-1] + (self.num_neurons,)
-        return shape if KERAS_3 else tf.TensorShape(shape)
+        return output_shape(shape)
 
     def get_config(self):
         config = super().get_config()

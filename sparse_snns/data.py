@@ -18,7 +18,7 @@ def to_sparse_inputs(raster, capacity: int, strict: bool = False, implementation
 
     With ``strict=True`` a vector with more than K events raises (eagerly: ValueError naming
     the capacity; in tf.data: InvalidArgumentError at iteration). `implementation`: of the
-    conversion (``"auto"``, ``"op"``, ``"tf"``; see `from_dense`).
+    conversion (``"auto"``, ``"kernel"``, ``"compiled"``; see `from_dense`).
     """
     spikes, _ = from_dense_with_overflow(raster, capacity, strict=strict, implementation=implementation)
     return spikes.ids, spikes.values, spikes.count
@@ -44,7 +44,7 @@ def sparse_dataset(
         capacity: K per time step; None takes N (exact, no overflow possible).
         strict: raise when a step has more than K input events (default True: input events are
             never dropped silently).
-        implementation: of the conversion: ``"auto"``, ``"op"`` (C++) or ``"tf"``; see
+        implementation: of the conversion: ``"auto"``, ``"kernel"`` (C++) or ``"compiled"``; see
             `from_dense`.
     Returns: a dataset whose first element is the tuple ``(ids int32 [batch, time, K],
     values float32 [batch, time, K], count int32 [batch, time])``, to feed a model with three

@@ -15,10 +15,10 @@ dimension of ``ids``), so the format flows through ``tf.nest``, ``tf.function``,
 Overflow (more than K events in one vector) is never silent: ``from_dense_with_overflow``
 returns the number of dropped events per vector, and ``strict=True`` raises.
 
-This module does not use Keras. With ``implementation="auto"`` (the default) or ``"op"``,
+This module does not use Keras. With ``implementation="auto"`` (the default) or ``"kernel"``,
 `from_dense` and `to_dense` use the C++ ops of `sparse_snns.rowops`, which are built from
 source at the first such call (pure TensorFlow without a compiler, with a warning);
-``implementation="tf"`` never touches them.
+``implementation="compiled"`` never touches them.
 """
 
 from __future__ import annotations
@@ -224,7 +224,7 @@ def from_dense_with_overflow(
     run time). XLA (`jit_compile=True`) compiles assertions out, so under XLA rely on
     `dropped`. Gradients flow from `values` back to the kept entries of `spikes`.
 
-    `implementation` (``"auto"``, ``"op"``, ``"tf"``): the selection and gather of
+    `implementation` (``"auto"``, ``"kernel"``, ``"compiled"``): the selection and gather of
     `sparse_snns.rowops` (a C++ op, or pure TensorFlow, which is what XLA compiles).
     """
     capacity = check_capacity(capacity)
@@ -328,7 +328,7 @@ def to_dense(spikes: SparseSpikes, num_neurons: int, implementation: str = "auto
     Ids must be in [0, num_neurons) and count in [0, K] (see `validate`): otherwise an
     InvalidArgumentError, except under XLA, which compiles the checks out (and whose scatter
     drops out-of-range ids). `implementation`: the scatter of `sparse_snns.rowops`
-    (``"auto"``, ``"op"``, ``"tf"``).
+    (``"auto"``, ``"kernel"``, ``"compiled"``).
     """
     spikes = as_spikes(spikes)
     n = check_num_neurons(num_neurons)

@@ -11,9 +11,9 @@ produced the spikes this is sparse BPTT: only the selected neurons receive gradi
 Two implementations with one contract, tested against each other and against
 ``to_dense(spikes) @ kernel``:
 
-* ``"op"``: C++ CPU kernels (`sparse_snns.ops`, built from source at first use), blocked over
+* ``"kernel"``: C++ CPU kernels (`sparse_snns.ops`, built from source at first use), blocked over
   output columns and multi-threaded over TensorFlow's intra-op thread pool; float32/float64.
-* ``"tf"``: pure TensorFlow (gathers, weighted sums and a dense scatter-add); compiles under
+* ``"compiled"``: pure TensorFlow (gathers, weighted sums and a dense scatter-add); compiles under
   XLA (``jit_compile=True``), which is what the IPU and other XLA devices use. Large inputs
   are processed in row chunks so the gathered rows never exceed about 32 MiB.
 
@@ -41,7 +41,7 @@ from typing import Optional, Sequence, Tuple
 
 import tensorflow as tf
 
-from dense_snns.compat import KERAS_3, keras, register
+from dense_snns.compat import keras, output_shape, register
 
 from . import ops as _ops
 from ._checks import (
@@ -261,7 +261,7 @@ def sparse_linear(spikes, kernel, bias=None, implementation: str = "auto") -> tf
         kernel: [N_in, N_out] floating tensor or variable.
         bias: optional [N_out] of the kernel's dtype.
         implementation: ``"auto"`` (the C++ op when available and not under XLA, else pure
-            TF), ``"op"`` (the C++ op; error if unavailable or under XLA) or ``"tf"``.
+            TF), ``"kernel"`` (the C++ op; error if unavailable or under XLA) or ``"compiled"``.
 
     Returns:
         [..., N_out] tensor of the kernel's dtype. Gradients: kernel (dense), bias, values
@@ -331,7 +331,7 @@ class SparseLinear(keras.layers.Layer):
         input_dim: input size N_in (> 0), required: ids carry no N, so it cannot be inferred.
         use_bias: add a bias [units]. Default True.
         kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer: as Dense.
-        implementation: ``"auto"`` (default), ``"op"`` or ``"tf"``; see `sparse_linear`.
+        implementation: ``"auto"`` (default), ``"kernel"`` or ``"compiled"``; see `sparse_linear`.
 
     Input: a `SparseSpikes` or a list ``[ids, values, count]`` (the list form is what Keras
     functional models use: ``keras.Input((K,), dtype="int32")``, ``keras.Input((K,))``,
@@ -421,7 +421,7 @@ class SparseLinear(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         ids_shape, _, _ = _spike_shapes(input_shape)
         shape = tuple(ids_shape.as_list()[:-1]) + (self.units,)
-        return shape if KERAS_3 else tf.TensorShape(shape)
+        return output_shape(shape)
 
     def get_config(self):
         config = super().get_config()

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from dense_snns import fused
 from dense_snns.cells import LeakyReadoutCell
-from dense_snns.compat import KERAS_3, keras, register
+from dense_snns.compat import keras, output_shape, register
 
 from ._checks import as_tensor, check_implementation, check_positive_int
 from .format import SparseSpikes, as_spikes
@@ -29,7 +29,7 @@ class SparseLeakyReadout(keras.layers.Layer):
     on the spikes scattered to [T, B, input_dim] (with few readout units a BLAS matmul beats
     the gather-accumulate of the sparse product); the leak and the bias run in the C++
     leaky-integrator kernel of `dense_snns.ops` (the compiled loop of `dense_snns.fused`
-    under XLA, without the library or with ``implementation="tf"``). The gradient reaches
+    under XLA, without the library or with ``implementation="compiled"``). The gradient reaches
     the input `values` at their K entries only (and so, through a sparse block's
     selection, only the selected neurons). Same
     weights as `LeakyReadout` (``layer.cell``: kernel [input_dim, units], bias, optional
@@ -42,8 +42,8 @@ class SparseLeakyReadout(keras.layers.Layer):
             `LeakyReadout`.
         product: ``"sparse"`` (`sparse_linear`), ``"dense"`` (scatter + matmul) or ``"auto"``
             (dense when K * 4 >= input_dim). Both give the same result.
-        implementation: of the sparse product and the scatter: ``"auto"``, ``"op"`` (C++)
-            or ``"tf"``.
+        implementation: of the sparse product and the scatter: ``"auto"``, ``"kernel"`` (C++)
+            or ``"compiled"``.
 
     Input: sparse spikes ``[ids [B, T, K], values [B, T, K], count [B, T]]`` (a list or a
     `SparseSpikes`), checked as by `sparse_linear` whichever the product (dtypes and shapes;
@@ -133,7 +133,7 @@ class SparseLeakyReadout(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         ids_shape = input_shape[0] if isinstance(input_shape[0], (list, tuple, tf.TensorShape)) else input_shape
         shape = tuple(ids_shape)[:-1] + (self.units,)
-        return shape if KERAS_3 else tf.TensorShape(shape)
+        return output_shape(shape)
 
     def get_config(self):
         config = super().get_config()

@@ -17,16 +17,16 @@ Three building blocks of the sparse format, on vectors of size N with any leadin
 
 Two implementations with one contract, tested against each other:
 
-* ``"op"``: C++ CPU kernels (`sparse_snns.ops`, ``select_ops.cc``, built from source with the
+* ``"kernel"``: C++ CPU kernels (`sparse_snns.ops`, ``select_ops.cc``, built from source with the
   SparseLinear kernels into one library at first use): multi-threaded over vectors;
   float32/float64.
-* ``"tf"``: pure TensorFlow (prefix sums and a segment max for the selection, no sort;
+* ``"compiled"``: pure TensorFlow (prefix sums and a segment max for the selection, no sort;
   batched gather; scatter-add); compiles under XLA.
 
 ``implementation="auto"`` takes the op when it is available, the dtype is float32/float64
 and the call is not being compiled by XLA; float16 and bfloat16 take the pure-TF path. The
-first ``"auto"`` or ``"op"`` call builds the C++ library (a C++ compiler is needed; without
-one the pure-TF path runs, with a warning); ``"tf"`` never touches it.
+first ``"auto"`` or ``"kernel"`` call builds the C++ library (a C++ compiler is needed; without
+one the pure-TF path runs, with a warning); ``"compiled"`` never touches it.
 
 ids and count must be int32 (TypeError naming the argument). Their values (count in [0, K],
 ids of valid entries in [0, N)) are checked by the op, and on the pure-TF path by
@@ -147,7 +147,7 @@ def select_indices(
         first: ``"positive"`` (x > 0) or ``"nonzero"`` (x != 0): the neurons taken first.
         second: None, ``"all"`` (every other neuron) or ``"above"`` (the others with
             x > `second_threshold`): the neurons that take the free slots.
-        implementation: ``"auto"``, ``"op"`` or ``"tf"``.
+        implementation: ``"auto"``, ``"kernel"`` or ``"compiled"``.
         gather: also return ``gather_rows(x, ids, count)``, x at the selected neurons
             (the op gathers while it selects, without a second pass over x).
     Returns: (ids int32 [..., Ke] with 0 at unused slots, count int32 [...] = filled slots,

@@ -45,8 +45,8 @@ def select_spikes(
         strict: raise when spikes do not fit (ValueError naming the capacity when eager; a
             run-time assertion in graph mode; XLA compiles assertions out: use `dropped`).
         implementation: ``"auto"`` (the C++ ops when available, the dtype is float32/float64
-            and the call is not compiled by XLA; the first such call builds them), ``"op"``
-            or ``"tf"`` (pure TensorFlow, e.g. for a SavedModel without the custom library).
+            and the call is not compiled by XLA; the first such call builds them), ``"kernel"``
+            or ``"compiled"`` (pure TensorFlow, e.g. for a SavedModel without the custom library).
     Returns: (SparseSpikes, dropped int32 [...]: spikes that did not fit; gradient-only
     entries that do not fit are not counted).
     """

@@ -4,6 +4,7 @@ outputs and gradients in one call, comparisons to round-off, config round trips,
 import numpy as np
 import tensorflow as tf
 
+import dense_snns as ds
 from dense_snns import keras
 
 
@@ -66,6 +67,8 @@ def config_round_trip(obj):
 
 
 def save_and_load(model, path):
-    """The model saved to `path` (its suffix picks the format: .keras or .h5) and loaded back."""
+    """The model saved to `path` (its suffix picks the format: .keras or .h5) and loaded back
+    (with `dense_snns.custom_objects()`, which Keras 2 needs for the cells of RNN layers in
+    .h5 files)."""
     model.save(str(path))
-    return keras.models.load_model(str(path))
+    return keras.models.load_model(str(path), custom_objects=ds.custom_objects())

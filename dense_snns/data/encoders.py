@@ -143,7 +143,7 @@ def latency_encode(
             "threshold", 0.01 if threshold is None else threshold, 0.0, 1.0, low_open=True, high_open=True
         )
     x = _unit_interval_tensor(x, "x")
-    thr = tf.cast(threshold, x.dtype)
+    thr = tf.constant(threshold, x.dtype)
     last = tf.cast(nb_steps - 1, x.dtype)
     if mode == "linear":
         fires = x >= thr

@@ -72,9 +72,15 @@ def names() -> List[str]:
     return sorted([m.name for m in MODELS.values()] + [m.class_name for m in MODELS.values()])
 
 
-def reference_markdown() -> str:
-    """The reference of every registered model (docs/NEURONS.md is this text, written by
-    ``python -m dense_snns.neurons``)."""
+def package_models() -> List[NeuronModel]:
+    """The models declared in this package (not those registered from elsewhere)."""
+    return [m for m in MODELS.values() if m.update_fn.__module__.startswith(__name__ + ".")]
+
+
+def reference_markdown(models: Sequence[NeuronModel] = None) -> str:
+    """The reference of `models` (default: `package_models()`); docs/NEURONS.md is this
+    text, written by ``python -m dense_snns.neurons``."""
+    models = package_models() if models is None else list(models)
     lines = [
         "# Neuron models",
         "",
@@ -87,10 +93,10 @@ def reference_markdown() -> str:
         "| name | cell class | states | parameters (default) |",
         "|---|---|---|---|",
     ]
-    for model in MODELS.values():
+    for model in models:
         params = ", ".join(f"{p.name} ({p.default!r})" for p in model.params)
         lines.append(f"| `{model.name}` | `{model.class_name}` | {', '.join(model.state_names)} | {params} |")
-    for model in MODELS.values():
+    for model in models:
         lines += [
             "",
             f"## `{model.name}`: {model.class_name}",
@@ -173,6 +179,7 @@ __all__ = [
     "lif_neuron_step",
     "lif_step",
     "names",
+    "package_models",
     "positive",
     "real",
     "reference_markdown",

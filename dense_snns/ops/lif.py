@@ -158,8 +158,10 @@ def run(model, currents: tf.Tensor, initial_states, params, bias):
 
 def _channel_vector(value, channels: int, dtype) -> tf.Tensor:
     """A scalar or [channels] parameter as a [channels] tensor (gradients flow back through
-    the broadcast)."""
-    return tf.broadcast_to(tf.cast(value, dtype), [channels])
+    the broadcast). A Python number becomes `dtype` directly: `tf.cast` would round it to
+    float32 first (0.9 would not be exact in float64)."""
+    value = tf.cast(value, dtype) if tf.is_tensor(value) else tf.constant(value, dtype)
+    return tf.broadcast_to(value, [channels])
 
 
 def _prepare(currents: tf.Tensor, beta, bias):

@@ -4,7 +4,7 @@
 The sources `sparse_linear_ops.cc` (SparseLinear) and `select_ops.cc` (spike selection, row
 gathers and scatters), with the header `common.h` they share, are built into one shared
 library, `sparse_snns_ops-<tf version>-<hash>.so`. Its first `load()` happens in any
-``implementation="auto"`` or ``"op"`` call of `sparse_linear`, `select_spikes`, `from_dense`,
+``implementation="auto"`` or ``"kernel"`` call of `sparse_linear`, `select_spikes`, `from_dense`,
 `to_dense` or the `sparse_snns.rowops` functions.
 """
 

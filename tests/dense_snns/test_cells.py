@@ -60,27 +60,6 @@ def test_snn_block_matches_numpy(rng, self_recurrent):
 
 
 @pytest.mark.parametrize("name,kwargs", ALL_NEURONS)
-def test_two_compositions_give_same_spikes(rng, name, kwargs):
-    """Several RNN layers vs several cells in one RNN: identical spikes for identical weights."""
-    x = spikes_input(rng, features=6, p=0.4)
-
-    def blocks():
-        return [
-            ds.SNNBlock(7, neuron=make_neuron(name, 7, **kwargs), self_recurrent=True),
-            ds.SNNBlock(5, neuron=make_neuron(name, 5, **kwargs)),
-        ]
-
-    first = blocks()
-    layered = ds.apply_layers(ds.stacked_rnn_layers(first), x)
-    second = blocks()
-    single = ds.single_rnn(second)
-    single(x)  # build
-    for a, b in zip(first, second):
-        b.set_weights(a.get_weights())
-    np.testing.assert_array_equal(layered.numpy(), single(x).numpy())
-
-
-@pytest.mark.parametrize("name,kwargs", ALL_NEURONS)
 def test_neuron_config_round_trip(name, kwargs):
     cell = make_neuron(
         name,

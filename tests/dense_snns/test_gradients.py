@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 import dense_snns as ds
-from dense_snns import keras
+from dense_snns import keras, neurons
 
 
 class SmoothSpike:
@@ -21,8 +21,9 @@ class SmoothSpike:
 
 def two_block_model(neuron_name, stop_reset_grad):
     def neuron(units):
+        trainable = [p.name for p in neurons.get(neuron_name).params if p.trainable]
         cell = ds.NEURON_MODELS[neuron_name](
-            units, stop_reset_grad=stop_reset_grad, trainable_decays=True, dtype="float64"
+            units, stop_reset_grad=stop_reset_grad, trainable_params=trainable, dtype="float64"
         )
         cell.spike_func = SmoothSpike()
         return cell
@@ -49,7 +50,7 @@ def two_block_model(neuron_name, stop_reset_grad):
     return keras.Model(inputs, out)
 
 
-@pytest.mark.parametrize("neuron_name", ["lif_neuron", "lif", "alif", "cuba_lif"])
+@pytest.mark.parametrize("neuron_name", [name for name, model in neurons.MODELS.items() if model.spiking])
 def test_gradient_matches_central_differences(rng, neuron_name):
     # stop_reset_grad=False: the true gradient (stopping the reset path is a deliberate
     # approximation, tested in test_neurons.py).

@@ -5,31 +5,31 @@ import pytest
 import tensorflow as tf
 
 import dense_snns as ds
-from dense_snns import keras
+from dense_snns import keras, neurons
 from dense_snns.layers import SNNConv1D, SNNConv2D, SNNDense
 
 from conftest import compile_kwargs
 
 T, B, F, N = 12, 3, 7, 6
 
-NEURON_CASES = [
-    ("lif_neuron", {}),
-    ("lif", {"reset": "subtract"}),
-    ("lif", {"reset": "zero"}),
-    ("alif", {"reset": "subtract"}),
-    ("alif", {"reset": "zero"}),
-    ("cuba_lif", {"reset": "subtract"}),
-    ("cuba_lif", {"reset": "zero"}),
+#: Every spiking model of the registry with its defaults, and once more with every other
+#: value of its choices (reset modes).
+SPIKING = [model for model in neurons.MODELS.values() if model.spiking]
+DEFAULT_CASES = [(model.name, {}) for model in SPIKING]
+NEURON_CASES = DEFAULT_CASES + [
+    (model.name, {p.name: value})
+    for model in SPIKING
+    for p in model.params
+    if p.kind == "choice"
+    for value in p.choices
+    if value != p.default
 ]
 
 
 def neuron(name, units=N, **kwargs):
-    defaults = {
-        "lif_neuron": {"u_thresh": 0.2},
-        "lif": {"threshold": 0.5},
-        "alif": {"threshold": 0.5},
-        "cuba_lif": {"threshold": 0.5},
-    }[name]
+    """A cell of model `name` with its thresholds lowered to 0.3, so that the test inputs
+    make it fire."""
+    defaults = {p.name: 0.3 for p in neurons.get(name).params if p.kind == "threshold"}
     return ds.NEURON_MODELS[name](units, **{**defaults, **kwargs})
 
 
@@ -88,20 +88,21 @@ def test_fused_matches_reference_rnn(rng, name, kwargs, self_recurrent):
     compare_with_reference(rng, name, kwargs, self_recurrent, jit_compile=True)
 
 
-@pytest.mark.parametrize("name,kwargs", NEURON_CASES[:4])
+@pytest.mark.parametrize("name,kwargs", DEFAULT_CASES)
 def test_fused_matches_reference_in_float64(rng, name, kwargs):
     compare_with_reference(rng, name, kwargs, True, jit_compile=True, dtype="float64")
 
 
-@pytest.mark.parametrize("name,kwargs", [NEURON_CASES[0], NEURON_CASES[2], NEURON_CASES[3]])
+@pytest.mark.parametrize("name,kwargs", DEFAULT_CASES)
 def test_fused_without_xla_and_without_stopped_reset(rng, name, kwargs):
     compare_with_reference(rng, name, {**kwargs, "stop_reset_grad": False}, True, jit_compile=False)
     compare_with_reference(rng, name, {**kwargs, "stop_reset_grad": False}, False, jit_compile=True)
 
 
-@pytest.mark.parametrize("name", ["lif_neuron", "alif"])
+@pytest.mark.parametrize("name", [model.name for model in SPIKING])
 def test_trainable_neuron_parameters_get_the_same_gradients(rng, name):
-    compare_with_reference(rng, name, {"trainable_decays": True, "trainable_threshold": True}, True, jit_compile=True)
+    trainable = [p.name for p in neurons.get(name).params if p.trainable]
+    compare_with_reference(rng, name, {"trainable_params": trainable}, True, jit_compile=True)
 
 
 def test_masked_steps_match_reference(rng):
@@ -385,3 +386,21 @@ def test_inference_keeps_no_states_yet_gives_the_same_gradients(rng):
     traces = forward_traces()
     assert_same_outputs_and_gradients(outputs_and_gradients(layer, x, training=False), reference)
     assert forward_traces() == traces + 1  # inference ran the forward loop that keeps no states
+
+
+def test_a_default_model_fires_in_every_layer_on_the_main_jobs_data():
+    """The randman data of the main example (1% input spikes) through layers built with all
+    defaults: every layer fires, with the default neuron model."""
+    from dense_snns.data import randman_dataset
+
+    train, _ = randman_dataset(batch_size=32, seed=0)
+    x, _ = next(iter(train))
+    hidden = SNNDense(64)(x)
+    rates = {
+        "SNNDense": hidden,
+        "SNNDense, second": SNNDense(64)(hidden),
+        "SNNConv1D": SNNConv1D(8, 5)(x[..., None]),
+        "RNN(SNNBlock)": keras.layers.RNN(ds.SNNBlock(64), return_sequences=True)(x),
+    }
+    for name, spikes in rates.items():
+        assert float(tf.reduce_mean(spikes)) > 1e-3, f"{name} stays silent"

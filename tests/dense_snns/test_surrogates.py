@@ -30,18 +30,26 @@ def closed_form(name, x, k):
     raise AssertionError(name)
 
 
-@pytest.mark.parametrize("name", surrogates.SURROGATE_NAMES)
-@pytest.mark.parametrize("scale", [None, 3.0])
-def test_forward_is_heaviside_and_gradient_is_closed_form(name, scale):
-    fn = Surrogate(name, scale)
-    x = tf.constant(X)
-    upstream = tf.constant(np.linspace(0.5, 1.5, X.size).astype(np.float32))
+def spikes_and_gradient(fn, x, upstream):
     with tf.GradientTape() as tape:
         tape.watch(x)
         y = fn(x)
         loss = tf.reduce_sum(y * upstream)
+    return y, tape.gradient(loss, x)
+
+
+@pytest.mark.parametrize("name", surrogates.SURROGATE_NAMES)
+@pytest.mark.parametrize("scale", [None, 3.0])
+@pytest.mark.parametrize("traced", [False, True])
+def test_forward_is_heaviside_and_gradient_is_closed_form(name, scale, traced):
+    """Eagerly and in a traced function (where the gradient is registered once per name)."""
+    fn = Surrogate(name, scale)
+    x = tf.constant(X)
+    upstream = tf.constant(np.linspace(0.5, 1.5, X.size).astype(np.float32))
+    run = tf.function(spikes_and_gradient) if traced else spikes_and_gradient
+    y, grad = run(fn, x, upstream)
     np.testing.assert_array_equal(y.numpy(), (X > 0).astype(np.float32))
-    grad = tape.gradient(loss, x).numpy()
+    grad = grad.numpy()
     expected = upstream.numpy() * closed_form(name, X, fn.scale)
     np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-7)  # float32 vs float64 reference
     np.testing.assert_allclose(fn.derivative(x).numpy(), closed_form(name, X, fn.scale), rtol=1e-4, atol=1e-7)
@@ -102,7 +110,30 @@ def test_unknown_name_is_a_clear_error():
         surrogates.get({"name": "arctan", "width": 2})
 
 
-@pytest.mark.parametrize("scale", [0, -1.0, "big", True])
+@pytest.mark.parametrize("scale", [0, -1.0, "big", True, float("inf"), float("nan")])
 def test_bad_scale_is_rejected(scale):
     with pytest.raises(ValueError, match="scale"):
         Surrogate("arctan", scale)
+
+
+def test_tracing_registers_no_gradient_function():
+    """Each new traced function that calls a spike function adds nothing to TensorFlow's
+    gradient registry (tf.custom_gradient would, and keep every traced graph alive)."""
+    from tensorflow.python.framework import ops
+
+    fn = Surrogate("arctan")
+    before = len(ops._gradient_registry.list())
+    for _ in range(5):
+        tf.function(lambda x: spikes_and_gradient(fn, x, tf.ones_like(x)))(tf.constant(X))
+    assert len(ops._gradient_registry.list()) == before
+
+
+def test_symbolic_gradients_in_a_graph_use_the_surrogate():
+    """`tf.gradients` (graph-mode code, as Keras 2 builds it) gets the surrogate too."""
+    fn = Surrogate("triangle", 0.8)
+
+    @tf.function
+    def gradient(x):
+        return tf.gradients(tf.reduce_sum(fn(x)), x)[0]
+
+    np.testing.assert_allclose(gradient(tf.constant(X)).numpy(), closed_form("triangle", X, 0.8), rtol=1e-5, atol=1e-7)

@@ -259,3 +259,12 @@ def test_kernels_of_equal_shape_start_different(initializer):
     for i in range(len(kernels)):
         for j in range(i + 1, len(kernels)):
             assert not np.array_equal(kernels[i], kernels[j])
+
+
+def test_the_seed_graph_with_all_defaults_spikes_at_its_output(rng):
+    """The first graph a newcomer builds: the seed's 5-node graph, all defaults, on inputs with
+    30% spikes of height 3."""
+    graph = SNNGraph.from_adjacency(SEED_GRAPH, units=64, inputs=[0], outputs=[4])
+    x = tf.constant((rng.random((4, 50, 20)) < 0.3).astype(np.float32) * 3.0)
+    outputs = GraphSNN(graph)(x).numpy()
+    assert 0 < outputs.mean() < 1

@@ -522,3 +522,21 @@ def test_op_without_the_library_says_why(rng, monkeypatch):
         run("kernel", currents, v0, beta, threshold, bias)
     auto = run("auto", currents, v0, beta, threshold, bias)  # the loops instead
     assert_same(auto, run("compiled", currents, v0, beta, threshold, bias), 1e-6)
+
+
+def test_python_float_parameters_stay_exact_in_float64(rng):
+    """beta = 0.9 given as a Python float reaches the float64 kernels as the float64 0.9, not
+    as float32 0.9 widened (which moves every membrane by about 1e-8)."""
+    currents, v0, _, threshold, bias = problem(rng, (2, 30, 7), dtype=np.float64)
+    params = neurons.LIFParams(0.9, threshold, "subtract", True, surrogates.Surrogate())
+    results = []
+    for implementation in ("kernel", "compiled"):
+        with tf.GradientTape() as tape:
+            tape.watch([currents, v0])
+            spikes, (final_v,) = fused.fused_recurrence(
+                neurons.get("lif"), currents, [v0], params, time_axis=1, bias=bias, implementation=implementation
+            )
+            loss = tf.reduce_sum(spikes * tf.cos(currents)) + tf.reduce_sum(final_v)
+        results.append([spikes, final_v] + tape.gradient(loss, [currents, v0]))
+    for got, want in zip(*results):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12, atol=1e-12)

@@ -168,3 +168,55 @@ def test_lif_subtract_reset_never_leaves_membrane_above_threshold_plus_input(bet
     pre = beta * v0.astype(np.float64) + current
     np.testing.assert_array_equal(s.numpy(), (pre > thr).astype(np.float32))
     np.testing.assert_allclose(state.v.numpy(), pre - thr * s.numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+def test_resonate_and_fire_matches_numpy(rng, reset):
+    beta, omega, thr = 0.9, 0.4, 0.8
+    currents = rng.normal(0.3, 0.6, size=(25, 3, 4)).astype(np.float32)
+    params = neurons.ResonateAndFireParams(beta, omega, thr, reset, True, SPIKE)
+    zeros = tf.zeros([3, 4])
+    spikes, states = run_steps(
+        neurons.resonate_and_fire_step, neurons.ResonateAndFireState(zeros, zeros), params, currents
+    )
+    v = np.zeros((3, 4))
+    w = np.zeros((3, 4))
+    for t, current in enumerate(currents):
+        v, w = beta * (np.cos(omega) * v - np.sin(omega) * w) + current, beta * (np.sin(omega) * v + np.cos(omega) * w)
+        s = (v > thr).astype(np.float64)
+        v = np_reset(v, s, thr, reset)
+        np.testing.assert_array_equal(spikes[t], s)
+        np.testing.assert_allclose(states[t][0], v, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(states[t][1], w, rtol=1e-5, atol=1e-5)
+    assert 0 < spikes.sum() < spikes.size
+
+
+def test_resonate_and_fire_without_rotation_is_the_lif_neuron(rng):
+    currents = rng.normal(0.4, 0.7, size=(15, 2, 5)).astype(np.float32)
+    zeros = tf.zeros([2, 5])
+    rf, _ = run_steps(
+        neurons.resonate_and_fire_step,
+        neurons.ResonateAndFireState(zeros, zeros),
+        neurons.ResonateAndFireParams(0.85, 0.0, 1.0, "subtract", True, SPIKE),
+        currents,
+    )
+    lif, _ = run_steps(
+        neurons.lif_step, neurons.LIFState(zeros), neurons.LIFParams(0.85, 1.0, "subtract", True, SPIKE), currents
+    )
+    np.testing.assert_array_equal(rf, lif)
+
+
+def test_resonate_and_fire_resonates():
+    """Input pulses at the resonance period drive it to spike; the same pulses at half that
+    period (off resonance) do not: the property a LIF neuron lacks."""
+    omega = 2 * np.pi / 8  # period 8 steps
+    params = neurons.ResonateAndFireParams(0.98, omega, 1.0, "subtract", True, SPIKE)
+
+    def spikes_for(period):
+        currents = np.zeros((64, 1, 1), np.float32)
+        currents[::period] = 0.3
+        zeros = tf.zeros([1, 1])
+        out, _ = run_steps(neurons.resonate_and_fire_step, neurons.ResonateAndFireState(zeros, zeros), params, currents)
+        return out.sum()
+
+    assert spikes_for(8) > 0 and spikes_for(4) == 0

@@ -1,0 +1,161 @@
+"""dense_snns.fused on its own: the compiled loops against the plain reference loop, every
+layout and checkpointing, the block steps (outputs, sharing, where their loops live) and
+the checkpoint rule."""
+
+import gc
+import weakref
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import dense_snns as ds
+from dense_snns import fused, neurons
+
+from helpers import assert_close_to_scale
+
+
+class TwoStateStep:
+    """A step with two states and a tensor argument: out = tanh(c + a), a' = w a + c, b' = a b."""
+
+    def __call__(self, current, mask_t, states, tensors):
+        a, b = states
+        (w,) = tensors
+        new_a = w * a + current
+        out = tf.tanh(current + a)
+        if mask_t is not None:
+            keep = fused.broadcast_mask(mask_t, out)
+            new_a, out = tf.where(keep, new_a, a), tf.where(keep, out, tf.zeros_like(out))
+        return out, [new_a, a * b]
+
+
+def run(recurrence, step, currents, states, w, **kwargs):
+    with tf.GradientTape() as tape:
+        tape.watch([currents, w] + states)
+        outputs, final = recurrence(step, currents, states, [w], **kwargs)
+        loss = tf.reduce_sum(outputs * tf.cos(currents)) + tf.reduce_sum(final[0]) + tf.reduce_sum(final[1])
+    return [outputs] + final + tape.gradient(loss, [currents, w] + states)
+
+
+@pytest.mark.parametrize("time_axis", [0, 1])
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("checkpoint_every", [None, 3, 7, "auto"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_compiled_recurrence_equals_the_reference_loop(rng, time_axis, jit_compile, checkpoint_every, masked):
+    steps, batch, units = 7, 3, 4
+    shape = (steps, batch, units) if time_axis == 0 else (batch, steps, units)
+    currents = tf.constant(rng.normal(0.0, 0.5, shape))
+    states = [tf.constant(rng.normal(size=(batch, units))), tf.constant(rng.uniform(0.5, 1.0, (batch, units)))]
+    w = tf.constant(rng.uniform(0.5, 0.9, units))
+    mask = None
+    if masked:
+        mask = np.arange(steps)[None, :] < np.array([[steps], [steps - 2], [1]])
+        mask = tf.constant(mask if time_axis == 1 else mask.T)
+    step = TwoStateStep()
+    got = run(fused.compiled_recurrence, step, currents, states, w, mask=mask, jit_compile=jit_compile,
+              time_axis=time_axis, checkpoint_every=checkpoint_every)  # fmt: skip
+    want = run(fused.reference_recurrence, step, currents, states, w, mask=mask, time_axis=time_axis)
+    for g, r in zip(got, want):
+        assert_close_to_scale(g, r, 1e-12)
+
+
+def test_recurrence_arguments_are_checked():
+    step = TwoStateStep()
+    with pytest.raises(ValueError, match="time_axis must be 0 or 1"):
+        fused.compiled_recurrence(step, tf.zeros([2, 3, 4]), [tf.zeros([3, 4])] * 2, [tf.ones(4)], time_axis=2)
+    with pytest.raises(ValueError, match="checkpoint_every must be"):
+        fused.compiled_recurrence(step, tf.zeros([2, 3, 4]), [tf.zeros([3, 4])] * 2, [tf.ones(4)], checkpoint_every=0)
+    with pytest.raises(TypeError, match="can hold attributes"):
+        fused.compiled_recurrence(object(), tf.zeros([2, 3, 4]), [tf.zeros([3, 4])], [])
+
+
+@pytest.mark.parametrize(
+    "value, steps, expected",
+    [
+        (None, 1000, None),
+        (5, 1000, 5),
+        ("auto", 255, None),
+        ("auto", 256, 32),
+        ("auto", 2000, 45),
+        ("auto", None, None),
+    ],
+)
+def test_the_checkpoint_rule(value, steps, expected):
+    assert fused.resolve_checkpoint_every(value, steps) == expected
+
+
+@pytest.mark.parametrize("value", [0, -1, 2.5, True, "often"])
+def test_bad_checkpoint_every(value):
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        fused.check_checkpoint_every(value, allow_auto=True)
+
+
+def lif_problem(rng, steps=12):
+    model = neurons.get("lif")
+    params = model.params_from({"threshold": 0.5}, spike_fn=ds.Surrogate())
+    currents = tf.constant(rng.normal(0.3, 0.6, (2, steps, 5)).astype(np.float32))
+    return model, params, currents, [tf.zeros([2, 5])]
+
+
+def test_pre_spike_output_is_the_models_pre_spike_value(rng):
+    model, params, currents, states = lif_problem(rng)
+    x, _ = fused.fused_recurrence(model, currents, states, params, time_axis=1, output="pre_spike")
+    state, expected = model.State(*states), []
+    for t in range(currents.shape[1]):
+        update = model.update(currents[:, t], state, params)
+        state = update.state
+        expected.append(update.pre_spike)
+    np.testing.assert_allclose(x.numpy(), tf.stack(expected, axis=1).numpy(), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ds.ImplementationError, match="no output='pre_spike'"):
+        fused.fused_recurrence(
+            model, currents, states, params, time_axis=1, output="pre_spike", implementation="kernel"
+        )
+    with pytest.raises(ValueError, match="does not spike"):
+        fused.BlockStep(neurons.get("leaky_integrator"), neurons.LeakyIntegratorParams(0.9), False, output="pre_spike")
+
+
+def test_the_earlier_step_function_form_equals_the_model_form(rng):
+    model, params, currents, states = lif_problem(rng)
+    for implementation in ("compiled", "reference", "auto"):
+        new, _ = fused.fused_recurrence(model, currents, states, params, time_axis=1, implementation=implementation)
+        old, _ = fused.fused_recurrence(neurons.lif_step, neurons.LIFState, currents, states, params, time_axis=1,
+                                        implementation=implementation)  # fmt: skip
+        np.testing.assert_array_equal(new.numpy(), old.numpy())
+
+
+def test_any_step_function_with_its_state_type_runs_on_the_loops(rng):
+    def half_step(current, state, params):
+        v = 0.5 * state.v + current
+        return tf.cast(v > 1.0, v.dtype), neurons.LIFState(v)
+
+    currents = tf.constant(rng.normal(0.5, 0.5, (2, 6, 3)).astype(np.float32))
+    out, (v,) = fused.fused_recurrence(half_step, neurons.LIFState, currents, [tf.zeros([2, 3])], (), time_axis=1)
+    expected, state = [], np.zeros((2, 3), np.float32)
+    for t in range(6):
+        state = 0.5 * state + currents[:, t].numpy()
+        expected.append(state > 1.0)
+    np.testing.assert_array_equal(out.numpy(), np.stack(expected, axis=1).astype(np.float32))
+
+
+def test_equal_block_steps_share_loops_and_the_shared_set_is_bounded(monkeypatch):
+    model = neurons.get("cuba_lif")
+    params = model.params_from({}, spike_fn=ds.Surrogate())
+    first = fused.shared_step(fused.BlockStep(model, params, True))
+    assert fused.shared_step(fused.BlockStep(model, params, True)) is first
+    assert fused.shared_step(fused.BlockStep(model, params, False)) is not first
+    monkeypatch.setattr(fused, "SHARED_STEPS", 3)
+    for beta in (0.1, 0.2, 0.3, 0.4):
+        fused.shared_step(fused.BlockStep(model, params._replace(beta=beta), True))
+    assert fused.shared_step(fused.BlockStep(model, params, True)) is not first  # evicted
+
+
+def test_compiled_loops_live_on_their_step_and_go_with_it(rng):
+    step = TwoStateStep()
+    currents = tf.constant(rng.normal(size=(4, 2, 3)))
+    fused.compiled_recurrence(step, currents, [tf.zeros([2, 3], tf.float64)] * 2, [tf.ones(3, tf.float64)])
+    forward = step._compiled_loops[True][0]
+    assert forward.experimental_get_tracing_count() == 1
+    released = weakref.ref(forward)
+    del step, forward
+    gc.collect()
+    assert released() is None
