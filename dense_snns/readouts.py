@@ -25,7 +25,7 @@ class LeakyReadout(DenseSequenceLayer):
     this layer and ``keras.layers.RNN(LeakyReadoutCell(...))``.
 
     Args: those of `LeakyReadoutCell` (units, beta, use_bias, kernel_initializer,
-    bias_initializer, trainable_decay), and `implementation`, `return_sequences` (default
+    bias_initializer, trainable_params, or trainable_decay), and `implementation`, `return_sequences` (default
     True), `return_state`, `stateful`, `jit_compile`, `checkpoint_every` as `SNNDense`.
 
     Input: spikes [batch, time, features]. Output: membrane [batch, time, units], to be
@@ -44,6 +44,7 @@ class LeakyReadout(DenseSequenceLayer):
         bias_initializer="zeros",
         trainable_decay: bool = False,
         implementation: str = "auto",
+        trainable_params=None,
         return_sequences: bool = True,
         return_state: bool = False,
         stateful: bool = False,
@@ -62,6 +63,7 @@ class LeakyReadout(DenseSequenceLayer):
                 kernel_initializer=kernel_initializer,
                 bias_initializer=bias_initializer,
                 trainable_decay=trainable_decay,
+                trainable_params=trainable_params,
                 dtype=self.dtype_policy,
                 name="cell",
             )

@@ -38,8 +38,8 @@ class SparseLeakyReadout(keras.layers.Layer):
     Args:
         units: readout units (> 0), e.g. the number of classes.
         input_dim: number of input neurons (> 0): sparse spikes carry only ids.
-        beta, use_bias, kernel_initializer, bias_initializer, trainable_decay: as
-            `LeakyReadout`.
+        beta, use_bias, kernel_initializer, bias_initializer, trainable_params (or
+            trainable_decay): as `LeakyReadout`.
         product: ``"sparse"`` (`sparse_linear`), ``"dense"`` (scatter + matmul) or ``"auto"``
             (dense when K * 4 >= input_dim). Both give the same result.
         implementation: of the sparse product and the scatter: ``"auto"``, ``"kernel"`` (C++)
@@ -62,6 +62,7 @@ class SparseLeakyReadout(keras.layers.Layer):
         trainable_decay: bool = False,
         product: str = "auto",
         implementation: str = "auto",
+        trainable_params=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -77,6 +78,7 @@ class SparseLeakyReadout(keras.layers.Layer):
             kernel_initializer=kernel_initializer,
             bias_initializer=bias_initializer,
             trainable_decay=trainable_decay,
+            trainable_params=trainable_params,
             dtype=self.dtype_policy,
             name="cell",
         )

@@ -183,13 +183,14 @@ class LeakyReadoutCell(SNNBlock):
         beta: decay per step, in (0, 1) (or per unit). Default 0.9.
         use_bias: add a bias. Default True.
         kernel_initializer, bias_initializer: Keras initializers.
-        trainable_decay: learn a per-unit beta (sigmoid-parametrised).
+        trainable_params: ``["beta"]`` learns a per-unit beta (sigmoid-parametrised), as for
+            the neuron cells; ``trainable_decay=True`` (the earlier name) does the same.
 
     Input: [batch, features]. Output: membrane [batch, units] (use as logits over time).
     """
 
     #: The constructor arguments, which are also its config (besides the Layer's own).
-    ARGUMENTS = ("units", "beta", "use_bias", "kernel_initializer", "bias_initializer", "trainable_decay")
+    ARGUMENTS = ("units", "beta", "use_bias", "kernel_initializer", "bias_initializer", "trainable_params")
 
     def __init__(
         self,
@@ -199,10 +200,15 @@ class LeakyReadoutCell(SNNBlock):
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
         trainable_decay: bool = False,
+        trainable_params=None,
         **kwargs,
     ):
         neuron = cell_class("leaky_integrator")(
-            units, beta=beta, trainable_params=["beta"] if trainable_decay else [], dtype=kwargs.get("dtype")
+            units,
+            beta=beta,
+            trainable_decays=trainable_decay,
+            trainable_params=trainable_params,
+            dtype=kwargs.get("dtype"),
         )
         super().__init__(
             units,
@@ -239,7 +245,7 @@ class LeakyReadoutCell(SNNBlock):
                 "use_bias": self.use_bias,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
-                "trainable_decay": self.trainable_decay,
+                "trainable_params": list(self.neuron.trainable_params),
             }
         )
         return config

@@ -184,3 +184,14 @@ def test_property_readout_equals_numpy(batch, time, features, units, beta, seed)
     assert out.shape == (batch, time, units)
     expected = np_leaky(x, readout.cell.kernel.numpy(), readout.cell.bias.numpy(), beta)
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_trainable_decay_is_the_earlier_name_of_trainable_params():
+    """Readouts name their trained parameters as the neuron cells do; configs saved with
+    ``trainable_decay`` still load."""
+    readout = ds.LeakyReadout(3, trainable_params=["beta"])
+    assert readout.get_config()["trainable_params"] == ["beta"]
+    config = {k: v for k, v in readout.get_config().items() if k != "trainable_params"}
+    old = ds.LeakyReadout.from_config(dict(config, trainable_decay=True))
+    assert old.get_config() == ds.LeakyReadout.from_config(readout.get_config()).get_config()
+    assert ds.LeakyReadoutCell(2, trainable_decay=True).trainable_decay
