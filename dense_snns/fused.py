@@ -483,6 +483,9 @@ class BlockStep:
         return hash(self.key)
 
 
+#: The values of `fused_recurrence`'s `implementation` (those of every layer).
+IMPLEMENTATIONS = implementation_choice.IMPLEMENTATIONS
+
 #: How many distinct steps (with their compiled loops) `shared_step` keeps.
 SHARED_STEPS = 64
 _SHARED: "collections.OrderedDict" = collections.OrderedDict()
@@ -509,7 +512,7 @@ def shared_step(step):
 
 
 def shared_loops() -> Dict[Tuple[Any, bool], Tuple[Any, Any]]:
-    """{(block step, jit_compile): (forward, backward) tf.functions} of the steps that
+    """{(step, jit_compile): (forward, backward) tf.functions} of the steps that
     `shared_step` keeps, for inspection (e.g. of how often they were traced)."""
     return {
         (step, jit): loops
@@ -559,7 +562,7 @@ def fused_recurrence(model, *args, **kwargs) -> Tuple[tf.Tensor, List[tf.Tensor]
 
     ``fused_recurrence(model, currents, initial_states, params, recurrent_kernel=None,
     mask=None, jit_compile=True, time_axis=0, bias=None, checkpoint_every=None,
-    implementation="auto", output="spikes", step=None)``; the earlier form
+    implementation="auto", output="spikes")``; the earlier form
     ``fused_recurrence(step_fn, state_type, currents, ...)`` works too.
 
     Args:
@@ -582,7 +585,6 @@ def fused_recurrence(model, *args, **kwargs) -> Tuple[tf.Tensor, List[tf.Tensor]
             XLA; ``"compiled"``: `compiled_recurrence`; ``"reference"``:
             `reference_recurrence`; ``"auto"``: the kernels when they can run, else compiled.
         output: ``"spikes"`` or ``"pre_spike"`` (see `BlockStep`; the loops only).
-        step: the `BlockStep` to run (a layer passes the one it keeps), else one is made.
     Returns: (outputs (spikes; a readout's membranes) laid out as `currents`, final states list).
     """
     if args and isinstance(args[0], type):  # the earlier form (step_fn, state_type, currents, ...)
@@ -604,7 +606,6 @@ def _fused_recurrence(
     checkpoint_every: Union[None, int, str] = None,
     implementation: str = "auto",
     output: str = "spikes",
-    step: Optional[BlockStep] = None,
 ) -> Tuple[tf.Tensor, List[tf.Tensor]]:
     requested = implementation_choice.check(implementation)
 
@@ -616,8 +617,7 @@ def _fused_recurrence(
     chosen = implementation_choice.resolve(requested, refusal, f"this {model.class_name} recurrence")
     if chosen == "kernel":
         return lif_ops.run(model, currents, initial_states, params, bias)
-    if step is None:
-        step = shared_step(BlockStep(model, params, recurrent_kernel is not None, bias is not None, output))
+    step = shared_step(BlockStep(model, params, recurrent_kernel is not None, bias is not None, output))
     tensors = step.split(params, recurrent_kernel, bias)
     if chosen == "reference":
         return reference_recurrence(step, currents, initial_states, tensors, mask, time_axis)

@@ -9,6 +9,8 @@ entries near threshold). The backward pass reaches only the selected neurons: sp
 
 from __future__ import annotations
 
+import warnings
+
 import tensorflow as tf
 
 from dense_snns import fused
@@ -20,6 +22,20 @@ from ._checks import check_implementation, resolve
 from .format import SparseSpikes, as_spikes, from_dense, swap_batch_time, to_dense
 from .linear import SparseLinear, linear_product
 from .selection import select_spikes
+
+
+class SparseBlockStep(fused.BlockStep):
+    """Deprecated: ``dense_snns.fused.BlockStep(model, params, ..., output="pre_spike")``, the
+    block step whose output is the model's pre-spike value."""
+
+    def __init__(self, step_fn, state_type, params, has_recurrent_kernel: bool, has_bias: bool = False):
+        warnings.warn(
+            'SparseBlockStep is deprecated; use dense_snns.fused.BlockStep(model, ..., output="pre_spike")',
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        model = fused.as_model(step_fn, state_type)
+        super().__init__(model, params, has_recurrent_kernel, has_bias, output="pre_spike")
 
 
 @register(package="sparse_snns")

@@ -8,6 +8,18 @@ import dense_snns as ds
 from dense_snns import keras
 
 
+def spiking_model_cases():
+    """(model name, constructor kwargs) of every registered spiking model with its defaults,
+    and once more with every other value of its choices (reset modes)."""
+    spiking = [model for model in ds.neurons.MODELS.values() if model.spiking]
+    cases = [(model.name, {}) for model in spiking]
+    for model in spiking:
+        for p in model.params:
+            if p.kind == "choice":
+                cases += [(model.name, {p.name: value}) for value in p.choices if value != p.default]
+    return cases
+
+
 def spike_raster(rng, shape, p=0.4, dtype=np.float32):
     """A Bernoulli(p) spike raster of `shape` as a tensor."""
     return tf.constant((rng.random(shape) < p).astype(dtype))
@@ -29,15 +41,22 @@ def weighted_loss(outputs):
     return total
 
 
-def outputs_and_gradients(layer, inputs, weights=None, **call_kwargs):
-    """[outputs, d loss / d each floating input, d loss / d each weight] of `weighted_loss`
-    (weights: `layer.trainable_weights` unless given)."""
+def ramp_loss(outputs):
+    """sum of the outputs weighted by 0.5 ... 1.5 along the last axes: every weight positive,
+    so gradients do not cancel (tolerances calibrated on it)."""
+    weights = np.linspace(0.5, 1.5, int(np.prod(outputs.shape[1:]))).reshape(outputs.shape[1:])
+    return tf.reduce_sum(outputs * tf.constant(weights, dtype=outputs.dtype))
+
+
+def outputs_and_gradients(layer, inputs, weights=None, loss_fn=None, **call_kwargs):
+    """[outputs, d loss / d each floating input, d loss / d each weight] of `loss_fn` (default
+    `weighted_loss`; weights: `layer.trainable_weights` unless given)."""
     sources = [t for t in tf.nest.flatten(inputs) if t.dtype.is_floating]
-    weights = layer.trainable_weights if weights is None else weights
     with tf.GradientTape() as tape:
         tape.watch(sources)
         outputs = layer(inputs, **call_kwargs)
-        loss = weighted_loss(outputs)
+        loss = (loss_fn or weighted_loss)(outputs)
+    weights = layer.trainable_weights if weights is None else weights  # after the call: built
     return [outputs] + tape.gradient(loss, sources + list(weights), unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
 

@@ -8,13 +8,9 @@ import tensorflow as tf
 import dense_snns as ds
 from dense_snns import keras, neurons
 
-ALL_NEURONS = [
-    ("lif_neuron", {}),
-    ("lif", {"reset": "subtract"}),
-    ("lif", {"reset": "zero"}),
-    ("alif", {}),
-    ("cuba_lif", {"reset": "zero"}),
-]
+from helpers import config_round_trip, spiking_model_cases
+
+ALL_NEURONS = spiking_model_cases()
 
 
 def make_neuron(name, units, **kwargs):
@@ -70,9 +66,7 @@ def test_neuron_config_round_trip(name, kwargs):
         trainable_threshold=True,
         **kwargs,
     )
-    clone = type(cell).from_config(cell.get_config())
-    assert clone.get_config() == cell.get_config()
-    assert clone.spike_func == ds.Surrogate("triangle", 2.0)
+    assert config_round_trip(cell).spike_func == ds.Surrogate("triangle", 2.0)
 
 
 def test_block_config_round_trip_and_weight_layout():
@@ -95,7 +89,7 @@ def test_block_config_round_trip_and_weight_layout():
 
 def test_readout_cell_config_round_trip():
     cell = ds.LeakyReadoutCell(3, beta=0.7, trainable_decay=True)
-    assert ds.LeakyReadoutCell.from_config(cell.get_config()).get_config() == cell.get_config()
+    config_round_trip(cell)
 
 
 def test_trainable_decays_stay_in_unit_interval_and_learn(rng):

@@ -7,6 +7,8 @@ from dense_snns import keras
 
 from conftest import compile_kwargs
 
+from helpers import config_round_trip
+
 
 def every_layer_model(time=20, features=6):
     inputs = keras.Input((time, features))
@@ -73,9 +75,9 @@ def test_loss_metric_regularizer_configs_round_trip():
     metric = ds.TimeReducedAccuracy("sum")
     assert ds.TimeReducedAccuracy.from_config(metric.get_config()).time_reduction == "sum"
     reg = ds.FiringRateRegularizer(0.2, 3.0)
-    assert ds.FiringRateRegularizer.from_config(reg.get_config()).get_config() == reg.get_config()
+    config_round_trip(reg)
     readout = ds.LeakyReadout(4, beta=0.7)
-    assert ds.LeakyReadout.from_config(readout.get_config()).get_config() == readout.get_config()
+    config_round_trip(readout)
 
 
 def test_weights_move_between_compositions_and_models(rng):

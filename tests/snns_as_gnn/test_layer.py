@@ -16,6 +16,8 @@ from snns_as_gnn.layer import GraphSNN, GraphSNNCell
 
 from conftest import compile_kwargs
 
+from helpers import config_round_trip
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SEED_GRAPH = [[1], [0, 2, 3], [1, 2], [1, 2, 3], [3, 4]]
 
@@ -88,7 +90,7 @@ def test_layer_cell_and_implementations_agree(rng, implementation):
         units=[6, 5, 4, 5, 3],
         inputs=[0],
         outputs=[4],
-        neuron=["lif", "alif", "cuba_lif", "lif_neuron", "lif"],
+        neuron=["lif", "alif", "cuba_lif", "lif_neuron", "resonate_and_fire"],
         neuron_config=[
             {"threshold": 0.3},
             {"threshold": 0.3},
@@ -192,7 +194,7 @@ def test_fit_and_save_load(tmp_path, rng):
     loaded = keras.models.load_model(path)
     np.testing.assert_array_equal(model(x).numpy(), loaded(x).numpy())
     layer = model.layers[1]
-    assert GraphSNN.from_config(layer.get_config()).get_config() == layer.get_config()
+    config_round_trip(layer)
 
 
 def test_errors_name_the_argument(rng):

@@ -20,7 +20,10 @@ def raster(rng, shape=(B, T, F), p=0.35):
 
 def pair(self_recurrent, capacity=N, second_threshold=None, neuron="lif"):
     def make():
-        return ds.NEURON_MODELS[neuron](N, **({"threshold": 0.3} if neuron != "lif_neuron" else {"u_thresh": 0.1}))
+        lowered = {
+            p.name: 0.3 if p.name != "u_thresh" else 0.1 for p in ds.neurons.get(neuron).params if p.kind == "threshold"
+        }
+        return ds.NEURON_MODELS[neuron](N, **lowered)
 
     dense = ds.SNNDense(
         N,
@@ -57,7 +60,7 @@ def weighted(y):
 
 
 @pytest.mark.parametrize("self_recurrent", [False, True])
-@pytest.mark.parametrize("neuron", ["lif", "alif", "lif_neuron"])
+@pytest.mark.parametrize("neuron", [name for name, model in ds.neurons.MODELS.items() if model.spiking])
 def test_full_capacity_equals_dense_block(rng, self_recurrent, neuron):
     x = raster(rng)
     dense, sparse = pair(self_recurrent, neuron=neuron)

@@ -9,6 +9,8 @@ from dense_snns import keras
 from sparse_snns import SparseSpikes, from_dense, to_dense
 from sparse_snns.blocks import SparseSNNBlock, pack_spikes, unpack_spikes
 
+from helpers import config_round_trip
+
 B, T, F, N = 3, 9, 8, 6
 
 
@@ -62,7 +64,7 @@ def test_pack_round_trip_and_config():
     cell = SparseSNNBlock(
         4, input_dim=5, capacity=2, input_capacity=3, second_threshold=-0.3, self_recurrent=True, neuron="lif"
     )
-    assert SparseSNNBlock.from_config(cell.get_config()).get_config() == cell.get_config()
+    config_round_trip(cell)
     assert cell.state_size == [4, 5] and cell.output_size == 5
     with pytest.raises(ValueError, match="input_capacity"):
         SparseSNNBlock(4, input_dim=5, capacity=2, input_capacity=0)

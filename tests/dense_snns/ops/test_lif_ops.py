@@ -16,6 +16,7 @@ from dense_snns import fused, keras, neurons, surrogates
 from dense_snns.layers import SNNConv2D, SNNDense
 from dense_snns.ops import lif as lif_ops
 
+import helpers
 from conftest import compile_kwargs
 
 pytestmark = pytest.mark.skipif(
@@ -263,18 +264,9 @@ def kernel_calls(monkeypatch, name="lif_recurrence"):
     return calls
 
 
-def outputs_and_gradients(models, x, watch_x=True):
-    """For each model: [outputs, (d loss/d x,) d loss/d each trainable weight] of a loss
-    weighting every output differently."""
-    results = []
-    for model in models:
-        with tf.GradientTape() as tape:
-            if watch_x:
-                tape.watch(x)
-            out = model(x)
-            loss = tf.reduce_sum(out * tf.reshape(tf.cos(tf.range(tf.size(out), dtype=tf.float32)), out.shape))
-        results.append([out] + tape.gradient(loss, ([x] if watch_x else []) + model.trainable_weights))
-    return results
+def outputs_and_gradients(models, x):
+    """For each model: [outputs, d loss/d x, d loss/d each trainable weight] (`helpers`)."""
+    return [helpers.outputs_and_gradients(model, x) for model in models]
 
 
 def test_leaky_readout_uses_the_kernel_and_matches_its_cell(rng, monkeypatch):
@@ -454,7 +446,7 @@ def test_layers_use_the_kernels_and_match_the_reference_rnn(rng, monkeypatch):
     conv_loop(frames)
     conv_loop.set_weights(conv.get_weights())
     calls.clear()
-    results = outputs_and_gradients((conv, conv_loop), frames, watch_x=False)
+    results = outputs_and_gradients((conv, conv_loop), frames)
     assert calls == [tf.TensorShape([2, 6, 4, 4, 3])]
     assert 0 < results[0][0].numpy().sum() < results[0][0].numpy().size
     assert_same(results[0], results[1], 1e-5)
