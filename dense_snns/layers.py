@@ -35,7 +35,7 @@ from .cells import SNNBlock, get_neuron, serialize_neuron
 from .compat import keras, register
 from .implementation import IMPLEMENTATIONS
 from .ops import lif as lif_ops
-from .validation import as_numeric_tensor, check_features, check_units
+from .validation import as_numeric_tensor, check_mask, check_sequence, check_states, check_steps, check_units
 
 __all__ = ["IMPLEMENTATIONS", "DenseSequenceLayer", "SNNConv1D", "SNNConv2D", "SNNDense", "SNNSequenceLayer"]
 
@@ -110,15 +110,12 @@ class SNNSequenceLayer(keras.layers.Layer):
     def num_states(self) -> int:
         return len(self.neuron.state_size) + (1 if self._self_recurrent else 0)
 
+    @property
+    def _what(self) -> str:
+        return f"{type(self).__name__} {self.name!r}"
+
     def _check_input_shape(self, input_shape):
-        shape = tf.TensorShape(input_shape)
-        if shape.rank is not None and shape.rank != self.input_rank:
-            raise ValueError(
-                f"`inputs` of {type(self).__name__} must have rank {self.input_rank} ({self.layout}), got shape {shape}"
-            )
-        if shape.rank is not None and shape[1] == 0:
-            raise ValueError(f"`inputs` has a time dimension of 0 (shape {shape}); at least one step is needed")
-        return shape
+        return check_sequence(self._what, input_shape, self.input_rank, self.layout)
 
     def build(self, input_shape):
         shape = self._check_input_shape(input_shape)
@@ -154,11 +151,8 @@ class SNNSequenceLayer(keras.layers.Layer):
     def _initial_states(self, currents, initial_state, dtype):
         if initial_state is not None:
             states = [tf.cast(s, dtype) for s in tf.nest.flatten(initial_state)]
-            if len(states) != self.num_states:
-                raise ValueError(
-                    f"initial_state must hold {self.num_states} tensors for {type(self).__name__}, got {len(states)}"
-                )
-            return states
+            shape = currents.shape[:1].concatenate(currents.shape[2:])  # [batch, ...] of one step
+            return check_states(self._what, states, [shape] * self.num_states)
         if self.stateful:
             return [tf.cast(v, dtype) for v in self.state_variables]
         zeros = tf.zeros_like(currents[:, 0], dtype=dtype)
@@ -166,13 +160,16 @@ class SNNSequenceLayer(keras.layers.Layer):
 
     def call(self, inputs, mask=None, training=None, initial_state=None):
         x = as_numeric_tensor(inputs, "inputs", self.compute_dtype)
-        self._check_input_shape(x.shape)
-        check_features(x.shape[2:], self._input_features[-1], "inputs", what=f"{self.name}'s built input size")
-        if x.shape[1] is None:
-            tf.debugging.assert_positive(tf.shape(x)[1], message="`inputs` has a time dimension of 0")
+        check_sequence(self._what, x.shape, self.input_rank, self.layout, self._input_features, "the layer (as built)")
+        x = check_steps(self._what, x)
+        if self.stateful and x.shape[0] is not None and int(x.shape[0]) != int(self.state_variables[0].shape[0]):
+            raise ValueError(
+                f"{self._what}: stateful with states of batch size {int(self.state_variables[0].shape[0])}, "
+                f"got `inputs` of batch size {int(x.shape[0])} (shape {x.shape})"
+            )
         dtype = self._recurrence_dtype()
         if mask is not None:
-            mask = tf.cast(mask, tf.bool)
+            mask = check_mask(self._what, mask, x)
         if self.implementation == "reference":
             outputs, final_states = self._loop(x, mask, initial_state, dtype)
         else:
@@ -426,7 +423,7 @@ class _SNNConv(SNNSequenceLayer):
         super().__init__(
             return_sequences, return_state, stateful, implementation, jit_compile, checkpoint_every, **kwargs
         )
-        self.filters = check_units(filters)
+        self.filters = check_units(filters, "filters")
         self.conv = self.conv_class(
             self.filters,
             kernel_size,

@@ -16,7 +16,7 @@ narrower surrogate). All derivatives peak at 1 for x = 0, so `scale` changes onl
 threshold get exactly zero gradient, which is what sparse backward passes rely on.
 
 The forward pass is H(x) = 1 if x > 0 else 0 (strict: a neuron exactly at threshold
-does not fire).
+does not fire), and NaN for a NaN or infinite x: a NaN never disappears.
 """
 
 from __future__ import annotations
@@ -99,8 +99,10 @@ _GRADIENT_NAMES = {name: _register_gradient(name) for name in _SURROGATES}
 
 
 def heaviside(x: tf.Tensor) -> tf.Tensor:
-    """H(x) = 1 where x > 0 else 0, in the dtype of `x` (no gradient defined)."""
-    return tf.cast(x > 0, x.dtype)
+    """H(x) = 1 where x > 0 else 0, in the dtype of `x` (no gradient defined); NaN where x is
+    NaN or infinite, so that a NaN (or an overflow) reaching a neuron surfaces in its spikes,
+    the outputs and the loss instead of becoming "no spike". (x * 0 is 0 for finite x.)"""
+    return tf.cast(x > 0, x.dtype) + x * tf.zeros([], x.dtype)
 
 
 class Surrogate:

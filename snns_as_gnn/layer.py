@@ -23,7 +23,7 @@ from dense_snns import implementation as implementation_choice
 from dense_snns.cells import get_neuron, zero_states
 from dense_snns.compat import keras, register
 from dense_snns.implementation import IMPLEMENTATIONS
-from dense_snns.validation import as_numeric_tensor, check_features, check_rank
+from dense_snns.validation import as_numeric_tensor, check_features, check_mask, check_rank, check_sequence, check_steps
 
 from .spec import SNNGraph
 
@@ -54,7 +54,27 @@ def _as_placement(placement, graph: SNNGraph) -> Dict[str, str]:
     missing = [name for name in graph.node_names if name not in placement]
     if missing:
         raise ValueError(f"placement does not place nodes {missing}")
-    return {name: str(placement[name]) for name in graph.node_names}
+    placement = {name: str(placement[name]) for name in graph.node_names}
+    for name, device in placement.items():
+        _check_device_exists(name, device)
+    return placement
+
+
+def _check_device_exists(node: str, device: str) -> None:
+    """A ValueError when `device` names a device of this process that does not exist (TensorFlow
+    would run the node elsewhere without a word). Devices of other jobs (a cluster's) are
+    not checked here."""
+    try:
+        spec = tf.DeviceSpec.from_string(device)
+    except ValueError as err:
+        raise ValueError(f"placement of node {node!r}: {device!r} is not a device name ({err})") from None
+    if spec.job is not None or spec.device_type is None:
+        return
+    devices = tf.config.list_logical_devices(spec.device_type)
+    indices = {tf.DeviceSpec.from_string(d.name).device_index for d in devices}
+    if not devices or (spec.device_index is not None and spec.device_index not in indices):
+        available = [d.name for d in tf.config.list_logical_devices()]
+        raise ValueError(f"placement of node {node!r}: device {device!r} does not exist; the devices are {available}")
 
 
 class GraphStep:
@@ -340,26 +360,23 @@ class GraphSNN(keras.layers.Layer):
         self.supports_masking = True
 
     def build(self, input_shape):
-        shape = tf.TensorShape(input_shape)
-        if shape.rank is not None and shape.rank != 3:
-            raise ValueError(f"`inputs` of GraphSNN must have rank 3 ([batch, time, features]), got shape {shape}")
+        shape = check_sequence(f"GraphSNN {self.name!r}", input_shape, 3, "[batch, time, features]")
         if not self.cell.built:
             self.cell.build((None, shape[-1]))
         self.built = True
 
     def call(self, inputs, mask=None, training=None):
         x = as_numeric_tensor(inputs, "inputs", self.compute_dtype)
-        check_rank(x, 3, "inputs", "[batch, time, features]")
-        if x.shape[1] == 0:
-            raise ValueError(f"`inputs` has a time dimension of 0 (shape {x.shape}); at least one step is needed")
-        check_features(x.shape, self.cell.input_features, "inputs", what="the graph's input size")
+        what = f"GraphSNN {self.name!r}"
+        check_sequence(what, x.shape, 3, "[batch, time, features]", [self.cell.input_features], "the graph's input")
+        x = check_steps(what, x)
         dtype = x.dtype
         step = self.cell.graph_step(dtype)
         currents = self.cell.external_current(x)  # [batch, time, ...], one matmul
         batch = tf.shape(x)[0]
         states = self.cell.get_initial_state(batch_size=batch, dtype=dtype)
         tensors = step.tensors(self.cell, dtype)
-        mask = None if mask is None else tf.cast(mask, tf.bool)
+        mask = None if mask is None else check_mask(what, mask, x)
         if self.implementation == "reference":
             outputs, _ = fused.reference_recurrence(step, currents, states, tensors, mask, time_axis=1)
         else:

@@ -16,7 +16,7 @@ import tensorflow as tf
 from dense_snns import fused
 from dense_snns.cells import get_neuron, serialize_neuron, zero_states
 from dense_snns.compat import add_layer_metric, declare_layer_metric, keras, output_shape, register
-from dense_snns.validation import check_positive_int, check_units
+from dense_snns.validation import check_mask, check_positive_int, check_sequence, check_units
 
 from ._checks import check_implementation, resolve
 from .format import SparseSpikes, as_spikes, from_dense, swap_batch_time, to_dense
@@ -145,14 +145,15 @@ class SparseSNNDense(keras.layers.Layer):
             # valid by construction: no checks
             spikes = from_dense(dense, self.input_dim, dtype=dtype, implementation=chosen)
             kernel = tf.cast(self.synapse.kernel, dtype)
-        if spikes.ids.shape.rank != 3:
-            raise ValueError(f"sparse `inputs` must have ids of rank 3 [batch, time, K], got shape {spikes.ids.shape}")
+        check_sequence(f"{type(self).__name__} {self.name!r}", spikes.ids.shape, 3, "ids [batch, time, K]")
         return spikes, kernel, chosen
 
     def call(self, inputs, mask=None, training=None):
         if isinstance(mask, (list, tuple)):  # Keras gives one mask per input tensor
             mask = mask[0]
         spikes, kernel, chosen = self._checked_input(inputs)
+        if mask is not None:
+            mask = check_mask(f"{type(self).__name__} {self.name!r}", mask, spikes.ids)
         # The XLA loop reads and writes batch-major [B, T, N] sequences in place: no transposes.
         # Without XLA the loop is time-major, and transposing the small [B, T, K] spikes (in
         # and out) is cheaper than transposing the [B, T, N] currents and x.
@@ -165,9 +166,8 @@ class SparseSNNDense(keras.layers.Layer):
         bias = None if self.synapse.bias is None else tf.cast(self.synapse.bias, dtype)
         zeros = tf.zeros_like(currents[0] if time_axis == 0 else currents[:, 0])
         states = [zeros] * (len(self.neuron.state_size) + (1 if self.self_recurrent else 0))
-        if mask is not None:
-            mask = tf.cast(mask, tf.bool)
-            mask = tf.transpose(mask) if time_axis == 0 else mask
+        if mask is not None and time_axis == 0:
+            mask = tf.transpose(mask)
         # x: the neuron's pre-spike value (membrane minus threshold), laid out as the currents
         x, _ = fused.fused_recurrence(
             self.neuron.model,
@@ -246,7 +246,7 @@ class SparseToDense(keras.layers.Layer):
 
     def __init__(self, num_neurons: int, implementation: str = "auto", **kwargs):
         super().__init__(**kwargs)
-        self.num_neurons = check_units(num_neurons)
+        self.num_neurons = check_units(num_neurons, "num_neurons")
         self.implementation = check_implementation(implementation)
 
     def call(self, inputs):

@@ -7,6 +7,7 @@ import tensorflow as tf
 from dense_snns import fused
 from dense_snns.cells import LeakyReadoutCell
 from dense_snns.compat import keras, output_shape, register
+from dense_snns.validation import check_sequence
 
 from ._checks import as_tensor, check_implementation, check_positive_int
 from .format import SparseSpikes, as_spikes
@@ -110,8 +111,7 @@ class SparseLeakyReadout(keras.layers.Layer):
             self.implementation,
             f"SparseLeakyReadout {self.name!r}",
         )
-        if spikes.ids.shape.rank != 3:
-            raise ValueError(f"sparse `inputs` must have ids of rank 3 [batch, time, K], got shape {spikes.ids.shape}")
+        check_sequence(f"SparseLeakyReadout {self.name!r}", spikes.ids.shape, 3, "ids [batch, time, K]")
         # Batch-major throughout: the product of the [B, T] rows gives [B, T, units], which the
         # leak loop reads and writes in place (no transposes).
         if self.resolved_product(int(spikes.ids.shape[-1])) == "dense":

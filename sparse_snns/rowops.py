@@ -4,7 +4,7 @@ Three building blocks of the sparse format, on vectors of size N with any leadin
 ``[...]``:
 
 * `select_indices` (x [..., N] -> ids [..., Ke], count [...], first_total [...]): the indices
-  of the neurons selected by a first rule (``x > 0`` or ``x != 0``) in increasing order, then
+  of the neurons selected by a first rule (``x > 0`` or NaN, or ``x != 0``) in increasing order, then
   optionally the others (all, or those with ``x > second_threshold``) in increasing order,
   up to Ke = min(capacity, N) slots; unused slots hold id 0. ``first_total`` counts all
   first-rule neurons, also those that did not fit, so overflow is exact. With
@@ -144,7 +144,8 @@ def select_indices(
         x: floating [..., N] with a static N >= 1 (the op needs float32/float64; float16
             and bfloat16 take the pure-TF path under ``"auto"``).
         capacity: K > 0.
-        first: ``"positive"`` (x > 0) or ``"nonzero"`` (x != 0): the neurons taken first.
+        first: ``"positive"`` (x > 0 or NaN) or ``"nonzero"`` (x != 0, NaN included): the
+            neurons taken first.
         second: None, ``"all"`` (every other neuron) or ``"above"`` (the others with
             x > `second_threshold`): the neurons that take the free slots.
         implementation: ``"auto"``, ``"kernel"`` or ``"compiled"``.
@@ -191,7 +192,8 @@ def select_indices(
             result += (_restore(selected, lead, k_eff),)
         return result
     zero = tf.zeros([], x.dtype)
-    first_mask = x > zero if first == "positive" else tf.not_equal(x, zero)
+    # "positive" takes NaN too (not x <= 0): a NaN membrane is selected, so it surfaces.
+    first_mask = tf.logical_not(x <= zero) if first == "positive" else tf.not_equal(x, zero)
     then = None
     if second == "all":
         then = tf.ones_like(first_mask)

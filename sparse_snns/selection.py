@@ -23,15 +23,16 @@ def select_spikes(
 ) -> Tuple[SparseSpikes, tf.Tensor]:
     """Select the neurons of `x` (membrane minus threshold, [..., N]) into K = `capacity` slots.
 
-    Order of selection: neurons that spike (x > 0, the rule of `dense_snns.surrogates`) in
-    increasing index, then non-spiking neurons as gradient-only entries (value 0) in
+    Order of selection: neurons that spike (x > 0, the rule of `dense_snns.surrogates`) and
+    neurons whose x is NaN (their value is NaN: a NaN never disappears) in increasing index,
+    then non-spiking neurons as gradient-only entries (value 0) in
     increasing index, up to K. `second_threshold` (<= 0, same units as `x`) restricts the
     gradient-only entries to x > second_threshold (near threshold); without it every neuron
     may take a free slot. Selection is O(N) per vector, no sort: one pass of a C++ op, or
     prefix sums in pure TensorFlow (see `sparse_snns.rowops`).
 
     ``values = spike_fn(x[ids])`` (x gathered at the selected ids), so the forward values are the
-    spikes (1) and 0, and the backward pass gives the surrogate gradient to the selected
+    spikes (1) and 0 (NaN for a NaN or infinite x), and the backward pass gives the surrogate gradient to the selected
     neurons only: with K >= N and no second threshold every neuron is selected and this is
     exactly the dense gradient; otherwise it is the dense gradient masked to the selected
     neurons (sparse BPTT).

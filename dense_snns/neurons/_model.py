@@ -147,6 +147,8 @@ class Param(NamedTuple):
             return value
         if not kind.numeric:
             return value  # a function: resolved by the Keras cell
+        if isinstance(value, np.ndarray) and value.ndim == 0:
+            value = value[()]  # a 0-d array is a number
         per_neuron = isinstance(value, (list, tuple, np.ndarray))
         if per_neuron:
             items = np.asarray(value).tolist() if isinstance(value, np.ndarray) else list(value)

@@ -9,7 +9,8 @@
 // compiled loops of `dense_snns.fused` built on that function. Per step and unit:
 //
 //   x = beta * v + (I + bias)          membrane before the reset
-//   s = H(x - threshold)               H(0) = 0
+//   s = H(x - threshold)               H(0) = 0; NaN for a NaN or infinite x - threshold
+//                                      (H + d * 0, as `surrogates.heaviside`: a NaN surfaces)
 //   v = x - threshold * s | x * (1 - s) | x          reset "subtract" | "zero" | "none"
 //
 // Layout: currents [B, S, ...] (batch-major, S steps), states [B, ...]; the units of a
@@ -119,14 +120,16 @@ DSNN_INLINE void StepRow(const T* in, T* out, T* __restrict keep, T* __restrict 
   for (; i + W::kLanes <= n; i += W::kLanes) {
     const V x = W::Load(beta + i) * W::Load(v + i) + (W::Load(in + i) + W::Load(bias + i));
     const V t = W::Load(th + i);
-    const V s = Select(x - t > zero, one, zero);
+    const V d = x - t;
+    const V s = Select(d > zero, one, zero) + d * zero;
     if (SPIKES) W::Store(out + i, s);
     if (KEEP) W::Store(keep + i, x);
     W::Store(v + i, R == kSubtract ? x - t * s : (R == kZero ? x * (one - s) : x));
   }
   for (; i < n; ++i) {
     const T x = beta[i] * v[i] + (in[i] + bias[i]);
-    const T s = x - th[i] > T(0) ? T(1) : T(0);
+    const T d = x - th[i];
+    const T s = (d > T(0) ? T(1) : T(0)) + d * T(0);
     if (SPIKES) out[i] = s;
     if (KEEP) keep[i] = x;
     v[i] = R == kSubtract ? x - th[i] * s : (R == kZero ? x * (T(1) - s) : x);
@@ -202,7 +205,7 @@ DSNN_INLINE void BackwardTile(bool stop, const T* __restrict keep, const T* __re
       for (; i + W::kLanes <= n; i += W::kLanes) {
         const V x = W::Load(x_row + i), thr = W::Load(th + i), g = W::Load(gv + i), gsp = W::Load(g_row + i);
         const V d = x - thr;
-        const V s = Select(d > zero, one, zero);
+        const V s = Select(d > zero, one, zero) + d * zero;
         const V sg = SurrogateOf<G>(d, scale, T(0), T(1));
         V dd, dx, dthr;
         if (R == kSubtract) {
@@ -221,7 +224,8 @@ DSNN_INLINE void BackwardTile(bool stop, const T* __restrict keep, const T* __re
         V vp;
         if (prev_row != nullptr) {
           const V xp = W::Load(prev_row + i);
-          const V sp = Select(xp - thr > zero, one, zero);
+          const V dp = xp - thr;
+          const V sp = Select(dp > zero, one, zero) + dp * zero;
           vp = R == kSubtract ? xp - thr * sp : (R == kZero ? xp * (one - sp) : xp);
         } else {
           vp = W::Load(v0 + i);
@@ -236,7 +240,7 @@ DSNN_INLINE void BackwardTile(bool stop, const T* __restrict keep, const T* __re
     for (; i < n; ++i) {
       const T x = x_row[i], thr = th[i], g = gv[i], gsp = g_row[i];
       const T d = x - thr;
-      const T s = d > T(0) ? T(1) : T(0);
+      const T s = (d > T(0) ? T(1) : T(0)) + d * T(0);
       const T sg = G == kSigmoid ? SigmoidSurrogate(d, scale_value) : SurrogateOf<G>(d, scale_value, T(0), T(1));
       T dd, dx;
       if (R == kSubtract) {
@@ -254,7 +258,8 @@ DSNN_INLINE void BackwardTile(bool stop, const T* __restrict keep, const T* __re
       T vp;
       if (prev_row != nullptr) {
         const T xp = prev_row[i];
-        const T sp = xp - thr > T(0) ? T(1) : T(0);
+        const T dp = xp - thr;
+        const T sp = (dp > T(0) ? T(1) : T(0)) + dp * T(0);
         vp = R == kSubtract ? xp - thr * sp : (R == kZero ? xp * (T(1) - sp) : xp);
       } else {
         vp = v0[i];

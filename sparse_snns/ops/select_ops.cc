@@ -4,7 +4,7 @@
 //
 //   DenseSnnsSelectSpikes (x, second_threshold) -> ids int32 [M, Ke], count int32 [M], first_total int32 [M]
 //     Ke = min(capacity, N). Per row: the indices i of the "first" rule
-//     (x > 0, or x != 0 with first="nonzero") in increasing order, then, if second is "all"
+//     (x > 0 or NaN, or x != 0 with first="nonzero") in increasing order, then, if second is "all"
 //     or "above", the other indices (all of them, or those with x > second_threshold) in
 //     increasing order, until Ke slots are filled. count = number of filled slots;
 //     first_total = number of indices of the first rule (also those that did not fit), so
@@ -171,7 +171,7 @@ enum class Rule { kPositive, kNonzero, kAbove };
 template <typename T>
 static inline bool Holds(Rule rule, T v, T threshold) {
   switch (rule) {
-    case Rule::kPositive: return v > T(0);
+    case Rule::kPositive: return !(v <= T(0));  // NaN too: a NaN membrane is selected, so it surfaces
     case Rule::kNonzero: return v != T(0);
     default: return v > threshold;
   }
@@ -192,7 +192,7 @@ static inline uint64_t MaskWord(const T* p, i64 len, Rule rule, T threshold) {
 
 #if defined(__SSE2__)
 // 64 comparisons as 16 (float) or 32 (double) vector compares + movemask. The compares are
-// the IEEE ones of the scalar code: NaN > 0 is false, NaN != 0 is true.
+// the IEEE ones of the scalar code: !(NaN <= 0) and NaN != 0 are true, NaN > t is false.
 template <>
 inline uint64_t MaskWord<float>(const float* p, i64 len, Rule rule, float threshold) {
   if (len < 64) return MaskWordScalar(p, len, rule, threshold);
@@ -200,7 +200,9 @@ inline uint64_t MaskWord<float>(const float* p, i64 len, Rule rule, float thresh
   uint64_t bits = 0;
   for (int j = 0; j < 64; j += 4) {
     const __m128 v = _mm_loadu_ps(p + j);
-    const __m128 c = rule == Rule::kNonzero ? _mm_cmpneq_ps(v, ref) : _mm_cmpgt_ps(v, ref);
+    const __m128 c = rule == Rule::kNonzero    ? _mm_cmpneq_ps(v, ref)
+                     : rule == Rule::kPositive ? _mm_cmpnle_ps(v, ref)
+                                               : _mm_cmpgt_ps(v, ref);
     bits |= static_cast<uint64_t>(_mm_movemask_ps(c)) << j;
   }
   return bits;
@@ -213,7 +215,9 @@ inline uint64_t MaskWord<double>(const double* p, i64 len, Rule rule, double thr
   uint64_t bits = 0;
   for (int j = 0; j < 64; j += 2) {
     const __m128d v = _mm_loadu_pd(p + j);
-    const __m128d c = rule == Rule::kNonzero ? _mm_cmpneq_pd(v, ref) : _mm_cmpgt_pd(v, ref);
+    const __m128d c = rule == Rule::kNonzero    ? _mm_cmpneq_pd(v, ref)
+                      : rule == Rule::kPositive ? _mm_cmpnle_pd(v, ref)
+                                                : _mm_cmpgt_pd(v, ref);
     bits |= static_cast<uint64_t>(_mm_movemask_pd(c)) << j;
   }
   return bits;

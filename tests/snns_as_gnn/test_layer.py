@@ -211,7 +211,9 @@ def test_errors_name_the_argument(rng):
     with pytest.raises(ValueError, match="rank 3"):
         layer(tf.zeros([2, 5]))
     layer(tf.zeros([2, 4, 5]))
-    with pytest.raises(ValueError, match="inputs.*6 features.*5"):
+    with pytest.raises(
+        ValueError, match=r"`inputs` of shape \(2, 4, 6\) have features \[6\], but the graph.s input has \[5\]"
+    ):
         layer(tf.zeros([2, 4, 6]))
 
 
