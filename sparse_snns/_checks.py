@@ -30,6 +30,7 @@ __all__ = [
     "in_xla_context",
     "kernel_refusal",
     "resolve",
+    "sanitize",
     "shape_list",
     "valid_mask",
     "value_assertions",
@@ -162,3 +163,23 @@ def with_value_assertions(ids: tf.Tensor, count: tf.Tensor, n, bound: str, where
         return ids
     with tf.control_dependencies(value_assertions(ids, count, n, bound, where)):
         return tf.identity(ids)
+
+
+def sanitize(
+    ids: tf.Tensor, values: tf.Tensor, count: tf.Tensor, n
+) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """What XLA runs instead of the value assertions it compiles out: invalid sparse input made
+    harmless and counted, never read outside a buffer nor turned into other neurons' values.
+
+    A count outside [0, K] is clipped; a valid entry whose id is outside [0, n) gets id 0 and
+    value 0 (it contributes nothing). Returns (ids, values, count, invalid int32 [...]: the
+    entries with an id out of range plus the excess of count, per vector).
+    """
+    k = int(ids.shape[-1])
+    clipped = tf.clip_by_value(count, 0, k)
+    valid = valid_mask(clipped, k)
+    bad = tf.logical_and(valid, tf.logical_or(ids < 0, ids >= n))
+    invalid = tf.reduce_sum(tf.cast(bad, tf.int32), axis=-1) + tf.abs(count - clipped)
+    ids = tf.where(bad, tf.zeros_like(ids), ids)
+    values = tf.where(bad, tf.zeros_like(values), values)
+    return ids, values, clipped, invalid

@@ -66,7 +66,9 @@ class SparseSNNDense(keras.layers.Layer):
     a `SparseSpikes`) or a dense raster [B, T, input_dim] (converted exactly). Output:
     ``[ids [B, T, K], values [B, T, K], count [B, T]]``. The number of spikes that did not fit
     is reported as the metric ``<name>_dropped`` (spikes per sample and step, batch mean) and
-    kept in `last_dropped`.
+    kept in `last_dropped`. Invalid input spikes (ids out of range, a count outside [0, K])
+    are an error, except under XLA, which compiles checks out: there they contribute nothing
+    and are reported as ``<name>_invalid`` (entries per sample and step, batch mean).
     """
 
     def __init__(
@@ -111,6 +113,8 @@ class SparseSNNDense(keras.layers.Layer):
         self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
         self.metric_name = f"{self.name}_dropped"
         declare_layer_metric(self, self.metric_name)
+        self.invalid_metric_name = f"{self.name}_invalid"
+        declare_layer_metric(self, self.invalid_metric_name)
         self.last_dropped = None
         self.supports_masking = True  # uses the mask, passes none on (see `compute_mask`)
 
@@ -130,7 +134,8 @@ class SparseSNNDense(keras.layers.Layer):
         """The input as checked sparse spikes [B, T, K_in] (a dense raster is converted, exactly),
         the synapse's kernel in the compute dtype and the implementation of the sparse ops."""
         if isinstance(inputs, (list, tuple, SparseSpikes)) and len(inputs) == 3:
-            spikes, kernel, _, chosen = self.synapse.checked_input(inputs, with_bias=False)
+            checked = self.synapse.checked_input(inputs, with_bias=False)
+            spikes, kernel, chosen, invalid = checked.spikes, checked.kernel, checked.chosen, checked.invalid
         else:
             dense = tf.convert_to_tensor(inputs)
             if dense.shape.rank != 3:
@@ -145,13 +150,15 @@ class SparseSNNDense(keras.layers.Layer):
             # valid by construction: no checks
             spikes = from_dense(dense, self.input_dim, dtype=dtype, implementation=chosen)
             kernel = tf.cast(self.synapse.kernel, dtype)
+            invalid = tf.zeros_like(spikes.count)
         check_sequence(f"{type(self).__name__} {self.name!r}", spikes.ids.shape, 3, "ids [batch, time, K]")
-        return spikes, kernel, chosen
+        return spikes, kernel, chosen, invalid
 
     def call(self, inputs, mask=None, training=None):
         if isinstance(mask, (list, tuple)):  # Keras gives one mask per input tensor
             mask = mask[0]
-        spikes, kernel, chosen = self._checked_input(inputs)
+        spikes, kernel, chosen, invalid = self._checked_input(inputs)
+        add_layer_metric(self, self.invalid_metric_name, tf.reduce_mean(tf.cast(invalid, tf.float32)))
         if mask is not None:
             mask = check_mask(f"{type(self).__name__} {self.name!r}", mask, spikes.ids)
         # The XLA loop reads and writes batch-major [B, T, N] sequences in place: no transposes.

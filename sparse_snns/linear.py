@@ -31,13 +31,14 @@ kernels and gradients the two agree.
 Inputs are checked: the structure and dtypes of the spikes (ids and count int32, values of
 the kernel's floating dtype), shapes, and the values: ids in [0, N_in) and count in [0, K]
 (eagerly: ValueError; in a graph: InvalidArgumentError from the op or from assertions;
-under XLA the value checks are compiled out). Entries k >= count are padding and ignored,
-whatever their ids.
+under XLA, which compiles the value checks out, invalid entries contribute nothing and are
+counted instead: `check_spikes`, `SparseLinear.last_invalid`). Entries k >= count are
+padding and ignored, whatever their ids.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import NamedTuple, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -53,6 +54,7 @@ from ._checks import (
     check_values_eagerly,
     in_xla_context,
     resolve,
+    sanitize,
     shape_list as _shape_list,
     valid_mask,
     with_value_assertions,
@@ -61,6 +63,7 @@ from .format import SparseSpikes, as_spikes
 
 __all__ = [
     "IMPLEMENTATIONS",
+    "CheckedSpikes",
     "SparseLinear",
     "check_inputs",
     "check_spikes",
@@ -128,14 +131,29 @@ def check_values(ids: tf.Tensor, count: tf.Tensor, kernel: tf.Tensor, chosen: st
     return ids
 
 
+class CheckedSpikes(NamedTuple):
+    """What `check_spikes` returns, for `linear_product`."""
+
+    spikes: SparseSpikes  # of tensors; under XLA with invalid entries made harmless
+    kernel: tf.Tensor
+    bias: Optional[tf.Tensor]
+    chosen: str  # the implementation that runs: "kernel" or "compiled"
+    invalid: tf.Tensor  # int32 [...]: invalid entries per vector (only under XLA, else 0)
+
+
 def check_spikes(spikes, kernel, bias=None, implementation: str = "auto", what: str = "sparse_linear"):
     """Everything `sparse_linear` checks, once, where spikes enter a public function or layer:
-    (spikes as a `SparseSpikes` of tensors, kernel, bias, the implementation that runs:
-    "kernel" or "compiled"). `linear_product` then takes them as they are."""
+    a `CheckedSpikes`, which `linear_product` then takes as it is. Invalid ids and counts are a
+    ValueError eagerly and an InvalidArgumentError in a graph; under XLA, which compiles such
+    checks out, they are made harmless and counted (`_checks.sanitize`)."""
     ids, values, count, kernel, bias = check_inputs(spikes, kernel, bias)
     chosen = resolve(implementation, kernel.dtype, what)
     ids = check_values(ids, count, kernel, chosen)
-    return SparseSpikes(ids, values, count), kernel, bias, chosen
+    if chosen == "compiled" and in_xla_context():
+        ids, values, count, invalid = sanitize(ids, values, count, tf.shape(kernel, out_type=tf.int32)[0])
+    else:
+        invalid = tf.zeros_like(count)
+    return CheckedSpikes(SparseSpikes(ids, values, count), kernel, bias, chosen, invalid)
 
 
 # --------------------------------------------------------------------------------------------
@@ -267,8 +285,8 @@ def sparse_linear(spikes, kernel, bias=None, implementation: str = "auto") -> tf
         [..., N_out] tensor of the kernel's dtype. Gradients: kernel (dense), bias, values
         (only the K entries; 0 at padding); none for ids and count.
     """
-    spikes, kernel, bias, chosen = check_spikes(spikes, kernel, bias, implementation)
-    return linear_product(spikes, kernel, bias, chosen)
+    checked = check_spikes(spikes, kernel, bias, implementation)
+    return linear_product(checked.spikes, checked.kernel, checked.bias, checked.chosen)
 
 
 @tf.autograph.experimental.do_not_convert
@@ -366,6 +384,7 @@ class SparseLinear(keras.layers.Layer):
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
         self.implementation = _check_implementation(implementation)
+        self.last_invalid = None  # invalid entries per vector of the last call (see `check_spikes`)
 
     def build(self, input_shape=None):
         if input_shape is not None:
@@ -393,12 +412,13 @@ class SparseLinear(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs):
-        return linear_product(*self.checked_input(inputs))
+        checked = self.checked_input(inputs)
+        self.last_invalid = checked.invalid
+        return linear_product(checked.spikes, checked.kernel, checked.bias, checked.chosen)
 
     def checked_input(self, inputs, with_bias: bool = True):
-        """Normalise and check sparse spikes for this layer, once: (spikes with values in the
-        compute dtype, kernel, bias (None if `with_bias` is False), implementation) as
-        `check_spikes` returns them, for `linear_product`."""
+        """Normalise and check sparse spikes for this layer, once: the `CheckedSpikes` of
+        `check_spikes` (values in the compute dtype; bias None if `with_bias` is False)."""
         spikes = as_spikes(inputs)
         values = _as_tensor(spikes.values, "values")
         if not (values.dtype.is_floating or values.dtype.is_integer or values.dtype.is_bool):
@@ -416,7 +436,8 @@ class SparseLinear(keras.layers.Layer):
     def product(self, inputs, with_bias: bool = True) -> tf.Tensor:
         """The layer's computation; ``with_bias=False`` leaves the bias out (for a caller that
         adds it later, e.g. inside a fused time loop)."""
-        return linear_product(*self.checked_input(inputs, with_bias))
+        checked = self.checked_input(inputs, with_bias)
+        return linear_product(checked.spikes, checked.kernel, checked.bias, checked.chosen)
 
     def compute_output_shape(self, input_shape):
         ids_shape, _, _ = _spike_shapes(input_shape)

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from dense_snns import fused
 from dense_snns.cells import LeakyReadoutCell
-from dense_snns.compat import keras, output_shape, register
+from dense_snns.compat import add_layer_metric, declare_layer_metric, keras, output_shape, register
 from dense_snns.validation import check_sequence
 
 from ._checks import as_tensor, check_implementation, check_positive_int
@@ -49,7 +49,8 @@ class SparseLeakyReadout(keras.layers.Layer):
     Input: sparse spikes ``[ids [B, T, K], values [B, T, K], count [B, T]]`` (a list or a
     `SparseSpikes`), checked as by `sparse_linear` whichever the product (dtypes and shapes;
     ids in [0, input_dim) and count in [0, K]: ValueError eagerly, InvalidArgumentError in a
-    graph, not checked under XLA). Output: membrane [B, T, units].
+    graph; under XLA they contribute nothing and are reported as the metric
+    ``<name>_invalid``). Output: membrane [B, T, units].
     """
 
     def __init__(
@@ -84,6 +85,8 @@ class SparseLeakyReadout(keras.layers.Layer):
             name="cell",
         )
         self.units = self.cell.units
+        self.invalid_metric_name = f"{self.name}_invalid"
+        declare_layer_metric(self, self.invalid_metric_name)
 
     def build(self, input_shape=None):
         if not self.cell.built:
@@ -104,13 +107,14 @@ class SparseLeakyReadout(keras.layers.Layer):
         dtype = self.compute_dtype
         bias = tf.cast(self.cell.bias, dtype) if self.cell.bias is not None else None
         # One check of the spikes for both products (those of `sparse_linear`).
-        spikes, kernel, bias, chosen = check_spikes(
+        spikes, kernel, bias, chosen, invalid = check_spikes(
             SparseSpikes(spikes.ids, tf.cast(values, dtype), spikes.count),
             tf.cast(self.cell.kernel, dtype),
             bias,
             self.implementation,
             f"SparseLeakyReadout {self.name!r}",
         )
+        add_layer_metric(self, self.invalid_metric_name, tf.reduce_mean(tf.cast(invalid, tf.float32)))
         check_sequence(f"SparseLeakyReadout {self.name!r}", spikes.ids.shape, 3, "ids [batch, time, K]")
         # Batch-major throughout: the product of the [B, T] rows gives [B, T, units], which the
         # leak loop reads and writes in place (no transposes).

@@ -256,3 +256,19 @@ def test_implementation_tf_uses_no_custom_op(rng):
     np.testing.assert_array_equal(to_dense_layer(list(spikes)).numpy(), x.numpy())
     with pytest.raises(ValueError, match="implementation"):
         SparseToDense(F, implementation="fast")
+
+
+def test_invalid_input_spikes_under_xla_are_reported_as_a_metric(rng):
+    """A model compiled with XLA: an input id out of range is counted in `<name>_invalid`."""
+    ids = np.zeros((8, 5, 3), np.int32)
+    ids[..., 0] = 1
+    ids[0, 2, 1] = F + 4  # out of range
+    values = np.ones((8, 5, 3), np.float32)
+    count = np.full((8, 5), 2, np.int32)
+    inputs = [keras.Input((5, 3), dtype="int32"), keras.Input((5, 3)), keras.Input((5,), dtype="int32")]
+    layer = SparseSNNDense(N, input_dim=F, capacity=N, name="hidden")
+    logits = ds.LeakyReadout(2)(SparseToDense(N)(layer(inputs)))
+    model = keras.Model(inputs, logits)
+    model.compile("adam", ds.MaxOverTimeCrossEntropy(), jit_compile=True)
+    logs = model.fit([ids, values, count], np.zeros(8, np.int32), epochs=1, batch_size=8, verbose=0).history
+    assert logs["hidden_invalid"][0] == pytest.approx(1 / (8 * 5))  # one entry per call of 8 x 5 vectors

@@ -648,3 +648,22 @@ def test_layer_gradients_flow_to_values_kernel_and_bias(rng, implementation):
     assert d_bias.shape == (5,)
     padding = np.arange(4) >= spikes.count.numpy()[:, None]
     assert np.all(d_values.numpy()[padding] == 0)
+
+
+def test_invalid_spikes_under_xla_are_harmless_and_counted():
+    """XLA compiles the value checks out: an id out of range or a count outside [0, K] then
+    contributes nothing (no read outside the kernel, no other row of it) and is counted."""
+    kernel = tf.constant(np.arange(12, dtype=np.float32).reshape(4, 3))
+    ids = tf.constant([[1, 9, 2], [0, 1, 2], [3, -1, 0], [2, 2, 2]], tf.int32)
+    values = tf.ones([4, 3])
+    count = tf.constant([3, 5, 2, -1], tf.int32)
+    layer = SparseLinear(3, input_dim=4, use_bias=False, implementation="compiled")
+    layer.build()
+    layer.kernel.assign(kernel)
+    run = tf.function(lambda i, v, c: (layer([i, v, c]), layer.last_invalid), jit_compile=True)
+    out, invalid = run(ids, values, count)
+    np.testing.assert_array_equal(invalid.numpy(), [1, 2, 1, 1])  # id 9; count 5 > 3; id -1; count -1
+    expected = np.stack([kernel[1] + kernel[2], kernel[0] + kernel[1] + kernel[2], kernel[3], np.zeros(3)])
+    np.testing.assert_allclose(out.numpy(), expected)
+    with pytest.raises(ValueError, match="`ids` out of range"):
+        layer([ids, values, tf.constant([3, 3, 2, 0], tf.int32)])  # eagerly: an error, as before
