@@ -107,3 +107,28 @@ def test_numpy_numbers_are_numbers():
             ds.LIF(3, beta=bad)
         with pytest.raises(ValueError, match="scale must be a finite number > 0"):
             ds.Surrogate("arctan", bad)
+
+
+def test_one_nan_in_the_training_data_stops_training_with_terminate_on_nan(rng):
+    """The reproducer: a NaN in one sample used to turn the SNN weights into NaN while the
+    loss settled at ln 2 and TerminateOnNaN never fired."""
+    x = rng.random((32, 10, 3)).astype(np.float32)
+    x[3, 4, 1] = np.nan
+    y = rng.integers(0, 2, 32)
+    inputs = keras.Input((10, 3))
+    model = keras.Model(inputs, ds.LeakyReadout(2)(ds.SNNDense(6, neuron="lif")(inputs)))
+    model.compile("adam", ds.MaxOverTimeCrossEntropy(), **({"jit_compile": False} if ds.KERAS_3 else {}))
+    history = model.fit(x, y, epochs=3, batch_size=8, verbose=0, callbacks=[keras.callbacks.TerminateOnNaN()])
+    assert len(history.history["loss"]) == 1 and np.isnan(history.history["loss"][0])
+
+
+FEATURED = [c for c in SEQUENCE if c.name not in ("sparse_snn_dense", "sparse_leaky_readout")]
+
+
+@pytest.mark.parametrize("case", FEATURED, ids=[c.name for c in FEATURED])
+def test_inputs_of_another_feature_width_are_refused(case, rng):
+    """Before, LeakyReadout failed deep in TensorFlow ("Matrix size-incompatible")."""
+    layer, inputs = built(case, rng)
+    wider = tf.concat([inputs, inputs[..., :1]], axis=-1)
+    with pytest.raises(ValueError, match=r"`inputs` of shape .* have features .*, but .* has"):
+        layer(wider)

@@ -187,32 +187,34 @@ def test_every_implementation_equals_the_reference(case, rng):
     assert {"auto", "compiled", "reference"} <= set(ran)
 
 
-def with_a_nan(case, inputs):
-    """`inputs` with one NaN in sample 0 at step 2: in the raster or current, in the values of
-    sparse spikes (whose count is raised to take it), or in the values of packed spikes."""
+def with_a_nan(case, inputs, value=np.nan):
+    """`inputs` with one NaN (or `value`) in sample 0 at step 2: in the raster or current, in
+    the values of sparse spikes (whose count is raised to take it), or in packed spikes."""
     if isinstance(inputs, list):  # [ids, values, count]
         ids, values, count = (t.numpy().copy() for t in inputs)
-        values[0, 2, 0] = np.nan
+        values[0, 2, 0] = value
         count[0, 2] = max(count[0, 2], 1)
         return [tf.constant(ids), tf.constant(values), tf.constant(count)]
     x = inputs.numpy().copy()
     if case.name == "sparse_snn_block":  # packed [ids | values | count]
         k = (x.shape[-1] - 1) // 2
-        x[0, 2, k] = np.nan
+        x[0, 2, k] = value
         x[0, 2, -1] = max(x[0, 2, -1], 1)
     else:
-        x[(0, 2) + (0,) * (x.ndim - 2)] = np.nan
+        x[(0, 2) + (0,) * (x.ndim - 2)] = value
     return tf.constant(x)
 
 
+@pytest.mark.parametrize("value", [np.nan, np.inf])
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_a_nan_input_surfaces_in_the_outputs_and_the_loss(case, rng):
-    """A NaN reaching a neuron makes its outputs NaN (never "no spike"), so the loss is NaN and
-    `keras.callbacks.TerminateOnNaN` stops training; the other samples are untouched."""
+def test_a_nan_input_surfaces_in_the_outputs_and_the_loss(case, value, rng):
+    """A NaN (or an infinity) reaching a neuron makes its outputs NaN (never "no spike", never a
+    silent saturation), so the loss is NaN and `keras.callbacks.TerminateOnNaN` stops
+    training; the other samples are untouched."""
     layer = case.make("float32")
     inputs = case.inputs(rng, "float32")
     clean = case.canonical(layer(inputs)).numpy()
-    outputs = case.canonical(layer(with_a_nan(case, inputs))).numpy()
-    assert np.isnan(outputs[0]).any(), "the NaN disappeared"
+    outputs = case.canonical(layer(with_a_nan(case, inputs, value))).numpy()
+    assert not np.isfinite(outputs[0]).all(), "the NaN disappeared"
     np.testing.assert_array_equal(outputs[1:], clean[1:])
-    assert np.isnan(float(weighted_loss(tf.constant(outputs))))
+    assert not np.isfinite(float(weighted_loss(tf.constant(outputs))))
