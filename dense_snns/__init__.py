@@ -8,7 +8,7 @@ implementation of the models in their kernel table, tested against the Python on
 
 from __future__ import annotations
 
-from . import cells, fused, implementation, neurons, plotting, surrogates
+from . import cells, eprop, fused, implementation, neurons, plotting, streaming, surrogates
 from .cells import *  # noqa: F403 - one class per neuron model: LIF, ALIF, CubaLIF, LIFNeuron, ...
 from .cells import (
     DEFAULT_NEURON,
@@ -21,6 +21,7 @@ from .cells import (
     register_neuron_model,
 )
 from .compat import KERAS_3, KERAS_VERSION, custom_objects, keras
+from .eprop import EProp
 from .implementation import IMPLEMENTATIONS, ImplementationError
 from .layers import SNNConv1D, SNNConv2D, SNNDense, SNNSequenceLayer
 from .losses import (
@@ -35,12 +36,14 @@ from .monitors import FiringRateRegularizer, SpikeMonitor, firing_rates
 from .neurons import NeuronModel
 from .readouts import LeakyReadout
 from .stacking import apply_layers, single_rnn, stacked_rnn_layers
+from .streaming import run_stream, stateful_copy
 from .surrogates import SURROGATE_NAMES, Surrogate
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_NEURON",
+    "EProp",
     "FiringRateRegularizer",
     "IMPLEMENTATIONS",
     "ImplementationError",
@@ -68,6 +71,7 @@ __all__ = [
     "cell_class",
     "cells",
     "custom_objects",
+    "eprop",
     "firing_rates",
     "fused",
     "get_neuron",
@@ -77,8 +81,11 @@ __all__ = [
     "plotting",
     "reduce_over_time",
     "register_neuron_model",
+    "run_stream",
     "single_rnn",
     "stacked_rnn_layers",
+    "stateful_copy",
+    "streaming",
     "surrogates",
 ]
 # The neuron cell classes, one per registered model.

@@ -3,7 +3,8 @@
 `tf.keras` is Keras 3 on TensorFlow >= 2.16, Keras 2 (`tf_keras`) when
 `TF_USE_LEGACY_KERAS=1`, and Keras 2.6 on Graphcore's TensorFlow. Library code imports
 `keras` from here; the differences it meets are handled here (registration, output shapes,
-per-layer metrics). Elsewhere only a cell's `get_initial_state` takes both signatures.
+per-layer metrics, functional models). Elsewhere only a cell's `get_initial_state` takes
+both signatures.
 """
 
 from __future__ import annotations
@@ -66,6 +67,13 @@ def output_shape(shape):
     if isinstance(shape, list):
         return [output_shape(s) for s in shape]
     return tuple(shape) if KERAS_3 else tf.TensorShape(shape)
+
+
+def is_functional(model) -> bool:
+    """Whether `model` is a Sequential or functional model (a graph of layers that its config
+    rebuilds), not a subclassed one. Both Keras versions name the class of functional models
+    `Functional`; a Keras 3 Sequential model is not one of them."""
+    return isinstance(model, keras.Sequential) or any(cls.__name__ == "Functional" for cls in type(model).__mro__)
 
 
 def add_layer_metric(layer, metric_name: str, value):

@@ -195,9 +195,12 @@ def _backward(step, currents, mask, stored, tensors, d_outputs, d_final, time_ax
         return None if mask is None else series.read(mask, t)
 
     def reverse(t, states, d_states, d_tensors, d_currents):
-        d_current, d_states, d_step_tensors = _step_vjp(
+        d_current, new_d_states, d_step_tensors = _step_vjp(
             step, series.read(currents, t), mask_at(t), states, tensors, series.read(d_outputs, t), list(d_states)
         )
+        for new, old in zip(new_d_states, d_states):  # keep a static batch size the loop entered with
+            new.set_shape(old.shape)
+        d_states = new_d_states
         d_tensors = [acc + g for acc, g in zip(d_tensors, d_step_tensors)]
         return t - 1, d_states, d_tensors, series.write(d_currents, t, d_current)
 
@@ -413,7 +416,17 @@ def compiled_recurrence(
         return [outputs] + list(final_states), grad
 
     results = run(currents, *(list(initial_states) + list(tensors)))
-    return results[0], list(results[1:])
+    return _with_static_shapes(results[0], results[1:], currents, initial_states)
+
+
+def _with_static_shapes(outputs, final_states, currents, initial_states):
+    """The loop's outputs with the static batch and time sizes of `currents`, and final states
+    with those of `initial_states` (a custom gradient or a relaxed trace may lose them, and a
+    stateful Keras 2 RNN after this layer needs its batch size)."""
+    outputs.set_shape(currents.shape[:2].concatenate(outputs.shape[2:]))
+    for state, initial in zip(final_states, initial_states):
+        state.set_shape(initial.shape)
+    return outputs, list(final_states)
 
 
 class BlockStep:

@@ -35,12 +35,13 @@ from .cells import SNNBlock, get_neuron, serialize_neuron
 from .compat import keras, register
 from .implementation import IMPLEMENTATIONS
 from .ops import lif as lif_ops
+from .stateful import StatefulLayer
 from .validation import as_numeric_tensor, check_mask, check_sequence, check_states, check_steps, check_units
 
 __all__ = ["IMPLEMENTATIONS", "DenseSequenceLayer", "SNNConv1D", "SNNConv2D", "SNNDense", "SNNSequenceLayer"]
 
 
-class SNNSequenceLayer(keras.layers.Layer):
+class SNNSequenceLayer(StatefulLayer, keras.layers.Layer):
     """Base of the fused sequence layers: time loop, states, masking, statefulness.
 
     Subclasses provide the synapse (`_build_synapse`, `_feedforward`,
@@ -110,10 +111,6 @@ class SNNSequenceLayer(keras.layers.Layer):
     def num_states(self) -> int:
         return len(self.neuron.state_size) + (1 if self._self_recurrent else 0)
 
-    @property
-    def _what(self) -> str:
-        return f"{type(self).__name__} {self.name!r}"
-
     def _check_input_shape(self, input_shape):
         return check_sequence(self._what, input_shape, self.input_rank, self.layout)
 
@@ -123,25 +120,8 @@ class SNNSequenceLayer(keras.layers.Layer):
         if not self.neuron.built:
             self.neuron.build((None, self.neuron.units))
         self._input_features = shape[2:]
-        if self.stateful:
-            batch = shape[0]
-            if batch is None:
-                raise ValueError(
-                    "stateful=True needs a fixed batch size: give the Input a batch_size (e.g. keras.Input(shape, batch_size=32))"
-                )
-            state_shape = self._state_shape(shape)
-            self.state_variables = [
-                self.add_weight(
-                    name=f"state_{i}", shape=(int(batch),) + tuple(state_shape), initializer="zeros", trainable=False
-                )
-                for i in range(self.num_states)
-            ]
+        self._build_states(shape[0], [self._state_shape(shape)] * self.num_states)
         self.built = True
-
-    def reset_states(self):
-        """Zero the carried states of a stateful layer."""
-        for variable in self.state_variables:
-            variable.assign(tf.zeros_like(variable))
 
     def _recurrence_dtype(self):
         # Mixed precision: float16 matmuls, float32 neuron states.
@@ -154,7 +134,7 @@ class SNNSequenceLayer(keras.layers.Layer):
             shape = currents.shape[:1].concatenate(currents.shape[2:])  # [batch, ...] of one step
             return check_states(self._what, states, [shape] * self.num_states)
         if self.stateful:
-            return [tf.cast(v, dtype) for v in self.state_variables]
+            return self._carried_states(currents.shape[0], dtype)
         zeros = tf.zeros_like(currents[:, 0], dtype=dtype)
         return [zeros for _ in range(self.num_states)]
 
@@ -162,11 +142,8 @@ class SNNSequenceLayer(keras.layers.Layer):
         x = as_numeric_tensor(inputs, "inputs", self.compute_dtype)
         check_sequence(self._what, x.shape, self.input_rank, self.layout, self._input_features, "the layer (as built)")
         x = check_steps(self._what, x)
-        if self.stateful and x.shape[0] is not None and int(x.shape[0]) != int(self.state_variables[0].shape[0]):
-            raise ValueError(
-                f"{self._what}: stateful with states of batch size {int(self.state_variables[0].shape[0])}, "
-                f"got `inputs` of batch size {int(x.shape[0])} (shape {x.shape})"
-            )
+        if self.stateful:
+            self._carried_states(x.shape[0], x.dtype, x.shape)  # the batch size, checked before anything runs
         dtype = self._recurrence_dtype()
         if mask is not None:
             mask = check_mask(self._what, mask, x)
@@ -175,8 +152,7 @@ class SNNSequenceLayer(keras.layers.Layer):
         else:
             outputs, final_states = self._fused(x, mask, initial_state, dtype, training)
         if self.stateful:
-            for variable, state in zip(self.state_variables, final_states):
-                variable.assign(tf.cast(state, variable.dtype))
+            self._carry_states(final_states)
         outputs = tf.cast(outputs, self.compute_dtype)
         result = outputs if self.return_sequences else outputs[:, -1]
         if self.return_state:
@@ -223,15 +199,29 @@ class SNNSequenceLayer(keras.layers.Layer):
         kernel = self._recurrent_kernel(dtype)
 
         def body(t, states, outputs):
-            current = tf.cast(self._feedforward_step(x[:, t]), dtype)
             mask_t = None if mask is None else mask[:, t]
-            spikes, states, _ = fused.masked_block_update(self.model, current, mask_t, states, params, kernel)
+            spikes, states = self._step(x[:, t], mask_t, states, params, kernel, dtype)
             return t + 1, states, outputs.write(t, spikes)
 
         _, final_states, outputs = tf.while_loop(lambda t, *_: t < steps, body, [tf.constant(0), states, outputs])
         outputs = outputs.stack()
         rank = outputs.shape.rank
         return tf.transpose(outputs, [1, 0] + list(range(2, rank))), final_states
+
+    def _step(self, x_t, mask_t, states, params, kernel, dtype):
+        current = tf.cast(self._feedforward_step(x_t), dtype)
+        spikes, states, _ = fused.masked_block_update(self.model, current, mask_t, states, params, kernel)
+        return spikes, states
+
+    def step(self, inputs_t, states):
+        """One time step: (output [batch, ...], new states) from the input of the step
+        [batch, ...] and the states (as `state_variables`): the per-step form of `call`."""
+        dtype = self._recurrence_dtype()
+        x_t = as_numeric_tensor(inputs_t, "inputs", self.compute_dtype)
+        outputs, new_states = self._step(
+            x_t, None, list(states), self.neuron.params(dtype), self._recurrent_kernel(dtype), dtype
+        )
+        return tf.cast(outputs, self.compute_dtype), new_states
 
     def compute_mask(self, inputs, mask=None):
         if mask is None or not self.return_sequences:

@@ -23,6 +23,7 @@ from dense_snns import implementation as implementation_choice
 from dense_snns.cells import get_neuron, zero_states
 from dense_snns.compat import keras, register
 from dense_snns.implementation import IMPLEMENTATIONS
+from dense_snns.stateful import StatefulLayer
 from dense_snns.validation import as_numeric_tensor, check_features, check_mask, check_rank, check_sequence, check_steps
 
 from .spec import SNNGraph
@@ -309,7 +310,7 @@ class GraphSNNCell(keras.layers.Layer):
 
 
 @register(package="snns_as_gnn")
-class GraphSNN(keras.layers.Layer):
+class GraphSNN(StatefulLayer, keras.layers.Layer):
     """Runs an `SNNGraph` over a sequence [batch, time, features].
 
     The input projection of all steps is one matmul; the steps run in a compiled loop with
@@ -330,6 +331,9 @@ class GraphSNN(keras.layers.Layer):
         jit_compile: compile the fused loops with XLA when all nodes are on one device
             (fewer, fused ops per step; without it, independent nodes can run in parallel:
             which is faster depends on the node sizes and the thread settings).
+        stateful: carry the states of every node (as `GraphSNNCell`'s, in node order) from
+            the end of a call to the start of the next (needs a fixed batch size; see
+            `dense_snns.stateful`).
 
     Weights: `cell.input_kernels`, `cell.edge_kernels` (graph edge order), `cell.biases`, and
     the neurons' own weights; the same as `keras.layers.RNN(layer.cell)`.
@@ -345,9 +349,12 @@ class GraphSNN(keras.layers.Layer):
         return_sequences: bool = True,
         implementation: str = "auto",
         jit_compile: bool = True,
+        stateful: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.stateful = bool(stateful)
+        self.state_variables = []
         implementation = implementation_choice.check(implementation)
         implementation_choice.resolve(implementation, "there are no C++ kernels for graphs", f"GraphSNN {self.name!r}")
         self.cell = GraphSNNCell(
@@ -363,6 +370,7 @@ class GraphSNN(keras.layers.Layer):
         shape = check_sequence(f"GraphSNN {self.name!r}", input_shape, 3, "[batch, time, features]")
         if not self.cell.built:
             self.cell.build((None, shape[-1]))
+        self._build_states(shape[0], [(int(size),) for size in self.cell.state_size])
         self.built = True
 
     def call(self, inputs, mask=None, training=None):
@@ -373,15 +381,17 @@ class GraphSNN(keras.layers.Layer):
         dtype = x.dtype
         step = self.cell.graph_step(dtype)
         currents = self.cell.external_current(x)  # [batch, time, ...], one matmul
-        batch = tf.shape(x)[0]
-        states = self.cell.get_initial_state(batch_size=batch, dtype=dtype)
+        if self.stateful:
+            states = self._carried_states(x.shape[0], dtype, x.shape)
+        else:
+            states = self.cell.get_initial_state(batch_size=tf.shape(x)[0], dtype=dtype)
         tensors = step.tensors(self.cell, dtype)
         mask = None if mask is None else check_mask(what, mask, x)
         if self.implementation == "reference":
-            outputs, _ = fused.reference_recurrence(step, currents, states, tensors, mask, time_axis=1)
+            outputs, final_states = fused.reference_recurrence(step, currents, states, tensors, mask, time_axis=1)
         else:
             single_device = len(set(self.cell.placement.values())) <= 1
-            outputs, _ = fused.compiled_recurrence(
+            outputs, final_states = fused.compiled_recurrence(
                 step,
                 currents,
                 states,
@@ -391,7 +401,15 @@ class GraphSNN(keras.layers.Layer):
                 time_axis=1,
                 checkpoint_every=fused.AUTO,
             )
+        if self.stateful:
+            self._carry_states(final_states)
         return outputs if self.return_sequences else outputs[:, -1]
+
+    def step(self, inputs_t, states):
+        """One time step: (spikes of the output nodes [batch, outputs], new states) from the
+        input of the step [batch, features] and the states (as `state_variables`): the
+        per-step form of `call`."""
+        return self.cell(inputs_t, list(states))
 
     def compute_mask(self, inputs, mask=None):
         return mask if self.return_sequences else None
@@ -411,6 +429,7 @@ class GraphSNN(keras.layers.Layer):
                 "return_sequences": self.return_sequences,
                 "implementation": self.implementation,
                 "jit_compile": self.jit_compile,
+                "stateful": self.stateful,
             }
         )
         return config

@@ -183,3 +183,14 @@ def sanitize(
     ids = tf.where(bad, tf.zeros_like(ids), ids)
     values = tf.where(bad, tf.zeros_like(values), values)
     return ids, values, clipped, invalid
+
+
+def batch_of(input_shape):
+    """The batch size of a layer input's shape: a dense raster's, or that of sparse spikes'
+    ids (a list of three shapes); None if unknown."""
+    if input_shape is None:
+        return None
+    first = input_shape[0] if len(input_shape) else None
+    if isinstance(first, (list, tuple, tf.TensorShape)):  # [ids, values, count] shapes
+        first = tuple(first)[0] if len(first) else None
+    return None if first is None else int(first)

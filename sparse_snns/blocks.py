@@ -16,9 +16,10 @@ import tensorflow as tf
 from dense_snns import fused
 from dense_snns.cells import get_neuron, serialize_neuron, zero_states
 from dense_snns.compat import add_layer_metric, declare_layer_metric, keras, output_shape, register
+from dense_snns.stateful import StatefulLayer
 from dense_snns.validation import check_mask, check_positive_int, check_sequence, check_units
 
-from ._checks import check_implementation, resolve
+from ._checks import batch_of, check_implementation, resolve
 from .format import SparseSpikes, as_spikes, from_dense, swap_batch_time, to_dense
 from .linear import SparseLinear, linear_product
 from .selection import select_spikes
@@ -39,7 +40,7 @@ class SparseBlockStep(fused.BlockStep):
 
 
 @register(package="sparse_snns")
-class SparseSNNDense(keras.layers.Layer):
+class SparseSNNDense(StatefulLayer, keras.layers.Layer):
     """Fused sparse SNN layer: SparseLinear synapses, a neuron model, sparse spikes out.
 
     Args:
@@ -61,6 +62,9 @@ class SparseSNNDense(keras.layers.Layer):
             TensorFlow: no custom op is built, used or needed by a saved model); the neuron
             loop is compiled (no kernel), or with ``"reference"`` the plain loop.
         jit_compile: compile the neuron loop with XLA. Default True.
+        stateful: carry the neuron states (and the previous spikes of a self-recurrent layer),
+            [batch, units] each, from the end of a call to the start of the next (needs a fixed
+            batch size; see `dense_snns.stateful`).
 
     Input: sparse spikes ``[ids [B, T, K_in], values [B, T, K_in], count [B, T]]`` (a list or
     a `SparseSpikes`) or a dense raster [B, T, input_dim] (converted exactly). Output:
@@ -86,6 +90,7 @@ class SparseSNNDense(keras.layers.Layer):
         bias_initializer="zeros",
         implementation: str = "auto",
         jit_compile: bool = True,
+        stateful: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -98,6 +103,8 @@ class SparseSNNDense(keras.layers.Layer):
         self.self_recurrent = bool(self_recurrent)
         self.strict = bool(strict)
         self.jit_compile = bool(jit_compile)
+        self.stateful = bool(stateful)
+        self.state_variables = []
         self.synapse = SparseLinear(
             units,
             input_dim=input_dim,
@@ -128,7 +135,13 @@ class SparseSNNDense(keras.layers.Layer):
             )
         if not self.neuron.built:
             self.neuron.build((None, self.units))
+        self._build_states(batch_of(input_shape), [(self.units,)] * self.num_states)
         self.built = True
+
+    @property
+    def num_states(self) -> int:
+        """The neuron's states, then the previous spikes if self-recurrent."""
+        return len(self.neuron.state_size) + (1 if self.self_recurrent else 0)
 
     def _checked_input(self, inputs):
         """The input as checked sparse spikes [B, T, K_in] (a dense raster is converted, exactly),
@@ -158,6 +171,7 @@ class SparseSNNDense(keras.layers.Layer):
         if isinstance(mask, (list, tuple)):  # Keras gives one mask per input tensor
             mask = mask[0]
         spikes, kernel, chosen, invalid = self._checked_input(inputs)
+        carried = self._carried_states(spikes.ids.shape[0], kernel.dtype, spikes.ids.shape) if self.stateful else None
         add_layer_metric(self, self.invalid_metric_name, tf.reduce_mean(tf.cast(invalid, tf.float32)))
         if mask is not None:
             mask = check_mask(f"{type(self).__name__} {self.name!r}", mask, spikes.ids)
@@ -171,12 +185,14 @@ class SparseSNNDense(keras.layers.Layer):
         dtype = currents.dtype
         recurrent_kernel = tf.cast(self.recurrent_kernel, dtype) if self.self_recurrent else None
         bias = None if self.synapse.bias is None else tf.cast(self.synapse.bias, dtype)
-        zeros = tf.zeros_like(currents[0] if time_axis == 0 else currents[:, 0])
-        states = [zeros] * (len(self.neuron.state_size) + (1 if self.self_recurrent else 0))
+        if self.stateful:
+            states = carried
+        else:
+            states = [tf.zeros_like(currents[0] if time_axis == 0 else currents[:, 0])] * self.num_states
         if mask is not None and time_axis == 0:
             mask = tf.transpose(mask)
         # x: the neuron's pre-spike value (membrane minus threshold), laid out as the currents
-        x, _ = fused.fused_recurrence(
+        x, final_states = fused.fused_recurrence(
             self.neuron.model,
             currents,
             states,
@@ -196,9 +212,33 @@ class SparseSNNDense(keras.layers.Layer):
         if time_axis == 0:
             selected = swap_batch_time(selected)
             dropped = tf.transpose(dropped)
+        if self.stateful:
+            self._carry_states(final_states)
         self.last_dropped = dropped
         add_layer_metric(self, self.metric_name, tf.reduce_mean(tf.cast(dropped, tf.float32)))
         return [selected.ids, selected.values, selected.count]
+
+    def step(self, inputs_t, states):
+        """One time step: (``[ids [B, K], values [B, K], count [B]]``, new states) from the
+        input spikes of the step (sparse [B, K_in] or a dense [B, input_dim] vector) and the
+        states (as `state_variables`): the per-step form of `call`."""
+        if isinstance(inputs_t, (list, tuple, SparseSpikes)) and len(inputs_t) == 3:
+            checked = self.synapse.checked_input(inputs_t)
+            current = linear_product(checked.spikes, checked.kernel, checked.bias, checked.chosen)
+            chosen = checked.chosen
+        else:
+            dense = tf.cast(tf.convert_to_tensor(inputs_t), self.compute_dtype)
+            current = tf.matmul(dense, tf.cast(self.synapse.kernel, dense.dtype))
+            if self.synapse.bias is not None:
+                current = tf.nn.bias_add(current, tf.cast(self.synapse.bias, dense.dtype))
+            chosen = resolve(self.synapse.implementation, current.dtype, self._what)
+        dtype = current.dtype
+        kernel = tf.cast(self.recurrent_kernel, dtype) if self.self_recurrent else None
+        _, new_states, x = self.neuron.model.block_update(current, list(states), self.neuron.params(dtype), kernel)
+        selected, _ = select_spikes(
+            x, self.capacity, self.second_threshold, self.neuron.spike_func, implementation=chosen
+        )
+        return [selected.ids, selected.values, selected.count], new_states
 
     def compute_mask(self, inputs, mask=None):
         # The mask is consumed: masked steps carry no spike (every value is 0), so a sparse
@@ -237,6 +277,7 @@ class SparseSNNDense(keras.layers.Layer):
                 "bias_initializer": synapse["bias_initializer"],
                 "implementation": synapse["implementation"],
                 "jit_compile": self.jit_compile,
+                "stateful": self.stateful,
             }
         )
         return config

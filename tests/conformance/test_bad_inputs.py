@@ -72,7 +72,8 @@ def test_a_stateful_layer_refuses_another_batch_size():
     layer = ds.SNNDense(N, stateful=True)
     model = keras.Sequential([keras.Input((T, F), batch_size=4), layer])
     model(tf.zeros([4, T, F]))
-    with pytest.raises(ValueError, match="stateful with states of batch size 4, got `inputs` of batch size 2"):
+    message = rf"stateful with states of batch size 4 \(shape \(4, {N}\)\), got `inputs` of batch size 2 \(shape \(2, {T}, {F}\)\)"
+    with pytest.raises(ValueError, match=message):
         layer(tf.zeros([2, T, F]))
 
 
