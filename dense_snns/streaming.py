@@ -433,6 +433,8 @@ def _check_chunk(chunk, shapes, index: int):
 
 def _split(chunk: List[tf.Tensor], sizes: List[int]) -> List[List[tf.Tensor]]:
     """Cut a chunk along time into pieces of `sizes` steps."""
+    if len(sizes) == 1:
+        return [chunk]
     offsets = np.cumsum([0] + sizes)
     return [[t[:, a:b] for t in chunk] for a, b in zip(offsets[:-1], offsets[1:])]
 
@@ -519,14 +521,20 @@ def _stream(model, chunks, reduce, window, reset, loop, progress):
             if loop == "steps":
                 raise ValueError(f"loop='steps': {err}") from None
 
-    def run_piece(piece, accumulator):
-        if step_loop is not None:
-            return step_loop(piece if len(piece) > 1 else piece[0], accumulator)
-        outputs = call(piece)
+    def call_and_reduce(x, accumulator):
+        outputs = model(x if len(x) > 1 else x[0], training=False)
         if isinstance(outputs, (list, tuple)):
             raise ValueError("`reduce` needs a model with one output [batch, time, ...]")
         reduced = _reduce_over_time(reduce, outputs)
         return reduced if accumulator is None else _combine(reduce, accumulator, reduced)
+
+    if step_loop is None and reduce is not None:
+        reduce_call = _compiled(model, ("chunks", reduce), lambda: tf.function(call_and_reduce, reduce_retracing=True))
+
+    def run_piece(piece, accumulator):
+        if step_loop is not None:
+            return step_loop(piece if len(piece) > 1 else piece[0], accumulator)
+        return reduce_call(piece, accumulator)
 
     if reset:
         reset_states(model)

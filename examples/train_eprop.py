@@ -12,6 +12,13 @@ is printed and saved. Without self-recurrence (``--no-recurrent``) e-prop with s
 feedback is exactly BPTT (cosine 1); with it, e-prop drops the paths through the recurrent
 weights from the gradient.
 
+Measured with the defaults (seed 0, Keras 3, 2 CPU cores, 10-15 minutes): 98.34% test
+accuracy (99.15% train) after 10 epochs; the same network and loss trained by BPTT reach
+99.8%. Cosine similarity of the e-prop update with the BPTT gradient: 0.98 over all weights
+at initialisation (input 0.98, recurrent 0.98, readout 1.0), 0.57 after training (input 0.52,
+recurrent 0.55, readout 1.0): in the trained network more of the gradient runs through the
+recurrent weights, which e-prop leaves out.
+
 Outputs, in `--out` (default ``runs/eprop/``): the model (``model.keras``, reloaded and
 checked) and ``summary.json`` (accuracies, cosine similarities, history).
 

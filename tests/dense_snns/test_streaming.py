@@ -169,6 +169,10 @@ def test_errors_name_the_argument(rng):
         list(streaming.run_stream(stream, [x, x[:, :0]]))
     with pytest.raises(ValueError, match="the model takes 1 inputs, got 2"):
         list(streaming.run_stream(stream, [[x, x]]))
+    inputs = keras.Input((None, F))
+    two_outputs = streaming.stateful_copy(keras.Model(inputs, [ds.SNNDense(3)(inputs), ds.SNNDense(2)(inputs)]), B)
+    with pytest.raises(ValueError, match=r"`reduce` needs a model with one output \[batch, time, ...\]"):
+        list(streaming.run_stream(two_outputs, [x], reduce="sum"))
     for bad in (0, -1, 2.5, True, None):
         with pytest.raises(ValueError, match="batch_size must be a positive integer"):
             streaming.stateful_copy(model, bad)
