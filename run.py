@@ -16,7 +16,7 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 VENV = os.environ.get("DENSE_SNNS_VENV", os.path.join(ROOT, ".venv"))
 PY = os.path.join(VENV, "bin", "python")
 STAMP = os.path.join(VENV, ".dense_snns_installed")
-PACKAGES = ["dense_snns", "sparse_snns", "snns_as_gnn"]
+PACKAGES = ["dense_snns", "sparse_snns", "snns_as_gnn", "snn_cli"]
 
 
 def run(cmd, env=None):

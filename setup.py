@@ -14,16 +14,21 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(
-        include=["dense_snns", "dense_snns.*", "sparse_snns", "sparse_snns.*", "snns_as_gnn", "snns_as_gnn.*"]
+        include=[
+            "dense_snns",
+            "dense_snns.*",
+            "sparse_snns",
+            "sparse_snns.*",
+            "snns_as_gnn",
+            "snns_as_gnn.*",
+            "snn_cli",
+        ]
     ),
     # the C++ kernels are compiled at first use
     package_data={"dense_snns": ["ops/*.cc", "ops/*.h"], "sparse_snns": ["ops/*.cc", "ops/*.h"]},
+    entry_points={"console_scripts": ["snn = snn_cli.cli:main"]},
     python_requires=">=3.8",
-    install_requires=[
-        "numpy>=1.19,<3",
-        "h5py>=2.10,<4",
-        "matplotlib>=3.3,<4",
-    ],
+    install_requires=["numpy>=1.19,<3"],
     extras_require={
         "cpu": ["tensorflow-cpu>=2.16,<2.22"],
         "gpu": ["tensorflow[and-cuda]>=2.16,<2.22"],
@@ -33,7 +38,17 @@ setup(
             "tf-keras>=2.16,<2.22",
             "vermin>=1.5,<2",
             "ruff==0.17.6",  # pinned: `ruff format --check` must format as it did when the code was written
+            "scikit-learn>=1.0,<2",  # the digits example's data
+            "tensorboard>=2.16",  # its reader checks the event files of SpikeTensorBoard
+            "h5py>=2.10,<4",
+            "matplotlib>=3.3,<4",
         ],
+        # optional features, each imported where it is used with a message naming its extra
+        "plots": ["matplotlib>=3.3,<4"],
+        "shd": ["h5py>=2.10,<4"],
+        "examples": ["scikit-learn>=1.0,<2", "matplotlib>=3.3,<4"],
+        "tensorboard": ["tensorboard>=2.16"],
+        "tonic": ["tonic"],
     },
     license="Apache-2.0",
     classifiers=[

@@ -8,7 +8,7 @@ implementation of the models in their kernel table, tested against the Python on
 
 from __future__ import annotations
 
-from . import cells, eprop, fused, implementation, neurons, plotting, streaming, surrogates
+from . import cells, eprop, fused, implementation, neurons, plotting, streaming, surrogates, tensorboard
 from .cells import *  # noqa: F403 - one class per neuron model: LIF, ALIF, CubaLIF, LIFNeuron, ...
 from .cells import (
     DEFAULT_NEURON,
@@ -38,6 +38,7 @@ from .readouts import LeakyReadout
 from .stacking import apply_layers, single_rnn, stacked_rnn_layers
 from .streaming import run_stream, stateful_copy
 from .surrogates import SURROGATE_NAMES, Surrogate
+from .tensorboard import SpikeTensorBoard
 
 __version__ = "0.1.0"
 
@@ -64,6 +65,7 @@ __all__ = [
     "SURROGATE_NAMES",
     "SpikeCountCrossEntropy",
     "SpikeMonitor",
+    "SpikeTensorBoard",
     "Surrogate",
     "TimeReducedAccuracy",
     "TimeReducedCrossEntropy",
@@ -87,6 +89,7 @@ __all__ = [
     "stateful_copy",
     "streaming",
     "surrogates",
+    "tensorboard",
 ]
 # The neuron cell classes, one per registered model.
 __all__ += cells.MODEL_CELLS

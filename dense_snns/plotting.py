@@ -56,25 +56,54 @@ def plot_raster_and_membrane(
         threshold: drawn as a dashed line on the membrane panel if given.
     Returns: `path`.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     n = len(spike_rasters)
     fig, axes = plt.subplots(n + 1, 1, figsize=(8, 2.2 * (n + 1)), sharex=True)
-    for i, raster in enumerate(spike_rasters):
-        t_idx, unit_idx = np.nonzero(np.asarray(raster))
-        axes[i].scatter(t_idx, unit_idx, s=2, c="k", marker="|")
-        axes[i].set_ylabel("unit")
-        axes[i].set_ylim(-0.5, np.asarray(raster).shape[1] - 0.5)
-        axes[i].set_title(titles[i] if titles else f"layer {i}", fontsize=9)
+    _draw_rasters(axes, spike_rasters, titles)
     axes[n].plot(np.asarray(membrane))
     if threshold is not None:
         axes[n].axhline(threshold, color="gray", linestyle="--", linewidth=1)
     axes[n].set_ylabel("membrane")
     axes[n].set_xlabel(dt_label)
     axes[n].set_title("membrane traces", fontsize=9)
+    return _save(plt, fig, path)
+
+
+def plot_rasters(
+    spike_rasters: Sequence[np.ndarray], path: str, titles: Optional[Sequence[str]] = None, dt_label: str = "time step"
+) -> str:
+    """Save a figure with one spike raster per layer ([time, units] arrays of one sample)
+    to `path` (PNG). Returns `path`."""
+    plt = _pyplot()
+    n = len(spike_rasters)
+    fig, axes = plt.subplots(n, 1, figsize=(8, 2.2 * n), sharex=True, squeeze=False)
+    axes = axes[:, 0]
+    _draw_rasters(axes, spike_rasters, titles)
+    axes[-1].set_xlabel(dt_label)
+    return _save(plt, fig, path)
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError("plots need matplotlib: pip install .[plots] (or pip install matplotlib)") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _draw_rasters(axes, spike_rasters, titles) -> None:
+    for i, raster in enumerate(spike_rasters):
+        t_idx, unit_idx = np.nonzero(np.asarray(raster))
+        axes[i].scatter(t_idx, unit_idx, s=2, c="k", marker="|")
+        axes[i].set_ylabel("unit")
+        axes[i].set_ylim(-0.5, np.asarray(raster).shape[1] - 0.5)
+        axes[i].set_title(titles[i] if titles else f"layer {i}", fontsize=9)
+
+
+def _save(plt, fig, path: str) -> str:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

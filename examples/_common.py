@@ -13,6 +13,9 @@ import numpy as np
 import dense_snns as snn
 from dense_snns import keras
 from dense_snns.data import randman_dataset
+from dense_snns.ops import show_build_messages
+
+show_build_messages()  # the first use of the C++ kernels builds them (about a minute): say so
 
 
 def argument_parser(doc: str, out: str, quick_help: str) -> argparse.ArgumentParser:

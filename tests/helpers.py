@@ -91,3 +91,34 @@ def save_and_load(model, path):
     .h5 files)."""
     model.save(str(path))
     return keras.models.load_model(str(path), custom_objects=ds.custom_objects())
+
+
+# -- event files ------------------------------------------------------------------------------
+def encode_nmnist(x, y, p, t) -> bytes:
+    """The published layout: bits 39-32 x, 31-24 y, 23 polarity, 22-0 time stamp (us)."""
+    out = bytearray()
+    for xi, yi, pi, ti in zip(x, y, p, t):
+        word = (xi << 32) | (yi << 24) | (pi << 23) | ti
+        out += word.to_bytes(5, "big")
+    return bytes(out)
+
+
+def write_nmnist_tree(root, per_digit=2):
+    rng = np.random.default_rng(0)
+    truth = {}
+    for split in ("Train", "Test"):
+        for digit in (0, 1, 2):
+            folder = root / split / str(digit)
+            folder.mkdir(parents=True)
+            for k in range(per_digit):
+                n = 20
+                sample = dict(
+                    x=rng.integers(0, 34, n).tolist(),
+                    y=rng.integers(0, 34, n).tolist(),
+                    p=rng.integers(0, 2, n).tolist(),
+                    t=np.sort(rng.integers(0, 300_000, n)).tolist(),
+                )
+                path = folder / f"{k:05d}.bin"
+                path.write_bytes(encode_nmnist(**sample))
+                truth[str(path)] = (digit, sample)
+    return truth

@@ -65,7 +65,14 @@ def _time_major_shape(x: tf.Tensor, nb_steps: int) -> tf.Tensor:
     return tf.concat([shape[:1], [nb_steps], shape[1:]], axis=0)
 
 
-def rate_encode(x, nb_steps: int, max_prob: float = 1.0, seed: Optional[int] = None, dtype=tf.float32) -> tf.Tensor:
+def rate_encode(
+    x,
+    nb_steps: int,
+    max_prob: float = 1.0,
+    seed: Optional[int] = None,
+    dtype=tf.float32,
+    generator: Optional[tf.random.Generator] = None,
+) -> tf.Tensor:
     """Bernoulli rate coding: each feature spikes independently at every step.
 
     Args:
@@ -76,6 +83,8 @@ def rate_encode(x, nb_steps: int, max_prob: float = 1.0, seed: Optional[int] = N
             (``tf.random.stateless_uniform`` with seed ``(seed, 0)``); None draws from the
             global generator.
         dtype: floating dtype of the output.
+        generator: draw from this `tf.random.Generator` (instead of `seed`): new spikes at
+            every call, also inside `tf.data` pipelines under a global seed.
 
     Returns:
         Spikes of `dtype`, 0/1, shape [batch, nb_steps, ...]; P(spike) = x * max_prob.
@@ -90,7 +99,9 @@ def rate_encode(x, nb_steps: int, max_prob: float = 1.0, seed: Optional[int] = N
     x = _unit_interval_tensor(x, "x")
     prob = tf.expand_dims(x, 1) * tf.cast(max_prob, x.dtype)
     shape = _time_major_shape(x, nb_steps)
-    if seed is None:
+    if generator is not None:
+        noise = generator.uniform(shape, dtype=x.dtype)
+    elif seed is None:
         noise = tf.random.uniform(shape, dtype=x.dtype)
     else:
         noise = tf.random.stateless_uniform(shape, seed=tf.constant([seed, 0], tf.int64), dtype=x.dtype)

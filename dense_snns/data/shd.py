@@ -28,6 +28,14 @@ from .encoders import events_to_raster
 REQUIRED_KEYS = ("spikes", "spikes/times", "spikes/units", "labels")
 
 
+def _h5py():
+    try:
+        import h5py
+    except ImportError:
+        raise ImportError("reading SHD files needs h5py: pip install .[shd] (or pip install h5py)") from None
+    return h5py
+
+
 def _check_path(path) -> str:
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -37,7 +45,7 @@ def _check_path(path) -> str:
 
 def _layout(f, path: str):
     """(times, units, labels) datasets of an open file, checked against the SHD layout."""
-    import h5py
+    h5py = _h5py()
 
     for key in REQUIRED_KEYS:
         if key not in f:
@@ -113,8 +121,7 @@ def load_shd(
         ValueError: on a missing key, inconsistent lengths, a sample whose times and units
             differ in length, unit ids out of range, or invalid arguments.
     """
-    import h5py
-
+    h5py = _h5py()
     nb_steps, max_time, nb_units = _check_settings(nb_steps, max_time, nb_units)
     if overflow not in ("clip", "drop"):
         raise ValueError(f"overflow must be one of ('clip', 'drop'), got overflow={overflow!r}")
@@ -171,8 +178,9 @@ def shd_dataset(
         FileNotFoundError: if `path` is not a file.
         ValueError: on a missing key, inconsistent dataset lengths or invalid arguments.
     """
-    import h5py
     import tensorflow as tf
+
+    h5py = _h5py()
 
     nb_steps, max_time, nb_units = _check_settings(nb_steps, max_time, nb_units)
     batch_size = check_positive_int(batch_size, "batch_size")

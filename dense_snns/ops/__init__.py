@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from ._build import OpLibrary, cache_dir, compiler, in_xla_context, ops_disabled
+from ._build import OpLibrary, cache_dir, compiler, in_xla_context, ops_disabled, show_build_messages
 
 #: The directory of the headers every C++ library of the project may include (``simd.h``:
 #: vector types, instruction-set detection, work splitting).
@@ -22,4 +22,13 @@ INCLUDE_DIR = os.path.dirname(os.path.abspath(__file__))
 #: The shared header, part of the cache key of every library that includes it.
 SIMD_HEADER = os.path.join(INCLUDE_DIR, "simd.h")
 
-__all__ = ["INCLUDE_DIR", "OpLibrary", "SIMD_HEADER", "cache_dir", "compiler", "in_xla_context", "ops_disabled"]
+__all__ = [
+    "INCLUDE_DIR",
+    "OpLibrary",
+    "SIMD_HEADER",
+    "cache_dir",
+    "compiler",
+    "in_xla_context",
+    "ops_disabled",
+    "show_build_messages",
+]

@@ -17,6 +17,11 @@ of its `load()`:
    carry code for several vector instruction sets and pick one for the CPU they run on.
 3. It is loaded with `tf.load_op_library`.
 
+Before compiling, one message (logger ``dense_snns``, level INFO) says what is being built,
+why, about how long it takes, where it is cached and how to skip it; after, how long it took.
+Without any logging configuration it goes to stderr when that is a terminal (interactive
+use), and nowhere otherwise; `logging` settings of the application decide when there are any.
+
 If any step fails (no compiler, compile error, unwritable cache, load error), `load()`
 returns None, `load_error()` tells why, a RuntimeWarning is emitted once per process and
 library, and callers use their pure-TensorFlow implementation. ``DENSE_SNNS_DISABLE_OP=1``
@@ -26,12 +31,14 @@ turns every library off without a warning.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 import warnings
 from typing import List, Optional, Sequence, Tuple
 
@@ -51,6 +58,41 @@ BASE_FLAGS = [
 
 #: Seconds allowed for one compilation.
 BUILD_TIMEOUT = 600
+
+
+#: About how long a build takes, for the message before it.
+BUILD_DURATION_HINT = "about a minute"
+
+logger = logging.getLogger("dense_snns")
+
+
+def notify(message: str) -> None:
+    """Log `message` at INFO on the ``dense_snns`` logger; with no logging configured at all,
+    print it to stderr when that is a terminal, so an interactive user sees it."""
+    if logger.hasHandlers():
+        logger.info(message)
+    elif sys.stderr is not None and sys.stderr.isatty():
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
+
+
+class _StderrHandler(logging.Handler):
+    """Writes records to the `sys.stderr` of the moment (which a test runner may replace)."""
+
+    def emit(self, record):
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
+def show_build_messages() -> None:
+    """Print the build messages (logger ``dense_snns``, INFO) to stderr whatever the logging
+    configuration; for scripts and the command line. Once per process."""
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler())
+    logger.setLevel(logging.INFO)
 
 
 def cache_dir() -> str:
@@ -252,10 +294,18 @@ class OpLibrary:
                 return self._load_file(target), None, target, False
             except Exception:  # noqa: BLE001 - a stale or damaged cache entry: rebuild it once
                 pass
+        notify(
+            f"{self.description}: building them from source for TensorFlow {tf.__version__} with {cxx} "
+            f"({BUILD_DURATION_HINT}, once per machine and TensorFlow version; cached in "
+            f"{os.path.dirname(target)}). They run the recurrence faster than the pure-TensorFlow loops; "
+            "to skip the build, set DENSE_SNNS_DISABLE_OP=1 (or pass implementation='compiled')."
+        )
+        start = time.perf_counter()
         try:
             self.build(cxx, target)
         except RuntimeError as err:
             return None, str(err), None, True
+        notify(f"{self.description}: built in {time.perf_counter() - start:.0f} s: {target}")
         try:
             return self._load_file(target), None, target, False
         except Exception as err:  # noqa: BLE001

@@ -495,3 +495,13 @@ def test_shd_argument_errors(tmp_path):
         shd_dataset(path, batch_size=0)
     with pytest.raises(ValueError, match="overflow"):
         shd_dataset(path, overflow="nope")
+
+
+def test_without_h5py_the_shd_reader_names_its_extra(monkeypatch, tmp_path):
+    import sys
+
+    from dense_snns.data import load_shd
+
+    monkeypatch.setitem(sys.modules, "h5py", None)  # import h5py raises ImportError
+    with pytest.raises(ImportError, match=r"needs h5py: pip install \.\[shd\]"):
+        load_shd(tmp_path / "shd_train.h5")

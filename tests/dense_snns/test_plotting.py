@@ -115,3 +115,22 @@ def test_plot_with_one_layer_and_defaults(rng, tmp_path):
     path = tmp_path / "one.png"
     plot_raster_and_membrane([np.zeros((10, 4))], np.zeros((10, 1)), str(path))  # an empty raster is fine
     assert path.read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_without_matplotlib_plots_name_their_extra(monkeypatch, tmp_path):
+    import sys
+
+    from dense_snns.plotting import plot_rasters
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(ImportError, match=r"plots need matplotlib: pip install \.\[plots\]"):
+        plot_rasters([np.zeros((3, 2))], str(tmp_path / "r.png"))
+
+
+def test_rasters_alone_make_a_png(tmp_path):
+    from dense_snns.plotting import plot_rasters
+
+    raster = (np.random.default_rng(0).random((20, 5)) < 0.3).astype(np.float32)
+    path = plot_rasters([raster, raster[:, :3]], str(tmp_path / "r.png"), titles=["a", "b"])
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -1,5 +1,6 @@
 """dense_snns.ops.OpLibrary: cache key, build failures, missing compiler, fallback warning."""
 
+import logging
 import os
 import warnings
 
@@ -118,3 +119,49 @@ def test_unavailable_library_warns_once_with_the_reason(sources, fresh_env, monk
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # turned off on purpose: no warning
         assert lib.load() is None and "DENSE_SNNS_DISABLE_OP" in lib.load_error()
+
+
+def test_a_build_is_announced_with_its_cache_and_how_to_skip_it(sources, fresh_env, caplog):
+    if compiler()[0] is None:
+        pytest.skip(compiler()[1])
+    with caplog.at_level(logging.INFO, logger="dense_snns"):
+        assert library(sources).load() is not None
+    messages = [r.getMessage() for r in caplog.records if r.name == "dense_snns"]
+    assert len(messages) == 2, messages
+    assert "test kernels: building them from source" in messages[0]
+    assert "about a minute" in messages[0] and str(fresh_env) in messages[0]
+    assert "DENSE_SNNS_DISABLE_OP=1" in messages[0]
+    assert messages[1].startswith("test kernels: built in ") and messages[1].endswith(".so")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="dense_snns"):
+        assert library(sources).load() is not None  # cached: nothing to say
+    assert not [r for r in caplog.records if r.name == "dense_snns"]
+
+
+def test_without_logging_configured_the_notice_goes_to_a_terminal_only(monkeypatch):
+    import io
+    import logging as logging_module
+
+    from dense_snns.ops import _build
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(_build.logger, "hasHandlers", lambda: False)
+    for stream, shown in ((Terminal(), True), (io.StringIO(), False)):
+        monkeypatch.setattr(_build.sys, "stderr", stream)
+        _build.notify("building something")
+        assert (stream.getvalue() == "building something\n") is shown
+    assert logging_module.getLogger("dense_snns") is _build.logger
+
+
+def test_scripts_show_the_build_messages_on_stderr(monkeypatch, capsys):
+    from dense_snns.ops import _build, show_build_messages
+
+    monkeypatch.setattr(_build.logger, "handlers", list(_build.logger.handlers))  # restored after the test
+    monkeypatch.setattr(_build.logger, "level", _build.logger.level)
+    show_build_messages()
+    show_build_messages()  # once
+    _build.notify("building the test kernels")
+    assert capsys.readouterr().err.count("building the test kernels\n") == 1
