@@ -42,6 +42,7 @@ setup(
             "tensorboard>=2.16",  # its reader checks the event files of SpikeTensorBoard
             "h5py>=2.10,<4",
             "matplotlib>=3.3,<4",
+            "nir>=1.0,<2",
         ],
         # optional features, each imported where it is used with a message naming its extra
         "plots": ["matplotlib>=3.3,<4"],
@@ -49,6 +50,7 @@ setup(
         "examples": ["scikit-learn>=1.0,<2", "matplotlib>=3.3,<4"],
         "tensorboard": ["tensorboard>=2.16"],
         "tonic": ["tonic"],
+        "nir": ["nir>=1.0,<2"],
     },
     license="Apache-2.0",
     classifiers=[

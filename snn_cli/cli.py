@@ -1,5 +1,7 @@
 """``snn train``: data set and model by name, Keras' progress bar, and on finish the paths of
-the saved model, the spike-raster plot, the TensorBoard logs and the JSON summary."""
+the saved model, the spike-raster plot, the TensorBoard logs and the JSON summary.
+``snn export-nir MODEL.keras OUT.nir`` and ``snn import-nir IN.nir OUT.keras``: NIR files
+(`dense_snns.nir`)."""
 
 from __future__ import annotations
 
@@ -40,7 +42,38 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default=os.path.join("runs", "snn"), help="output folder (default runs/snn)")
     train.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Keras fit verbosity")
     train.add_argument("--quick", action="store_true", help="a tiny run: few samples, 1 epoch, 16 neurons")
+    export = commands.add_parser("export-nir", help="write a saved model as a NIR file")
+    export.add_argument("model", help="a saved model (.keras) of SNNDense layers and a LeakyReadout")
+    export.add_argument("out", help="the NIR file to write")
+    export.add_argument("--dt", type=float, default=None, help="seconds per step (default 1e-4)")
+    imported = commands.add_parser("import-nir", help="build a model from a NIR file and save it")
+    imported.add_argument("nir_file", help="a NIR file (Affine -> LIF/CubaLIF ... -> Affine -> LI)")
+    imported.add_argument("out", help="the model file to write (.keras)")
+    imported.add_argument("--dt", type=float, default=None, help="seconds per step (default: the file's, else 1e-4)")
     return p
+
+
+def export_nir_file(args) -> str:
+    from dense_snns import keras
+    from dense_snns.nir import DEFAULT_DT, export_nir, write_nir
+
+    if not os.path.isfile(args.model):
+        raise FileNotFoundError(f"model file not found: {args.model!r}")
+    graph = export_nir(keras.models.load_model(args.model), dt=args.dt or DEFAULT_DT)
+    write_nir(args.out, graph)
+    print(f"NIR graph ({len(graph.nodes)} nodes, {len(graph.edges)} edges): {args.out}")
+    return args.out
+
+
+def import_nir_file(args) -> str:
+    from dense_snns.nir import import_nir
+
+    if not os.path.isfile(args.nir_file):
+        raise FileNotFoundError(f"NIR file not found: {args.nir_file!r}")
+    model = import_nir(args.nir_file, dt=args.dt)
+    model.save(args.out)
+    print(f"model ({len(model.layers) - 1} layers): {args.out}")
+    return args.out
 
 
 def load_data(args):
@@ -193,10 +226,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     from dense_snns.ops import show_build_messages
 
     show_build_messages()  # the first use of the C++ kernels builds them (about a minute): say so
+    command = {"train": train, "export-nir": export_nir_file, "import-nir": import_nir_file}[args.command]
     try:
-        train(args)
-    except (UsageError, FileNotFoundError) as err:
-        print(f"snn train: error: {err}", file=sys.stderr)
+        command(args)
+    except (UsageError, FileNotFoundError, ValueError, ImportError) as err:
+        print(f"snn {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0
 

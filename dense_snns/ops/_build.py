@@ -19,8 +19,8 @@ of its `load()`:
 
 Before compiling, one message (logger ``dense_snns``, level INFO) says what is being built,
 why, about how long it takes, where it is cached and how to skip it; after, how long it took.
-Without any logging configuration it goes to stderr when that is a terminal (interactive
-use), and nowhere otherwise; `logging` settings of the application decide when there are any.
+Without any logging configuration it goes to stderr in interactive use (a terminal, the
+Python prompt, a notebook), and nowhere otherwise; `logging` settings of the application decide when there are any.
 
 If any step fails (no compiler, compile error, unwritable cache, load error), `load()`
 returns None, `load_error()` tells why, a RuntimeWarning is emitted once per process and
@@ -66,12 +66,18 @@ BUILD_DURATION_HINT = "about a minute"
 logger = logging.getLogger("dense_snns")
 
 
+def _interactive() -> bool:
+    """A terminal, the Python prompt, or a Jupyter/IPython kernel."""
+    terminal = sys.stderr is not None and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+    return terminal or hasattr(sys, "ps1") or "ipykernel" in sys.modules
+
+
 def notify(message: str) -> None:
     """Log `message` at INFO on the ``dense_snns`` logger; with no logging configured at all,
-    print it to stderr when that is a terminal, so an interactive user sees it."""
+    print it to stderr in interactive use (a terminal, the prompt, a notebook)."""
     if logger.hasHandlers():
         logger.info(message)
-    elif sys.stderr is not None and sys.stderr.isatty():
+    elif _interactive() and sys.stderr is not None:
         sys.stderr.write(message + "\n")
         sys.stderr.flush()
 

@@ -64,3 +64,27 @@ def test_errors_for_unknown_and_incompatible_choices(tmp_path, capsys):
 def test_the_module_runs_as_a_program():
     result = subprocess.run([sys.executable, "-m", "snn_cli", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "train" in result.stdout
+
+
+def test_export_and_import_nir_files(tmp_path, capsys, rng):
+    import numpy as np
+
+    import dense_snns as ds
+    from dense_snns import keras
+
+    pytest.importorskip("nir", reason="the test extras install nir")
+    x = keras.Input((None, 4))
+    init = keras.initializers.RandomNormal(0.4, 0.5, seed=1)
+    h = ds.SNNDense(5, neuron={"class_name": "lif", "config": {"reset": "zero"}}, kernel_initializer=init)(x)
+    model = keras.Model(x, ds.LeakyReadout(2)(h))
+    model.save(tmp_path / "m.keras")
+    assert main(["export-nir", str(tmp_path / "m.keras"), str(tmp_path / "m.nir")]) == 0
+    assert main(["import-nir", str(tmp_path / "m.nir"), str(tmp_path / "back.keras")]) == 0
+    assert "NIR graph (6 nodes, 5 edges)" in capsys.readouterr().out
+    spikes = (rng.random((2, 10, 4)) < 0.5).astype(np.float32)
+    back = keras.models.load_model(tmp_path / "back.keras")
+    np.testing.assert_allclose(back(spikes).numpy(), model(spikes).numpy(), rtol=1e-5, atol=1e-5)
+    default_reset = keras.Model(x, ds.LeakyReadout(2)(ds.SNNDense(5, name="h")(x)))
+    default_reset.save(tmp_path / "d.keras")
+    assert main(["export-nir", str(tmp_path / "d.keras"), str(tmp_path / "d.nir")]) == 2
+    assert "layer 'h': reset='subtract' has no NIR equivalent" in capsys.readouterr().err

@@ -138,7 +138,7 @@ def test_a_build_is_announced_with_its_cache_and_how_to_skip_it(sources, fresh_e
     assert not [r for r in caplog.records if r.name == "dense_snns"]
 
 
-def test_without_logging_configured_the_notice_goes_to_a_terminal_only(monkeypatch):
+def test_without_logging_configured_the_notice_is_shown_in_interactive_use_only(monkeypatch):
     import io
     import logging as logging_module
 
@@ -149,10 +149,17 @@ def test_without_logging_configured_the_notice_goes_to_a_terminal_only(monkeypat
             return True
 
     monkeypatch.setattr(_build.logger, "hasHandlers", lambda: False)
+    monkeypatch.delattr(_build.sys, "ps1", raising=False)
+    monkeypatch.delitem(_build.sys.modules, "ipykernel", raising=False)
     for stream, shown in ((Terminal(), True), (io.StringIO(), False)):
         monkeypatch.setattr(_build.sys, "stderr", stream)
         _build.notify("building something")
         assert (stream.getvalue() == "building something\n") is shown
+    monkeypatch.setattr(_build.sys, "ps1", ">>> ", raising=False)  # the Python prompt
+    stream = io.StringIO()
+    monkeypatch.setattr(_build.sys, "stderr", stream)
+    _build.notify("building something")
+    assert stream.getvalue() == "building something\n"
     assert logging_module.getLogger("dense_snns") is _build.logger
 
 
