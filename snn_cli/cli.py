@@ -43,11 +43,11 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Keras fit verbosity")
     train.add_argument("--quick", action="store_true", help="a tiny run: few samples, 1 epoch, 16 neurons")
     export = commands.add_parser("export-nir", help="write a saved model as a NIR file")
-    export.add_argument("model", help="a saved model (.keras) of SNNDense layers and a LeakyReadout")
+    export.add_argument("model", help="a saved model (.keras): SNNConv2D/SNNDense layers and a LeakyReadout")
     export.add_argument("out", help="the NIR file to write")
     export.add_argument("--dt", type=float, default=None, help="seconds per step (default 1e-4)")
     imported = commands.add_parser("import-nir", help="build a model from a NIR file and save it")
-    imported.add_argument("nir_file", help="a NIR file (Affine -> LIF/CubaLIF ... -> Affine -> LI)")
+    imported.add_argument("nir_file", help="a NIR file (Conv2d/Affine -> LIF/CubaLIF ... -> Affine -> LI)")
     imported.add_argument("out", help="the model file to write (.keras)")
     imported.add_argument("--dt", type=float, default=None, help="seconds per step (default: the file's, else 1e-4)")
     return p

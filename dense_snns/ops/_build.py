@@ -20,7 +20,8 @@ of its `load()`:
 Before compiling, one message (logger ``dense_snns``, level INFO) says what is being built,
 why, about how long it takes, where it is cached and how to skip it; after, how long it took.
 Without any logging configuration it goes to stderr in interactive use (a terminal, the
-Python prompt, a notebook), and nowhere otherwise; `logging` settings of the application decide when there are any.
+Python prompt, a notebook), and nowhere otherwise; when the application configures
+`logging`, its settings decide.
 
 If any step fails (no compiler, compile error, unwritable cache, load error), `load()`
 returns None, `load_error()` tells why, a RuntimeWarning is emitted once per process and
