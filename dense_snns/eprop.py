@@ -286,7 +286,7 @@ class EProp(StatefulLayer, keras.Model):
         readout_params = readout_cell.neuron.params(dtype)
         w_out = tf.cast(readout_cell.kernel, dtype)
         b_out = tf.cast(readout_cell.bias, dtype) if readout_cell.use_bias else None
-        feedback = [w_out if m is None else tf.cast(tf.transpose(m), dtype) for m in self._feedback_list()]
+        feedback = [w_out if m is None else tf.cast(tf.transpose(m), dtype) for m in self.feedback_matrices]
         kappa = tf.cast(tf.reshape(readout_params.beta, [-1])[0], dtype)  # one decay for all units (checked)
         scale = 1.0 / tf.cast(batch * steps, dtype)
         grads = [tf.zeros_like(w) for w in weights] + [tf.zeros([w_out.shape[0] + (b_out is not None), classes], dtype)]
@@ -336,9 +336,6 @@ class EProp(StatefulLayer, keras.Model):
             accuracy = tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logit_sum, -1, tf.int32), labels), dtype))
         return carried, loss, accuracy, self._split(grads), [r.stack() for r in records]
 
-    def _feedback_list(self):
-        return self.feedback_matrices
-
     def _split(self, grads) -> List[tf.Tensor]:
         """Gradients in the order of `trained_variables`."""
         out = []
@@ -364,11 +361,26 @@ class EProp(StatefulLayer, keras.Model):
         if not self.built:
             with tf.init_scope():
                 self.build(x.shape)
+        features = int(self.hidden[0].cell.kernel.shape[0])
+        check_sequence(self._what, x.shape, 3, "[batch, time, features]", (features,), "the model (as built)")
+        labels = tf.convert_to_tensor(labels)
+        self._check_labels(x.shape, labels.shape)
         carried = self._initial(x.shape[0] if x.shape[0] is not None else tf.shape(x)[0], x.dtype)
         carried, loss, accuracy, grads, records = self._loop(x, labels, carried, learn, record)
         if self.stateful:
             self._carry_states(carried)
         return loss, accuracy, grads, records
+
+    def _check_labels(self, x_shape, labels_shape) -> None:
+        """Labels [batch] (one class per sequence) or [batch, time] (one per step)."""
+        expected = [tf.TensorShape(x_shape[:1]), tf.TensorShape(x_shape[:2])]
+        if labels_shape.rank is None:
+            return
+        if labels_shape.rank not in (1, 2) or not labels_shape.is_compatible_with(expected[labels_shape.rank - 1]):
+            raise ValueError(
+                f"{self._what}: `labels` must be [batch] or [batch, time] of `inputs` {x_shape}, "
+                f"got shape {labels_shape}"
+            )
 
     def gradients(self, x, labels) -> List[tf.Tensor]:
         """The e-prop gradient of `per_step_cross_entropy` for x [B, T, F] and labels,

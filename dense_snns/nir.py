@@ -74,10 +74,10 @@ def _neuron_nodes(nir, name: str, neuron, readout: bool, dt: float, spatial=None
     model, units = neuron.model.name, int(neuron.units)
     p = neuron.params(tf.float32)
 
-    def _per_neuron(value, units):
+    def per_neuron(value):
         return _values(value, units, spatial)
 
-    beta = _per_neuron(p.beta, units)
+    beta = per_neuron(p.beta)
     if np.any(beta >= 1.0):
         raise ValueError(f"layer {name!r}: beta = 1 (no leak) has no NIR time constant")
     tau = dt / (1.0 - beta)
@@ -91,10 +91,10 @@ def _neuron_nodes(nir, name: str, neuron, readout: bool, dt: float, spatial=None
             f"layer {name!r}: reset={p.reset!r} has no NIR equivalent (NIR resets the membrane to v_reset): "
             "use reset='zero'"
         )
-    threshold = _per_neuron(p.threshold, units)
+    threshold = per_neuron(p.threshold)
     if model == "lif":
         return nir.LIF(tau=tau, r=tau / dt, v_leak=zeros, v_threshold=threshold, v_reset=zeros)
-    alpha = _per_neuron(p.alpha, units)
+    alpha = per_neuron(p.alpha)
     if np.any(alpha >= 1.0):
         raise ValueError(f"layer {name!r}: alpha = 1 (no synaptic decay) has no NIR time constant")
     tau_syn = dt / (1.0 - alpha)

@@ -122,3 +122,16 @@ def write_nmnist_tree(root, per_digit=2):
                 path.write_bytes(encode_nmnist(**sample))
                 truth[str(path)] = (digit, sample)
     return truth
+
+
+# -- examples -----------------------------------------------------------------------------------
+def load_example(name: str):
+    """The module of ``examples/<name>.py``, loaded from its file (examples are scripts)."""
+    import importlib.util
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(name, os.path.join(root, "examples", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -203,3 +203,17 @@ def test_bad_arguments_are_refused():
     model = eprop.EProp([ds.SNNDense(3)], ds.LeakyReadout(2, beta=[0.8, 0.9]))
     with pytest.raises(ValueError, match=r"one decay for all units, got beta=\[0.8"):
         model.build((1, None, 2))
+
+
+def test_bad_inputs_and_labels_name_both_shapes(rng):
+    model = tiny(LIF)
+    x, labels = data(rng)
+    with pytest.raises(ValueError, match=r"features \[2\], but the model \(as built\) has \[3\]"):
+        model.gradients(x[:, :, :2], labels)
+    with pytest.raises(
+        ValueError, match=r"`labels` must be \[batch\] or \[batch, time\] of `inputs` \(2, 12, 3\), got shape \(3,\)"
+    ):
+        model.gradients(x, np.array([0, 1, 0]))
+    with pytest.raises(ValueError, match=r"got shape \(2, 4\)"):
+        model.gradients(x, np.zeros((2, 4), np.int32))
+    assert len(model.gradients(x, np.zeros((B, T), np.int32))) == len(model.trained_variables)  # one label per step

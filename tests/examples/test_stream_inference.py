@@ -2,21 +2,14 @@
 model.predict, one row per streamed sample."""
 
 import csv
-import importlib.util
 import json
-import os
 
+import helpers
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def load_example():
-    path = os.path.join(ROOT, "examples", "stream_inference.py")
-    spec = importlib.util.spec_from_file_location("stream_inference", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return helpers.load_example("stream_inference")
 
 
 def test_quick_stream_matches_predict_and_writes_every_prediction(tmp_path):

@@ -1,19 +1,13 @@
 """The digits example runs end to end in its quick mode on scikit-learn's bundled images."""
 
-import importlib.util
 import json
-import os
 
+import helpers
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def load_example():
-    spec = importlib.util.spec_from_file_location("train_digits", os.path.join(ROOT, "examples", "train_digits.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return helpers.load_example("train_digits")
 
 
 def test_quick_run_writes_model_plot_and_summary(tmp_path):

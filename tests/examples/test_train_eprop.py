@@ -1,19 +1,13 @@
 """The e-prop example runs end to end in its quick mode and compares its update with BPTT."""
 
-import importlib.util
 import json
-import os
 
+import helpers
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def load_example():
-    spec = importlib.util.spec_from_file_location("train_eprop", os.path.join(ROOT, "examples", "train_eprop.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return helpers.load_example("train_eprop")
 
 
 def test_quick_run_saves_model_and_summary_with_cosines(tmp_path):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
+import helpers
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -17,10 +17,7 @@ SVG = "{http://www.w3.org/2000/svg}"
 
 
 def load_example():
-    spec = importlib.util.spec_from_file_location("train_graph", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return helpers.load_example("train_graph")
 
 
 def check_outputs(out_dir, summary=None, devices=1):

@@ -1,19 +1,13 @@
 """The main job runs end to end in its quick mode, with both kinds of SNN layer."""
 
-import importlib.util
 import json
-import os
 
+import helpers
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def load_example():
-    spec = importlib.util.spec_from_file_location("train_randman", os.path.join(ROOT, "examples", "train_randman.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return helpers.load_example("train_randman")
 
 
 @pytest.mark.parametrize("layer", ["fused", "rnn"])

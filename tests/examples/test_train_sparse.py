@@ -1,16 +1,12 @@
 """The sparse example runs end to end in its quick mode."""
 
-import importlib.util
 import json
-import os
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import helpers
 
 
 def test_quick_run_compares_sparse_and_dense(tmp_path):
-    spec = importlib.util.spec_from_file_location("train_sparse", os.path.join(ROOT, "examples", "train_sparse.py"))
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+    example = helpers.load_example("train_sparse")
     summary = example.main(["--quick", "--verbose", "0", "--out", str(tmp_path)])
     with open(tmp_path / "summary.json") as f:
         saved = json.load(f)
