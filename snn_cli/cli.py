@@ -43,14 +43,23 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--verbose", type=int, default=1, choices=[0, 1, 2], help="Keras fit verbosity")
     train.add_argument("--quick", action="store_true", help="a tiny run: few samples, 1 epoch, 16 neurons")
     export = commands.add_parser("export-nir", help="write a saved model as a NIR file")
-    export.add_argument("model", help="a saved model (.keras): SNNConv2D/SNNDense layers and a LeakyReadout")
+    export.add_argument(
+        "model", help="a saved model (.keras): SNNConv2D/SNNDense/sparse/GraphSNN layers and a LeakyReadout"
+    )
     export.add_argument("out", help="the NIR file to write")
     export.add_argument("--dt", type=float, default=None, help="seconds per step (default 1e-4)")
     imported = commands.add_parser("import-nir", help="build a model from a NIR file and save it")
-    imported.add_argument("nir_file", help="a NIR file (Conv2d/Affine -> LIF/CubaLIF ... -> Affine -> LI)")
+    imported.add_argument("nir_file", help="a NIR file (Conv2d/Affine (/Delay) -> LIF/CubaLIF ... -> Affine -> LI)")
     imported.add_argument("out", help="the model file to write (.keras)")
     imported.add_argument("--dt", type=float, default=None, help="seconds per step (default: the file's, else 1e-4)")
     return p
+
+
+def _register_layers() -> None:
+    """Import the packages whose layers a saved model or a NIR file may hold (a GraphSNN's
+    NIR export and import register on import)."""
+    import snns_as_gnn  # noqa: F401
+    import sparse_snns  # noqa: F401
 
 
 def export_nir_file(args) -> str:
@@ -59,6 +68,7 @@ def export_nir_file(args) -> str:
 
     if not os.path.isfile(args.model):
         raise FileNotFoundError(f"model file not found: {args.model!r}")
+    _register_layers()
     graph = export_nir(keras.models.load_model(args.model), dt=args.dt or DEFAULT_DT)
     write_nir(args.out, graph)
     print(f"NIR graph ({len(graph.nodes)} nodes, {len(graph.edges)} edges): {args.out}")
@@ -70,6 +80,7 @@ def import_nir_file(args) -> str:
 
     if not os.path.isfile(args.nir_file):
         raise FileNotFoundError(f"NIR file not found: {args.nir_file!r}")
+    _register_layers()
     model = import_nir(args.nir_file, dt=args.dt)
     model.save(args.out)
     print(f"model ({len(model.layers) - 1} layers): {args.out}")

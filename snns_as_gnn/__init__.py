@@ -13,6 +13,7 @@ pure Python; `snns_as_gnn.layer` runs a graph (`GraphSNN`, `GraphSNNCell`).
 
 from __future__ import annotations
 
+from . import nir  # noqa: F401  (registers GraphSNN with dense_snns.nir)
 from .layer import GraphSNN, GraphSNNCell
 from .placement import (
     DEFAULT_CUT_WEIGHT,

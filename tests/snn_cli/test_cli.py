@@ -88,3 +88,29 @@ def test_export_and_import_nir_files(tmp_path, capsys, rng):
     default_reset.save(tmp_path / "d.keras")
     assert main(["export-nir", str(tmp_path / "d.keras"), str(tmp_path / "d.nir")]) == 2
     assert "layer 'h': reset='subtract' has no NIR equivalent" in capsys.readouterr().err
+
+
+def test_a_saved_graph_model_exports_to_nir_and_back(tmp_path, rng):
+    import numpy as np
+
+    import dense_snns as ds
+    import snns_as_gnn as gnn
+    from dense_snns import keras
+
+    pytest.importorskip("nir", reason="the test extras install nir")
+    graph = gnn.SNNGraph(
+        [gnn.NodeSpec("a", 4, "lif", {"reset": "zero"}), gnn.NodeSpec("b", 3, "lif", {"reset": "zero"})],
+        [("a", "b"), ("b", "a")],
+        inputs="a",
+        outputs="b",
+    )
+    x = keras.Input((None, 4))
+    h = gnn.GraphSNN(graph, kernel_initializer=keras.initializers.RandomNormal(0.4, 0.5, seed=1), name="g")(x)
+    model = keras.Model(x, ds.LeakyReadout(2)(h))
+    model.save(tmp_path / "g.keras")
+    assert main(["export-nir", str(tmp_path / "g.keras"), str(tmp_path / "g.nir")]) == 0
+    assert main(["import-nir", str(tmp_path / "g.nir"), str(tmp_path / "back.keras")]) == 0
+    spikes = (rng.random((2, 12, 4)) < 0.5).astype(np.float32)
+    back = keras.models.load_model(tmp_path / "back.keras")
+    assert back.get_layer("g").graph.edges == (("a", "b"), ("b", "a"))
+    np.testing.assert_allclose(back(spikes).numpy(), model(spikes).numpy(), rtol=1e-5, atol=1e-5)
