@@ -29,6 +29,13 @@ are fixed when it initialises); a further child measures the peak memory of a tr
     PYTHONPATH=. python benchmarks/bench_layers.py                 # full run (~10 min, 2 cores)
     PYTHONPATH=. python benchmarks/bench_layers.py --quick         # small sizes (~2 min)
     PYTHONPATH=. python benchmarks/bench_layers.py --workloads W1,C1 --threads 1 --repeats 3
+
+``--events`` measures instead the event-driven input products of the dense layers
+(`dense_snns.input_products`): the training step and the forward pass of each dense workload
+with ``input_sparsity="auto"`` (the default) against ``"dense"`` (same weights, same input),
+at 1%, 5%, 20% and 50% input activity and on real-valued inputs, as paired ratios:
+
+    PYTHONPATH=. python benchmarks/bench_layers.py --events --workloads W1,W2 --threads 1
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ import gc
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 import traceback
@@ -48,6 +56,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.common import (  # noqa: E402
     allocator_bytes,
+    child_env,
     configure_threads,
     cpu_snapshot,
     emit,
@@ -523,6 +532,91 @@ def child(args) -> int:
     return 1 if failed else 0
 
 
+# -- event-driven input products ---------------------------------------------------------------
+EVENT_ACTIVITIES = (0.01, 0.05, 0.2, 0.5, "real")
+
+
+def run_events(args) -> int:
+    """Per dense workload and input activity: training step and forward pass with
+    input_sparsity "auto" vs "dense" (paired ratios; > 1: auto is faster)."""
+    import numpy as np
+    import tensorflow as tf
+
+    import dense_snns as ds
+    from dense_snns import keras
+
+    rows = []
+    for name in args.workloads:
+        spec = workload_spec(name, args.quick)
+        if any(layer[0] == "conv" for layer in spec["layers"]):
+            continue
+        rng = np.random.default_rng(7)
+        shape = (spec["batch"], spec["time"]) + tuple(spec["features"])
+        for activity in EVENT_ACTIVITIES:
+            if activity == "real":
+                x = tf.constant(rng.standard_normal(shape, dtype=np.float32))
+            else:
+                x = tf.constant((rng.random(shape) < activity).astype(np.float32))
+            steps = {}
+            for mode in ("dense", "auto"):
+                layers = []
+                for i, layer in enumerate(spec["layers"]):
+                    init = keras.initializers.GlorotUniform(seed=100 + i)
+                    if layer[0] == "dense":
+                        layers.append(
+                            ds.SNNDense(layer[1], neuron=lif(layer[2]), kernel_initializer=init, input_sparsity=mode)
+                        )
+                    else:
+                        layers.append(ds.LeakyReadout(layer[1], kernel_initializer=init, input_sparsity=mode))
+
+                def forward(inputs, layers=layers, training=None):
+                    for layer in layers:
+                        inputs = layer(inputs, training=training)
+                    return inputs
+
+                forward(x[:, :2])
+
+                @tf.function
+                def train(inputs, layers=layers, forward=forward):
+                    weights = [w for layer in layers for w in layer.trainable_variables]
+                    with tf.GradientTape() as tape:
+                        loss = tf.reduce_sum(tf.reduce_mean(forward(inputs, training=True), axis=1) ** 2)
+                    return tape.gradient(loss, weights)
+
+                steps[mode] = (train, tf.function(lambda inputs, forward=forward: forward(inputs, training=False)))
+            timed = measure(
+                [
+                    ("train_dense", steps["dense"][0], (x,), None),
+                    ("train_auto", steps["auto"][0], (x,), None),
+                    ("infer_dense", steps["dense"][1], (x,), None),
+                    ("infer_auto", steps["auto"][1], (x,), None),
+                ],
+                args.repeats,
+                args.min_repeats,
+                args.budget,
+            )
+            label = "real-valued" if activity == "real" else f"{activity:.0%}"
+            train_ratio = paired_ratio(timed["train_dense"]["times"], timed["train_auto"]["times"])
+            infer_ratio = paired_ratio(timed["infer_dense"]["times"], timed["infer_auto"]["times"])
+            rows.append(
+                [
+                    name,
+                    label,
+                    fmt_ms(timed["train_dense"]["median"]),
+                    fmt_ms(timed["train_auto"]["median"]),
+                    f"{train_ratio:.2f}x",
+                    fmt_ms(timed["infer_dense"]["median"]),
+                    fmt_ms(timed["infer_auto"]["median"]),
+                    f"{infer_ratio:.2f}x",
+                ]
+            )
+            print(" | ".join(rows[-1]), flush=True)
+    headers = ["workload", "input", "train dense", "train auto", "speed-up", "infer dense", "infer auto", "speed-up"]
+    print()
+    print(format_table(headers, rows))
+    return 0
+
+
 # -- parent: spawn children, print the tables ------------------------------------------------
 def child_command(args, threads: int, check: bool, memory: bool = False) -> List[str]:
     cmd = [
@@ -863,6 +957,11 @@ def parse_args(argv=None):
         "--report", default=None, metavar="FILE.json", help="only print the tables of a run saved with --json"
     )
     parser.add_argument("--json", default=None, help="also write all results to this JSON file")
+    parser.add_argument(
+        "--events",
+        action="store_true",
+        help="measure the event-driven input products (input_sparsity auto vs dense) instead",
+    )
     # internal
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
@@ -889,6 +988,15 @@ def main(argv=None) -> int:
         memory = saved.get("memory") or []
         report(saved["machine"], saved["results"], memory if isinstance(memory, list) else [memory])
         return 0
+    if args.events:
+        if not args.child:  # one child per thread count: the thread pools are fixed at start
+            failed = False
+            for threads in args.thread_list:
+                cmd = child_command(args, threads, check=False) + ["--events"]
+                failed |= subprocess.run(cmd, env=child_env()).returncode != 0
+            return 1 if failed else 0
+        configure_threads(args.threads)
+        return run_events(args)
     return child(args) if args.child else parent(args)
 
 

@@ -29,7 +29,7 @@ from typing import List, Optional, Union
 
 import tensorflow as tf
 
-from . import fused
+from . import fused, input_products
 from . import implementation as implementation_choice
 from .cells import SNNBlock, get_neuron, serialize_neuron
 from .compat import keras, register
@@ -261,8 +261,17 @@ class DenseSequenceLayer(SNNSequenceLayer):
         if not self.cell.built:
             self.cell.build((None, input_shape[-1]))
 
+    def _set_input_sparsity(self, input_sparsity: str) -> None:
+        self.input_sparsity = input_products.check_input_sparsity(input_sparsity)
+        if input_sparsity == "events" and self.implementation in ("compiled", "reference"):
+            raise ValueError(
+                f"input_sparsity='events' runs the C++ event kernels, which implementation="
+                f"{self.implementation!r} excludes: use implementation='auto' or 'kernel'"
+            )
+
     def _feedforward(self, inputs):
-        return self.cell.synaptic_current(inputs, use_bias=False)
+        mode = getattr(self, "input_sparsity", "dense")
+        return input_products.feedforward(inputs, self.cell.kernel, mode, self.implementation, self._what)
 
     def _loop_bias(self, dtype):
         return None if self.cell.bias is None else tf.cast(self.cell.bias, dtype)
@@ -292,6 +301,7 @@ class DenseSequenceLayer(SNNSequenceLayer):
         cell_config = self.cell.get_config()
         for key in self.CELL_ARGUMENTS:
             config[key] = cell_config[key]
+        config["input_sparsity"] = self.input_sparsity
         return config
 
 
@@ -325,6 +335,10 @@ class SNNDense(DenseSequenceLayer):
             the backward pass (k-fold less state memory, one more pass of the recurrence,
             not of the matmuls). ``"auto"`` (default): by the sequence length, the rule of
             `dense_snns.fused.resolve_checkpoint_every`.
+        input_sparsity: the feed-forward product over the nonzero inputs only (exact, for
+            spike inputs of low activity): ``"auto"`` (default: by the measured activity of
+            each batch and the layer's width), ``"dense"`` or ``"events"``; see
+            `dense_snns.input_products`.
 
     Call arguments: inputs [batch, time, features] (float, int or bool), `mask` [batch, time]
     (padded steps keep the state and emit no spike), `initial_state` (list of tensors).
@@ -361,11 +375,13 @@ class SNNDense(DenseSequenceLayer):
         implementation: str = "auto",
         jit_compile: bool = True,
         checkpoint_every: Union[None, int, str] = "auto",
+        input_sparsity: str = "auto",
         **kwargs,
     ):
         super().__init__(
             return_sequences, return_state, stateful, implementation, jit_compile, checkpoint_every, **kwargs
         )
+        self._set_input_sparsity(input_sparsity)
         self._set_cell(
             SNNBlock(
                 units,

@@ -25,8 +25,9 @@ class LeakyReadout(DenseSequenceLayer):
     this layer and ``keras.layers.RNN(LeakyReadoutCell(...))``.
 
     Args: those of `LeakyReadoutCell` (units, beta, use_bias, kernel_initializer,
-    bias_initializer, trainable_params, or trainable_decay), and `implementation`, `return_sequences` (default
-    True), `return_state`, `stateful`, `jit_compile`, `checkpoint_every` as `SNNDense`.
+    bias_initializer, trainable_params, or trainable_decay), and `implementation`, `input_sparsity`,
+    `return_sequences` (default True), `return_state`, `stateful`, `jit_compile`,
+    `checkpoint_every` as `SNNDense`.
 
     Input: spikes [batch, time, features]. Output: membrane [batch, time, units], to be
     reduced over time by the losses of `dense_snns.losses` (max, mean). A mask (padded steps
@@ -50,11 +51,13 @@ class LeakyReadout(DenseSequenceLayer):
         stateful: bool = False,
         jit_compile: bool = True,
         checkpoint_every: Union[None, int, str] = "auto",
+        input_sparsity: str = "auto",
         **kwargs,
     ):
         super().__init__(
             return_sequences, return_state, stateful, implementation, jit_compile, checkpoint_every, **kwargs
         )
+        self._set_input_sparsity(input_sparsity)
         self._set_cell(
             LeakyReadoutCell(
                 units,

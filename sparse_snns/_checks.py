@@ -62,10 +62,12 @@ def kernel_refusal(dtype: tf.DType):
     return None
 
 
-def resolve(implementation: str, dtype: tf.DType, what: str = "this sparse operation") -> str:
+def resolve(implementation: str, dtype: tf.DType, what: str = "this sparse operation", refusal=None) -> str:
     """The implementation that runs for `dtype`: "kernel" or "compiled" ("reference" is the
-    pure-TF path too). An impossible "kernel" raises `dense_snns.ImplementationError`."""
-    chosen = implementation_choice.resolve(check_implementation(implementation), lambda: kernel_refusal(dtype), what)
+    pure-TF path too). An impossible "kernel" raises `dense_snns.ImplementationError`.
+    `refusal(dtype)` says why the kernels cannot run (default: those of `sparse_snns.ops`)."""
+    refusal = kernel_refusal if refusal is None else refusal
+    chosen = implementation_choice.resolve(check_implementation(implementation), lambda: refusal(dtype), what)
     return "kernel" if chosen == "kernel" else "compiled"
 
 

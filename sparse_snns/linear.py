@@ -11,7 +11,7 @@ produced the spikes this is sparse BPTT: only the selected neurons receive gradi
 Two implementations with one contract, tested against each other and against
 ``to_dense(spikes) @ kernel``:
 
-* ``"kernel"``: C++ CPU kernels (`sparse_snns.ops`, built from source at first use), blocked over
+* ``"kernel"``: C++ CPU kernels (`dense_snns.ops.events`, built from source at first use), blocked over
   output columns and multi-threaded over TensorFlow's intra-op thread pool; float32/float64.
 * ``"compiled"``: pure TensorFlow (gathers, weighted sums and a dense scatter-add); compiles under
   XLA (``jit_compile=True``), which is what the IPU and other XLA devices use. Large inputs
@@ -43,8 +43,8 @@ from typing import NamedTuple, Optional, Sequence, Tuple
 import tensorflow as tf
 
 from dense_snns.compat import keras, output_shape, register
+from dense_snns.ops import events as event_ops
 
-from . import ops as _ops
 from ._checks import (
     IMPLEMENTATIONS,
     as_tensor as _as_tensor,
@@ -147,7 +147,7 @@ def check_spikes(spikes, kernel, bias=None, implementation: str = "auto", what: 
     ValueError eagerly and an InvalidArgumentError in a graph; under XLA, which compiles such
     checks out, they are made harmless and counted (`_checks.sanitize`)."""
     ids, values, count, kernel, bias = check_inputs(spikes, kernel, bias)
-    chosen = resolve(implementation, kernel.dtype, what)
+    chosen = resolve(implementation, kernel.dtype, what, event_ops.refusal)
     ids = check_values(ids, count, kernel, chosen)
     if chosen == "compiled" and in_xla_context():
         ids, values, count, invalid = sanitize(ids, values, count, tf.shape(kernel, out_type=tf.int32)[0])
@@ -159,24 +159,6 @@ def check_spikes(spikes, kernel, bias=None, implementation: str = "auto", what: 
 # --------------------------------------------------------------------------------------------
 # the two implementations on flat [M, K] spikes
 # --------------------------------------------------------------------------------------------
-
-
-def _op_linear(ids, values, count, kernel):
-    lib = _ops.load()
-
-    @tf.custom_gradient
-    def linear(values, kernel):
-        output = lib.dense_snns_sparse_linear(ids, values, count, kernel)
-
-        def grad(dy):
-            dy = tf.convert_to_tensor(dy)
-            d_kernel = lib.dense_snns_sparse_linear_grad_weights(ids, values, count, dy, kernel)
-            d_values = lib.dense_snns_sparse_linear_grad_values(ids, count, kernel, dy)
-            return d_values, d_kernel
-
-        return output, grad
-
-    return linear(values, kernel)
 
 
 def _chunk_rows(k: int, n_out) -> int:
@@ -303,7 +285,7 @@ def linear_product(spikes: SparseSpikes, kernel, bias, chosen: str) -> tf.Tensor
         flat_ids, flat_values, flat_count = ids, values, count
 
     if chosen == "kernel":
-        flat = _op_linear(flat_ids, flat_values, flat_count, kernel)
+        flat = event_ops.event_linear(flat_ids, flat_values, flat_count, kernel)
     else:
         flat = _tf_linear(flat_ids, flat_values, flat_count, kernel)
     if bias is not None:

@@ -1,11 +1,12 @@
 """The library of the C++ kernels of sparse_snns, built at first use by
 `dense_snns.ops.OpLibrary` (see there: cache directory, compiler choice, fallback).
 
-The sources `sparse_linear_ops.cc` (SparseLinear) and `select_ops.cc` (spike selection, row
-gathers and scatters), with the header `common.h` they share, are built into one shared
-library, `sparse_snns_ops-<tf version>-<hash>.so`. Its first `load()` happens in any
-``implementation="auto"`` or ``"kernel"`` call of `sparse_linear`, `select_spikes`, `from_dense`,
-`to_dense` or the `sparse_snns.rowops` functions.
+The source `select_ops.cc` (spike selection, row gathers and scatters), with the header
+`spikes_common.h` of dense_snns/ops, is built into the shared library
+`sparse_snns_ops-<tf version>-<hash>.so`. Its first `load()` happens in any
+``implementation="auto"`` or ``"kernel"`` call of `select_spikes`, `from_dense`, `to_dense` or
+the `sparse_snns.rowops` functions. SparseLinear's product kernels are dense_snns' event
+products (`dense_snns.ops.events`).
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ __all__ = ["LIBRARY", "cache_dir", "load", "load_error", "loaded_path", "op_avai
 
 LIBRARY = OpLibrary(
     directory=os.path.dirname(os.path.abspath(__file__)),
-    sources=("sparse_linear_ops.cc", "select_ops.cc"),
-    headers=("common.h", SIMD_HEADER),
+    sources=("select_ops.cc",),
+    headers=(os.path.join(INCLUDE_DIR, "spikes_common.h"), SIMD_HEADER),
     include_dirs=(INCLUDE_DIR,),
     prefix="sparse_snns_ops",
-    description="sparse_snns: the C++ ops (SparseLinear, spike selection, row gathers and scatters)",
+    description="sparse_snns: the C++ ops (spike selection, row gathers and scatters)",
 )
 
 load = LIBRARY.load

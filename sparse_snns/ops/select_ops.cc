@@ -37,11 +37,7 @@
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
 #include "tensorflow/core/util/work_sharder.h"
-#include "common.h"
-
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
+#include "spikes_common.h"
 
 namespace dense_snns_select_ops {
 
@@ -161,68 +157,13 @@ static void ForRows(OpKernelContext* ctx, i64 rows, i64 cost_per_row, const std:
 
 // ids [M, K] and count [M]; count in [0, K], ids of valid entries in [0, n).
 static absl::Status CheckRows(const Tensor& ids, const Tensor& count, i64 n) {
-  TF_RETURN_IF_ERROR(sparse_snns_common::CheckSpikeShapes(ids, count));
-  return sparse_snns_common::CheckValues(ids, count, n, "N", "the number of columns of the dense rows", nullptr);
+  TF_RETURN_IF_ERROR(spikes_common::CheckSpikeShapes(ids, count));
+  return spikes_common::CheckValues(ids, count, n, "N", "the number of columns of the dense rows", nullptr);
 }
 
-// Predicates of the selection rules.
-enum class Rule { kPositive, kNonzero, kAbove };
-
-template <typename T>
-static inline bool Holds(Rule rule, T v, T threshold) {
-  switch (rule) {
-    case Rule::kPositive: return !(v <= T(0));  // NaN too: a NaN membrane is selected, so it surfaces
-    case Rule::kNonzero: return v != T(0);
-    default: return v > threshold;
-  }
-}
-
-// Bit j of the result: rule(p[j]) for j < len (len <= 64).
-template <typename T>
-static inline uint64_t MaskWordScalar(const T* p, i64 len, Rule rule, T threshold) {
-  uint64_t bits = 0;
-  for (i64 j = 0; j < len; ++j) bits |= static_cast<uint64_t>(Holds(rule, p[j], threshold)) << j;
-  return bits;
-}
-
-template <typename T>
-static inline uint64_t MaskWord(const T* p, i64 len, Rule rule, T threshold) {
-  return MaskWordScalar(p, len, rule, threshold);
-}
-
-#if defined(__SSE2__)
-// 64 comparisons as 16 (float) or 32 (double) vector compares + movemask. The compares are
-// the IEEE ones of the scalar code: !(NaN <= 0) and NaN != 0 are true, NaN > t is false.
-template <>
-inline uint64_t MaskWord<float>(const float* p, i64 len, Rule rule, float threshold) {
-  if (len < 64) return MaskWordScalar(p, len, rule, threshold);
-  const __m128 ref = _mm_set1_ps(rule == Rule::kAbove ? threshold : 0.0f);
-  uint64_t bits = 0;
-  for (int j = 0; j < 64; j += 4) {
-    const __m128 v = _mm_loadu_ps(p + j);
-    const __m128 c = rule == Rule::kNonzero    ? _mm_cmpneq_ps(v, ref)
-                     : rule == Rule::kPositive ? _mm_cmpnle_ps(v, ref)
-                                               : _mm_cmpgt_ps(v, ref);
-    bits |= static_cast<uint64_t>(_mm_movemask_ps(c)) << j;
-  }
-  return bits;
-}
-
-template <>
-inline uint64_t MaskWord<double>(const double* p, i64 len, Rule rule, double threshold) {
-  if (len < 64) return MaskWordScalar(p, len, rule, threshold);
-  const __m128d ref = _mm_set1_pd(rule == Rule::kAbove ? threshold : 0.0);
-  uint64_t bits = 0;
-  for (int j = 0; j < 64; j += 2) {
-    const __m128d v = _mm_loadu_pd(p + j);
-    const __m128d c = rule == Rule::kNonzero    ? _mm_cmpneq_pd(v, ref)
-                      : rule == Rule::kPositive ? _mm_cmpnle_pd(v, ref)
-                                                : _mm_cmpgt_pd(v, ref);
-    bits |= static_cast<uint64_t>(_mm_movemask_pd(c)) << j;
-  }
-  return bits;
-}
-#endif
+using spikes_common::Holds;
+using spikes_common::MaskWord;
+using spikes_common::Rule;
 
 // Appends the set bits of `bits` (offset by `base`) to out[filled..] until `cap` slots are
 // filled; returns the new fill level.

@@ -18,13 +18,14 @@ from hypothesis import strategies as st
 import sparse_snns
 from dense_snns import KERAS_3, keras
 from sparse_snns import SparseLinear, SparseSpikes, from_dense, linear, sparse_linear, to_dense
+from dense_snns.ops import events as event_ops
 from sparse_snns.ops import _loader
 
 from conftest import compile_kwargs
 
 
-_OP = sparse_snns.ops.op_available()
-needs_op = pytest.mark.skipif(not _OP, reason=f"the C++ op could not be built: {sparse_snns.ops.load_error()}")
+_OP = event_ops.op_available()
+needs_op = pytest.mark.skipif(not _OP, reason=f"the C++ op could not be built: {event_ops.load_error()}")
 IMPLEMENTATIONS = [pytest.param("kernel", marks=needs_op), "compiled"]
 
 
@@ -151,9 +152,9 @@ def test_op_and_tf_agree_on_every_column_blocking(rng, n_out):
 _ISA_SCRIPT = """
 import sys
 import numpy as np
-import sparse_snns
-lib = sparse_snns.ops.load()
-assert lib is not None, sparse_snns.ops.load_error()
+from dense_snns.ops import events
+lib = events.load()
+assert lib is not None, events.load_error()
 data = dict(np.load(sys.argv[1]))
 out = {}
 for key in sorted(k[len("kernel_"):] for k in data if k.startswith("kernel_")):
@@ -406,7 +407,7 @@ def test_value_errors_in_graph_mode(implementation):
 
 @needs_op
 def test_raw_op_validates_arguments():
-    lib = sparse_snns.ops.load()
+    lib = event_ops.load()
     ids, values, count, kernel = small_case()
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"`ids` out of range: ids\[0, 1\] = 7"):
         lib.dense_snns_sparse_linear(tf.constant([[0, 7, 1], [2, 0, 0]]), values, count, kernel)
@@ -504,20 +505,25 @@ def test_first_op_use_inside_a_traced_function_is_quiet(tmp_path):
     assert "AutoGraph could not transform" not in proc.stderr, proc.stderr[-2000:]
 
 
-def test_library_holds_the_sparse_sources():
-    """The build machinery is `dense_snns.ops.OpLibrary` (tested there); this library builds
-    both sparse sources with their shared header and the project's vector header."""
-    assert [os.path.basename(p) for p in _loader.LIBRARY.source_paths()] == ["sparse_linear_ops.cc", "select_ops.cc"]
-    assert [os.path.basename(p) for p in _loader.LIBRARY.header_paths()] == ["common.h", "simd.h"]
-    assert all(os.path.exists(p) for p in _loader.LIBRARY.source_paths() + _loader.LIBRARY.header_paths())
-    if _OP:
+def test_libraries_hold_the_selection_and_product_sources():
+    """The build machinery is `dense_snns.ops.OpLibrary` (tested there): sparse_snns' library
+    builds the selection source, SparseLinear runs dense_snns' event products; both include
+    the spike-argument checks and the project's vector header."""
+    assert [os.path.basename(p) for p in _loader.LIBRARY.source_paths()] == ["select_ops.cc"]
+    assert [os.path.basename(p) for p in event_ops.LIBRARY.source_paths()] == ["event_linear_ops.cc"]
+    for library in (_loader.LIBRARY, event_ops.LIBRARY):
+        assert [os.path.basename(p) for p in library.header_paths()] == ["spikes_common.h", "simd.h"]
+        assert all(os.path.exists(p) for p in library.source_paths() + library.header_paths())
+    if sparse_snns.ops.op_available():
         assert os.path.basename(sparse_snns.ops.loaded_path()).startswith("sparse_snns_ops-tf")
+    if _OP:
+        assert os.path.basename(event_ops.LIBRARY.loaded_path()).startswith("dense_snns_event_ops-tf")
 
 
 def test_no_compiler_falls_back_to_tf_with_one_warning(tmp_path, monkeypatch):
     """As in a fresh process without a usable compiler: one warning with the reason, correct results."""
     monkeypatch.setattr(
-        _loader.LIBRARY, "_state", {"tried": False, "module": None, "error": None, "path": None, "warned": False}
+        event_ops.LIBRARY, "_state", {"tried": False, "module": None, "error": None, "path": None, "warned": False}
     )
     monkeypatch.setenv("DENSE_SNNS_CXX", str(tmp_path / "no-such-compiler"))
     monkeypatch.setenv("DENSE_SNNS_CACHE", str(tmp_path / "cache"))
@@ -526,13 +532,13 @@ def test_no_compiler_falls_back_to_tf_with_one_warning(tmp_path, monkeypatch):
     kernel = tf.reshape(tf.range(12, dtype=tf.float32), [3, 4])
     with pytest.warns(
         RuntimeWarning,
-        match=r"C\+\+ ops \(SparseLinear, spike selection.*\) are unavailable.*no-such-compiler.*not found",
+        match=r"event-driven products \(SparseLinear.*\) are unavailable.*no-such-compiler.*not found",
     ) as record:
         y = sparse_linear(spikes, kernel)
         y2 = sparse_linear(spikes, kernel)
     assert len([w for w in record if issubclass(w.category, RuntimeWarning)]) == 1
-    assert not sparse_snns.ops.op_available()
-    assert "no-such-compiler" in sparse_snns.ops.load_error()
+    assert not event_ops.op_available()
+    assert "no-such-compiler" in event_ops.load_error()
     np.testing.assert_array_equal(y.numpy(), [[4, 5, 6, 7], [24, 27, 30, 33]])
     np.testing.assert_array_equal(y2.numpy(), y.numpy())
     with pytest.raises(

@@ -1,9 +1,14 @@
-// CPU kernels of SparseLinear: y[m, :] = sum_{k < count[m]} values[m, k] * W[ids[m, k], :].
+// CPU kernels of event-driven products: y[m, :] = sum_{k < count[m]} values[m, k] * W[ids[m, k], :]
+// (sparse_snns' SparseLinear; dense_snns' layers on the events of a dense input).
 //
-// Three ops (float32 and float64):
+// Five ops (float32 and float64):
 //   DenseSnnsSparseLinear             (ids, values, count, weights) -> output [M, N_out]
 //   DenseSnnsSparseLinearGradWeights  (ids, values, count, grad, weights) -> grad_weights [N_in, N_out]
 //   DenseSnnsSparseLinearGradValues   (ids, count, weights, grad) -> grad_values [M, K]
+//   DenseSnnsDenseToEvents            (x [M, N_in]) -> the nonzero entries of each row as
+//                                     (ids, values, count) with K = the largest count (>= 1)
+//   DenseSnnsNonzeroFraction          (x [M, N_in]) -> the fraction of nonzero entries of a
+//                                     sample of rows (float scalar)
 //
 // ids int32 [M, K], values [M, K], count int32 [M], weights [N_in, N_out], grad [M, N_out].
 // Entries k >= count[m] are padding and are never read (their ids may hold anything); the
@@ -49,7 +54,7 @@
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/framework/tensor_shape.h"
 #include "tensorflow/core/util/work_sharder.h"
-#include "common.h"
+#include "spikes_common.h"
 
 namespace dense_snns_ops {
 
@@ -167,7 +172,7 @@ Values gradient: grad_values[m, k] = dot(grad[m, :], weights[ids[m, k], :]) for 
 // grad [M, N_out] (optional).
 static absl::Status CheckShapes(const Tensor& ids, const Tensor* values, const Tensor& count,
                                 const Tensor& weights, const Tensor* grad) {
-  TF_RETURN_IF_ERROR(sparse_snns_common::CheckSpikeShapes(ids, count));
+  TF_RETURN_IF_ERROR(spikes_common::CheckSpikeShapes(ids, count));
   const i64 m = ids.dim_size(0);
   if (m > static_cast<i64>(INT32_MAX)) {
     return tensorflow::errors::InvalidArgument("`ids` has ", m, " rows; at most 2^31 - 1 are supported");
@@ -192,7 +197,7 @@ static absl::Status CheckShapes(const Tensor& ids, const Tensor* values, const T
 
 // count[m] in [0, K] and ids[m, k] in [0, N_in) for k < count[m]; returns sum(count).
 static absl::Status CheckValues(const Tensor& ids, const Tensor& count, i64 n_in, i64* total) {
-  return sparse_snns_common::CheckValues(ids, count, n_in, "N_in", "the first dimension of the kernel", total);
+  return spikes_common::CheckValues(ids, count, n_in, "N_in", "the first dimension of the kernel", total);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -849,7 +854,168 @@ class SparseLinearGradValuesOp : public OpKernel {
   }
 };
 
+// ------------------------------------------------------------------------------------------
+// dense rows -> events
+// ------------------------------------------------------------------------------------------
+
+REGISTER_OP("DenseSnnsDenseToEvents")
+    .Input("x: T")
+    .Output("ids: int32")
+    .Output("values: T")
+    .Output("count: int32")
+    .Attr("T: {float, double}")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle x;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 2, &x));
+      DimensionHandle k = c->UnknownDim();
+      c->set_output(0, c->Matrix(c->Dim(x, 0), k));
+      c->set_output(1, c->Matrix(c->Dim(x, 0), k));
+      c->set_output(2, c->Vector(c->Dim(x, 0)));
+      return absl::OkStatus();
+    })
+    .Doc(R"doc(
+The nonzero entries of every row of x [M, N_in], in column order: ids[m, k] (their columns),
+values[m, k] (their values) for k < count[m]; K = max(1, max_m count[m]); padding entries
+have id 0 and value 0. Exact for any values (NaN counts as nonzero).
+)doc");
+
+// Nonzero entries of row[0, n) as 64-bit masks (bit j of word w: row[64 w + j] != 0; NaN is
+// nonzero, -0 is zero); returns their number.
+template <typename T>
+static i64 NonzeroMasks(const T* row, i64 n, uint64_t* masks) {
+  i64 c = 0;
+  for (i64 w = 0; 64 * w < n; ++w) {
+    const uint64_t bits = spikes_common::MaskWord(row + 64 * w, std::min<i64>(64, n - 64 * w),
+                                                  spikes_common::Rule::kNonzero, T(0));
+    if (masks != nullptr) masks[w] = bits;
+    c += __builtin_popcountll(bits);
+  }
+  return c;
+}
+
+template <typename T>
+class DenseToEventsOp : public OpKernel {
+ public:
+  explicit DenseToEventsOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& x = ctx->input(0);
+    OP_REQUIRES(ctx, x.dims() == 2,
+                tensorflow::errors::InvalidArgument("`x` must have rank 2 [M, N_in], got shape ",
+                                                    x.shape().DebugString()));
+    const i64 m_rows = x.dim_size(0), n_in = x.dim_size(1);
+    OP_REQUIRES(ctx, m_rows <= static_cast<i64>(INT32_MAX) && n_in <= static_cast<i64>(INT32_MAX),
+                tensorflow::errors::InvalidArgument("`x` of shape ", x.shape().DebugString(),
+                                                    " is too large (at most 2^31 - 1 rows and columns)"));
+    Tensor* count_t = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(2, TensorShape({m_rows}), &count_t));
+    const i64 words = (n_in + 63) / 64;
+    Tensor masks_t;  // pass 1 writes the masks of every row, pass 2 walks their set bits
+    OP_REQUIRES_OK(ctx, ctx->allocate_temp(tensorflow::DT_INT64, TensorShape({std::max<i64>(1, m_rows * words)}),
+                                           &masks_t));
+    uint64_t* masks = reinterpret_cast<uint64_t*>(masks_t.flat<tensorflow::int64>().data());
+    const T* xs = x.flat<T>().data();
+    i32* count = count_t->flat<i32>().data();
+    const i64 threads = (m_rows * n_in < kMinParallelWork) ? 1 : NumThreads(ctx);
+    const i64 parts = std::max<i64>(1, std::min(threads, m_rows));
+    RunParts(ctx, parts, std::max<i64>(1, m_rows * n_in / parts), [&](i64 begin, i64 end) {
+      for (i64 p = begin; p < end; ++p) {
+        for (i64 m = m_rows * p / parts; m < m_rows * (p + 1) / parts; ++m) {
+          count[m] = static_cast<i32>(NonzeroMasks(xs + m * n_in, n_in, masks + m * words));
+        }
+      }
+    });
+    i64 k_cap = 1, total = 0;
+    for (i64 m = 0; m < m_rows; ++m) {
+      k_cap = std::max<i64>(k_cap, count[m]);
+      total += count[m];
+    }
+    Tensor* ids_t = nullptr;
+    Tensor* values_t = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({m_rows, k_cap}), &ids_t));
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({m_rows, k_cap}), &values_t));
+    i32* ids = ids_t->flat<i32>().data();
+    T* values = values_t->flat<T>().data();
+    RunParts(ctx, parts, std::max<i64>(1, (m_rows * (words + k_cap) + total) / parts), [&](i64 begin, i64 end) {
+      for (i64 p = begin; p < end; ++p) {
+        for (i64 m = m_rows * p / parts; m < m_rows * (p + 1) / parts; ++m) {
+          const T* row = xs + m * n_in;
+          const uint64_t* row_masks = masks + m * words;
+          i32* row_ids = ids + m * k_cap;
+          T* row_values = values + m * k_cap;
+          i64 k = 0;
+          for (i64 w = 0; w < words; ++w) {
+            for (uint64_t bits = row_masks[w]; bits != 0; bits &= bits - 1) {
+              const i64 i = 64 * w + __builtin_ctzll(bits);
+              row_ids[k] = static_cast<i32>(i);
+              row_values[k++] = row[i];
+            }
+          }
+          std::fill(row_ids + k, row_ids + k_cap, 0);
+          std::fill(row_values + k, row_values + k_cap, T(0));
+        }
+      }
+    });
+  }
+};
+
+// ------------------------------------------------------------------------------------------
+// activity of a dense input
+// ------------------------------------------------------------------------------------------
+
+REGISTER_OP("DenseSnnsNonzeroFraction")
+    .Input("x: T")
+    .Attr("sample: int = 65536")
+    .Output("fraction: float")
+    .Attr("T: {float, double}")
+    .SetShapeFn([](InferenceContext* c) {
+      ShapeHandle x;
+      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 2, &x));
+      c->set_output(0, c->Scalar());
+      return absl::OkStatus();
+    })
+    .Doc(R"doc(
+The fraction of nonzero entries of x [M, N] over evenly spaced rows holding about `sample`
+entries (all rows when x is smaller); 0 for an empty x.
+)doc");
+
+template <typename T>
+class NonzeroFractionOp : public OpKernel {
+ public:
+  explicit NonzeroFractionOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("sample", &sample_));
+    OP_REQUIRES(ctx, sample_ > 0, tensorflow::errors::InvalidArgument("`sample` must be > 0, got ", sample_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& x = ctx->input(0);
+    OP_REQUIRES(ctx, x.dims() == 2,
+                tensorflow::errors::InvalidArgument("`x` must have rank 2 [M, N], got shape ",
+                                                    x.shape().DebugString()));
+    const i64 m_rows = x.dim_size(0), n = x.dim_size(1);
+    Tensor* out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({}), &out));
+    const i64 stride = std::max<i64>(1, m_rows * n / std::max<i64>(1, sample_));
+    const T* xs = x.flat<T>().data();
+    i64 nonzero = 0, seen = 0;
+    for (i64 m = 0; m < m_rows; m += stride) {
+      nonzero += NonzeroMasks<T>(xs + m * n, n, nullptr);
+      seen += n;
+    }
+    out->scalar<float>()() = seen == 0 ? 0.0f : static_cast<float>(nonzero) / static_cast<float>(seen);
+  }
+
+ private:
+  int sample_;
+};
+
 #define DENSE_SNNS_REGISTER(T)                                                                    \
+  REGISTER_KERNEL_BUILDER(                                                                        \
+      Name("DenseSnnsDenseToEvents").Device(DEVICE_CPU).TypeConstraint<T>("T"),                   \
+      DenseToEventsOp<T>);                                                                        \
+  REGISTER_KERNEL_BUILDER(                                                                        \
+      Name("DenseSnnsNonzeroFraction").Device(DEVICE_CPU).TypeConstraint<T>("T"),                 \
+      NonzeroFractionOp<T>);                                                                      \
   REGISTER_KERNEL_BUILDER(                                                                        \
       Name("DenseSnnsSparseLinear").Device(DEVICE_CPU).TypeConstraint<T>("T"),                    \
       SparseLinearOp<T>);                                                                         \
