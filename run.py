@@ -2,12 +2,15 @@
 """Set up a virtual environment and run the main job or the test suite.
 
     python3 run.py demo   # install, train the default model on randman, print accuracy
-    python3 run.py test   # install test extras, run the suite under Keras 3 then Keras 2
+    python3 run.py test   # install test extras, run the suite under Keras 3, Keras 2, and on
+                          # Graphcore's TensorFlow base (Python 3.8, TensorFlow 2.6.3, Keras 2.6)
 
 Only the Python standard library is needed to start it.
 """
 
+import glob
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -17,6 +20,10 @@ VENV = os.environ.get("DENSE_SNNS_VENV", os.path.join(ROOT, ".venv"))
 PY = os.path.join(VENV, "bin", "python")
 STAMP = os.path.join(VENV, ".dense_snns_installed")
 PACKAGES = ["dense_snns", "sparse_snns", "snns_as_gnn", "snn_cli"]
+# The third leg: Graphcore's TensorFlow base (Poplar SDK 3.4) in a virtual environment of its own.
+VENV_TF26 = os.environ.get("DENSE_SNNS_VENV_TF26", os.path.join(ROOT, ".venv-tf2.6"))
+PY_TF26 = os.path.join(VENV_TF26, "bin", "python")
+STAMP_TF26 = os.path.join(VENV_TF26, ".dense_snns_installed")
 
 
 def run(cmd, env=None):
@@ -37,6 +44,34 @@ def install():
     run([PY, "-m", "pip", "install", "--quiet", "-e", ".[cpu,test]"])
     with open(STAMP, "w") as stamp:
         stamp.write("ok\n")
+
+
+def python38():
+    """A Python 3.8 interpreter: `python3.8` on the PATH, else one of pyenv's; None if none."""
+    found = shutil.which("python3.8")
+    if found:
+        return found
+    pattern = os.path.join(
+        os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv")), "versions", "3.8*", "bin", "python3.8"
+    )
+    candidates = sorted(glob.glob(pattern))
+    return candidates[-1] if candidates else None
+
+
+def install_tf26():
+    """The venv of the third leg: TensorFlow 2.6.3 and Keras 2.6 (the tf26 extra), the test
+    tools that run there, and the project (once per change). False without Python 3.8."""
+    if not os.path.exists(PY_TF26):
+        interpreter = python38()
+        if interpreter is None:
+            return False
+        run([interpreter, "-m", "venv", VENV_TF26])
+    sources = [os.path.join(ROOT, name) for name in ("setup.py", "pyproject.toml")]
+    if not (os.path.exists(STAMP_TF26) and all(os.path.getmtime(s) <= os.path.getmtime(STAMP_TF26) for s in sources)):
+        run([PY_TF26, "-m", "pip", "install", "--quiet", "-e", ".[tf26,test-tf26]"])
+        with open(STAMP_TF26, "w") as stamp:
+            stamp.write("ok\n")
+    return True
 
 
 def env_with(**extra):
@@ -66,6 +101,11 @@ def test(args):
     run([PY, "-m", "pytest", "-q"] + args, env=env_with(TF_USE_LEGACY_KERAS="0"))
     print("=== test suite under Keras 2 (TF_USE_LEGACY_KERAS=1, tf-keras) ===", flush=True)
     run([PY, "-m", "pytest", "-q"] + args, env=env_with(TF_USE_LEGACY_KERAS="1"))
+    print("=== test suite on Graphcore's TensorFlow base (Python 3.8, TensorFlow 2.6.3, Keras 2.6) ===", flush=True)
+    if install_tf26():
+        run([PY_TF26, "-m", "pytest", "-q"] + args, env=env_with())
+    else:
+        print("skipped: no Python 3.8 interpreter (python3.8 on the PATH or under pyenv)", flush=True)
 
 
 if __name__ == "__main__":

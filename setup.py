@@ -32,6 +32,17 @@ setup(
     extras_require={
         "cpu": ["tensorflow-cpu>=2.16,<2.22"],
         "gpu": ["tensorflow[and-cuda]>=2.16,<2.22"],
+        # Graphcore's TensorFlow base (its SDK 3.4: TensorFlow 2.6.3, Keras 2.6, Python 3.8),
+        # for the suite's third leg; the IPU wheel itself comes with the Poplar SDK
+        "tf26": ["tensorflow-cpu==2.6.3", "keras==2.6.0", "protobuf<3.21", "numpy>=1.19.2,<1.20"],
+        "test-tf26": [
+            "pytest>=7,<9",
+            "hypothesis>=6.50,<7",
+            "scikit-learn>=1.0,<1.4",
+            "tensorboard>=2.6,<2.7",
+            "h5py>=2.10,<3.2",
+            "matplotlib>=3.3,<3.7",
+        ],
         "test": [
             "pytest>=7,<10",
             "hypothesis>=6.50,<7",

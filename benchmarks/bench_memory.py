@@ -48,7 +48,7 @@ def peak_rss_mb() -> float:
 
 def build_network(keras, snn, seed: int = 0):
     """Input [batch, time, 100] -> recurrent SNNDense(128) -> LeakyReadout(10)."""
-    keras.utils.set_random_seed(seed)
+    snn.compat.set_random_seed(seed)
     hidden = snn.SNNDense(
         UNITS,
         self_recurrent=True,

@@ -9,6 +9,8 @@ both signatures.
 
 from __future__ import annotations
 
+import inspect
+
 import tensorflow as tf
 
 keras = tf.keras
@@ -32,6 +34,94 @@ def _keras_version() -> str:
 
 #: Version string of the Keras behind `tf.keras`.
 KERAS_VERSION = _keras_version()
+
+#: (major, minor) of TensorFlow.
+TF_VERSION = tuple(int(part) for part in tf.__version__.split(".")[:2])
+
+
+def convolution(conv, inputs):
+    """The convolution of the Keras conv layer `conv` without its bias (its
+    `convolution_op`; Keras 2.6, Graphcore's base, has none: the same `tf.nn.convolution`)."""
+    kernel = tf.cast(conv.kernel, inputs.dtype)
+    if hasattr(conv, "convolution_op"):
+        return conv.convolution_op(inputs, kernel)
+    if conv.data_format != "channels_last":
+        raise ValueError(f"layer {conv.name!r}: only data_format='channels_last' is supported here")
+    return tf.nn.convolution(
+        inputs,
+        kernel,
+        strides=list(conv.strides),
+        padding=conv.padding.upper(),
+        dilations=list(conv.dilation_rate),
+    )
+
+
+def numpy_function(fn, inputs, dtype, stateful: bool = True):
+    """`tf.numpy_function`; older TensorFlow (2.6, Graphcore's base) has no `stateful`
+    argument and treats every such function as stateful."""
+    if "stateful" in inspect.signature(tf.numpy_function).parameters:
+        return tf.numpy_function(fn, inputs, dtype, stateful=stateful)
+    return tf.numpy_function(fn, inputs, dtype)
+
+
+def _has_keras_format() -> bool:
+    if KERAS_3:
+        return True
+    try:
+        return tuple(int(part) for part in KERAS_VERSION.split(".")[:2]) >= (2, 12)
+    except ValueError:  # an unknown Keras 2 version string: a recent tf_keras
+        return True
+
+
+#: Keras 3 and Keras 2 from 2.12 save the single-file .keras format; Keras 2.6 (Graphcore's
+#: base) reads a .keras suffix as HDF5, which takes functional and Sequential models only.
+HAS_KERAS_FORMAT = _has_keras_format()
+
+
+def model_file(path: str, model) -> str:
+    """Where to save `model` meant for `path` (``*.keras``): `path` itself, or for a
+    subclassed model (EProp) where Keras has no .keras format, the SavedModel directory of
+    that name without the suffix."""
+    path = str(path)
+    if path.endswith(".keras") and not HAS_KERAS_FORMAT and not is_functional(model):
+        return path[: -len(".keras")]
+    return path
+
+
+def set_random_seed(seed: int) -> None:
+    """Seed Python's, NumPy's and TensorFlow's generators (`keras.utils.set_random_seed`,
+    which Keras 2.6, Graphcore's base, lacks)."""
+    if hasattr(keras.utils, "set_random_seed"):
+        keras.utils.set_random_seed(seed)
+        return
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    tf.random.set_seed(seed)
+
+
+def stop_recording():
+    """A context in which no gradient tape records (TensorFlow's own; not in its public API).
+    `tf.stop_gradient` does not do this in eager mode on TensorFlow 2.6 (Graphcore's base):
+    its outputs stay watched there."""
+    try:
+        from tensorflow.python.eager.record import stop_recording as stop
+    except ImportError:  # TensorFlow before 2.13
+        from tensorflow.python.eager.tape import stop_recording as stop
+    return stop()
+
+
+def tf_function(fn, jit_compile=None, reduce_retracing: bool = False):
+    """`tf.function(fn, jit_compile=..., reduce_retracing=...)`; TensorFlow before 2.9 (2.6,
+    Graphcore's base) names `reduce_retracing` `experimental_relax_shapes`."""
+    kwargs = {} if jit_compile is None else {"jit_compile": jit_compile}
+    if reduce_retracing:
+        kwargs["reduce_retracing" if TF_VERSION >= (2, 9) else "experimental_relax_shapes"] = True
+    return tf.function(fn, **kwargs)
+
 
 PACKAGE = "dense_snns"
 

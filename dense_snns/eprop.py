@@ -35,7 +35,8 @@ from typing import List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from .compat import keras, register
+from . import compat
+from .compat import keras, register, tf_function
 from .layers import SNNDense
 from .readouts import LeakyReadout
 from .stateful import StatefulLayer
@@ -95,7 +96,8 @@ class EProp(StatefulLayer, keras.Model):
             size), the weights being updated after every chunk; False: every batch starts
             from zero.
         seed: of the random feedback matrices.
-        jit_compile: compile the time loop with XLA.
+        jit_compile: compile the time loop with XLA (not on TensorFlow before 2.9, whose XLA
+            crashes on it).
 
     ``compile(optimizer)`` then ``fit(x, y)`` with inputs [batch, time, features] and labels
     int [batch] or [batch, time]: `train_step` runs the loop over time, accumulates the
@@ -142,7 +144,11 @@ class EProp(StatefulLayer, keras.Model):
         self.state_variables = []
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.accuracy_tracker = keras.metrics.Mean(name="acc")
-        self._loop = tf.function(self._run, jit_compile=self.jit_compile, reduce_retracing=True)
+        # XLA compilation of this loop crashes TensorFlow 2.6 (a segmentation fault; Graphcore's
+        # base): there it runs without XLA.
+        self._loop = tf_function(
+            self._run, jit_compile=self.jit_compile and compat.TF_VERSION >= (2, 9), reduce_retracing=True
+        )
 
     # -- structure ------------------------------------------------------------------------
     def build(self, input_shape):

@@ -30,9 +30,29 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import tensorflow as tf
 from tensorflow.compiler.tf2xla.python import xla as _xla
 
+from . import compat
 from . import implementation as implementation_choice
 from . import neurons
 from .ops import lif as lif_ops
+
+
+def _dynamic_update_slice_gradient(op, grad):
+    """Gradient of `XlaDynamicUpdateSlice` (the batch-major loops' per-step writes): the
+    written slice's gradient to the update, the rest to the input."""
+    update, start = op.inputs[1], op.inputs[2]
+    return (
+        _xla.dynamic_update_slice(grad, tf.zeros_like(update), start),
+        _xla.dynamic_slice(grad, start, tf.shape(update, out_type=start.dtype)),
+        None,
+    )
+
+
+# TensorFlow registers no Python gradient for this op; where autodiff meets it (TensorFlow 2.6,
+# Graphcore's base, differentiates through the forward loops) it needs one.
+try:
+    tf.RegisterGradient("XlaDynamicUpdateSlice")(_dynamic_update_slice_gradient)
+except KeyError:  # already registered (by TensorFlow or another copy of this module)
+    pass
 
 
 def num_steps(x: tf.Tensor, axis: int):
@@ -377,18 +397,28 @@ def compiled_recurrence(
     checkpoint_every = resolve_checkpoint_every(
         check_checkpoint_every(checkpoint_every, allow_auto=True), currents.shape[time_axis]
     )
+    if jit_compile and (checkpoint_every is not None or mask is not None) and compat.TF_VERSION < (2, 9):
+        # XLA of TensorFlow before 2.9 (2.6: Graphcore's base) crashes the process on the
+        # nested loops of a checkpointed backward pass, and refuses masked loops over a
+        # batch of 1 ("Dynamic degenerated dimension"): there such loops run unjitted.
+        jit_compile = False
+    return _resolved_recurrence(step, currents, initial_states, tensors, mask, jit_compile, time_axis, checkpoint_every)
+
+
+def _resolved_recurrence(step, currents, initial_states, tensors, mask, jit_compile, time_axis, checkpoint_every):
+    """`compiled_recurrence` once its `checkpoint_every` is resolved."""
     if time_axis == 1 and not jit_compile:
         # TensorFlow has no in-place update of a slice outside XLA: go through time-major.
         swap = [1, 0] + list(range(2, currents.shape.rank))
-        outputs, final_states = compiled_recurrence(
+        outputs, final_states = _resolved_recurrence(
             step,
             tf.transpose(currents, swap),
             initial_states,
             tensors,
             None if mask is None else tf.transpose(mask),
             jit_compile,
-            time_axis=0,
-            checkpoint_every=checkpoint_every,
+            0,
+            checkpoint_every,
         )
         return tf.transpose(outputs, [1, 0] + list(range(2, outputs.shape.rank))), final_states
     forward, backward = _compiled_loops(step, jit_compile)
@@ -401,7 +431,8 @@ def compiled_recurrence(
         currents = tf.stop_gradient(currents)
         args = [tf.stop_gradient(a) for a in args]
         states, step_tensors = args[:n_states], args[n_states:]
-        outputs, stored, final_states = forward(currents, mask, states, step_tensors, time_axis, checkpoint_every)
+        with compat.stop_recording():
+            outputs, stored, final_states = forward(currents, mask, states, step_tensors, time_axis, checkpoint_every)
         output_shape, output_dtype = tf.shape(outputs), outputs.dtype
 
         def grad(d_outputs, *d_final):

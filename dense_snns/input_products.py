@@ -91,9 +91,11 @@ def feedforward(x: tf.Tensor, kernel: tf.Tensor, mode: str, implementation: str,
 
     def events():
         output = event_ops.event_matmul(flat, kernel)
-        shape = tf.concat([tf.shape(x)[:-1], [units]], 0)
-        output = tf.reshape(output, shape)
-        output.set_shape(x.shape[:-1].concatenate([units]))
+        static = x.shape[:-1].concatenate([units])
+        if static.is_fully_defined():  # static shapes into the loops (XLA of TF 2.6 needs them)
+            return tf.reshape(output, static.as_list())
+        output = tf.reshape(output, tf.concat([tf.shape(x)[:-1], [units]], 0))
+        output.set_shape(static)
         return output
 
     if mode == "events":

@@ -32,7 +32,7 @@ import tensorflow as tf
 from . import fused, input_products
 from . import implementation as implementation_choice
 from .cells import SNNBlock, get_neuron, serialize_neuron
-from .compat import keras, register
+from .compat import convolution, keras, register
 from .implementation import IMPLEMENTATIONS
 from .ops import lif as lif_ops
 from .stateful import StatefulLayer
@@ -270,8 +270,9 @@ class DenseSequenceLayer(SNNSequenceLayer):
             )
 
     def _feedforward(self, inputs):
-        mode = getattr(self, "input_sparsity", "dense")
-        return input_products.feedforward(inputs, self.cell.kernel, mode, self.implementation, self._what)
+        return input_products.feedforward(
+            inputs, self.cell.kernel, self.input_sparsity, self.implementation, self._what
+        )
 
     def _loop_bias(self, dtype):
         return None if self.cell.bias is None else tf.cast(self.cell.bias, dtype)
@@ -461,7 +462,7 @@ class _SNNConv(SNNSequenceLayer):
     def _feedforward(self, inputs):
         frames = tf.reshape(inputs, [-1] + inputs.shape[2:].as_list())  # [batch*time, ...]: one conv call
         if self._splits_bias():
-            currents = self.conv.convolution_op(frames, tf.cast(self.conv.kernel, frames.dtype))
+            currents = convolution(self.conv, frames)
         else:
             currents = self.conv(frames)
         dynamic = tf.shape(inputs)
@@ -472,8 +473,18 @@ class _SNNConv(SNNSequenceLayer):
         return self.conv(inputs_t)
 
     def _state_shape(self, input_shape):
-        out = self.conv.compute_output_shape((None,) + tuple(input_shape[2:]))
-        return list(out[1:])
+        try:
+            out = self.conv.compute_output_shape((None,) + tuple(input_shape[2:]))
+            sizes = list(out[1:])
+        except ValueError as err:  # Keras 2.6 fails on a negative size itself
+            sizes, reason = None, str(err)
+        if sizes is None or any(d is not None and int(d) <= 0 for d in sizes):
+            raise ValueError(
+                f"{self._what}: `inputs` of spatial shape {list(input_shape[2:-1])} are smaller than "
+                f"kernel_size={self.conv.kernel_size} with padding={self.conv.padding!r} and "
+                f"strides={self.conv.strides}" + (f" ({reason})" if sizes is None else "")
+            )
+        return sizes
 
     def compute_output_shape(self, input_shape):
         batch, time = input_shape[0], input_shape[1]

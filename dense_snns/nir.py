@@ -71,6 +71,11 @@ def _nir():
         import nir
     except ImportError:
         raise ImportError("NIR interchange needs the nir package: pip install .[nir] (or pip install nir)") from None
+    if "v_reset" not in getattr(nir.LIF, "__dataclass_fields__", {}):
+        raise ImportError(
+            "NIR interchange needs a nir release whose LIF nodes have v_reset (1.0.3 or newer; Python >= 3.9): "
+            "pip install -U nir"
+        )
     return nir
 
 

@@ -26,7 +26,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
-from .compat import custom_objects, is_functional, keras
+from .compat import custom_objects, is_functional, keras, tf_function
 from .stateful import StatefulLayer
 
 __all__ = [
@@ -299,7 +299,7 @@ class StepLoop:
         if jit_compile is None:
             jit_compile = all(self._compiles(layer) for layer in self.layers)
         self.jit_compile = bool(jit_compile)
-        self._run = tf.function(self._loop, jit_compile=self.jit_compile, reduce_retracing=True)
+        self._run = tf_function(self._loop, jit_compile=self.jit_compile, reduce_retracing=True)
 
     @staticmethod
     def _kind(layer) -> str:
@@ -511,7 +511,7 @@ def _stream(model, chunks, reduce, window, reset, loop, progress):
     call = _compiled(
         model,
         "call",
-        lambda: tf.function(lambda x: model(x if len(x) > 1 else x[0], training=False), reduce_retracing=True),
+        lambda: tf_function(lambda x: model(x if len(x) > 1 else x[0], training=False), reduce_retracing=True),
     )
     step_loop = None
     if reduce is not None and loop != "chunks":
@@ -529,7 +529,7 @@ def _stream(model, chunks, reduce, window, reset, loop, progress):
         return reduced if accumulator is None else _combine(reduce, accumulator, reduced)
 
     if step_loop is None and reduce is not None:
-        reduce_call = _compiled(model, ("chunks", reduce), lambda: tf.function(call_and_reduce, reduce_retracing=True))
+        reduce_call = _compiled(model, ("chunks", reduce), lambda: tf_function(call_and_reduce, reduce_retracing=True))
 
     def run_piece(piece, accumulator):
         if step_loop is not None:

@@ -11,7 +11,7 @@ from typing import Any, Dict
 import numpy as np
 
 import dense_snns as snn
-from dense_snns import keras
+from dense_snns import compat, keras
 from dense_snns.data import randman_dataset
 from dense_snns.ops import show_build_messages
 
@@ -67,9 +67,10 @@ def history_dict(history) -> Dict[str, list]:
 
 
 def save_and_check_reload(model, test, out: str):
-    """Save to ``out/model.keras``, reload, and check that both predict the same on a test
-    batch. Returns (path, that test batch's inputs)."""
-    path = os.path.join(out, "model.keras")
+    """Save to ``out/model.keras`` (see `dense_snns.compat.model_file`: a subclassed model on
+    Keras 2.6 goes to the SavedModel directory ``out/model``), reload, and check that both
+    predict the same on a test batch. Returns (path, that test batch's inputs)."""
+    path = compat.model_file(os.path.join(out, "model.keras"), model)
     model.save(path)
     x_test, _ = next(iter(test))
     reloaded = keras.models.load_model(path)

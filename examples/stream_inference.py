@@ -45,7 +45,7 @@ sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
 import _common as common  # noqa: E402
 import train_randman  # noqa: E402
-from dense_snns import KERAS_VERSION, keras  # noqa: E402
+from dense_snns import KERAS_VERSION, compat, keras  # noqa: E402
 from dense_snns.data import randman_dataset  # noqa: E402
 from dense_snns.streaming import run_stream, stateful_copy  # noqa: E402
 
@@ -119,7 +119,7 @@ def chunks(x_test: np.ndarray, order: np.ndarray, chunk: int):
 def main(argv=None):
     args = parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    keras.utils.set_random_seed(args.seed)
+    compat.set_random_seed(args.seed)
     model, x_test, y_test = trained_model(args)
     stream_model = stateful_copy(model, batch_size=args.lanes)
     order = sample_order(len(x_test), args.samples, args.lanes, args.seed)

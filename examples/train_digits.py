@@ -36,7 +36,7 @@ sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
 import _common as common  # noqa: E402
 import dense_snns as snn  # noqa: E402
-from dense_snns import keras  # noqa: E402
+from dense_snns import compat, keras  # noqa: E402
 from dense_snns.data import digits_dataset  # noqa: E402
 from dense_snns.plotting import plot_raster_and_membrane  # noqa: E402
 
@@ -105,7 +105,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     config = dict(CONFIG, encoding=args.encoding)
-    keras.utils.set_random_seed(args.seed)
+    compat.set_random_seed(args.seed)
     os.makedirs(args.out, exist_ok=True)
     start = time.time()
     train, test = digits_dataset(

@@ -62,7 +62,7 @@ import _common as common  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import dense_snns as snn  # noqa: E402
-from dense_snns import keras  # noqa: E402
+from dense_snns import compat, keras  # noqa: E402
 from snns_as_gnn import GraphSNN, SNNGraph, plan_placement  # noqa: E402
 
 #: The seed's graph: node i receives the spikes of the nodes in SEED_CONNECTIVITY[i].
@@ -235,7 +235,7 @@ def main(argv=None):
     config = dict(CONFIG, learning_rate=args.learning_rate, units=args.units)
     if common.apply_quick(args):
         config["units"] = 16
-    keras.utils.set_random_seed(args.seed)
+    compat.set_random_seed(args.seed)
     os.makedirs(args.out, exist_ok=True)
     start = time.time()
 

@@ -35,7 +35,7 @@ sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
 import _common as common  # noqa: E402
 import dense_snns as snn  # noqa: E402
-from dense_snns import keras  # noqa: E402
+from dense_snns import compat, keras  # noqa: E402
 from dense_snns.plotting import plot_raster_and_membrane, record_traces  # noqa: E402
 
 #: Hyper-parameters of the default run (stored in the JSON summary).
@@ -131,7 +131,7 @@ def main(argv=None):
     config = dict(CONFIG, learning_rate=args.learning_rate)
     if common.apply_quick(args):
         config["hidden"] = [32, 32]
-    keras.utils.set_random_seed(args.seed)
+    compat.set_random_seed(args.seed)
     os.makedirs(args.out, exist_ok=True)
     start = time.time()
 

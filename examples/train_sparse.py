@@ -32,7 +32,7 @@ import tensorflow as tf  # noqa: E402
 
 import dense_snns as snn  # noqa: E402
 import sparse_snns as sparse  # noqa: E402
-from dense_snns import keras  # noqa: E402
+from dense_snns import compat, keras  # noqa: E402
 from dense_snns.data import randman_dataset  # noqa: E402
 
 CONFIG = {
@@ -141,7 +141,7 @@ def main(argv=None):
 
     results = {}
     for kind in ("dense", "sparse"):
-        keras.utils.set_random_seed(args.seed)
+        compat.set_random_seed(args.seed)
         train, test = randman_dataset(**data_kwargs)
         if kind == "sparse":
             # Exact conversion in the pipeline: strict, input events are never dropped.

@@ -187,7 +187,7 @@ def train(args) -> dict:
 
     if args.quick:
         args.epochs, args.hidden = 1, 16
-    keras.utils.set_random_seed(args.seed)
+    ds.compat.set_random_seed(args.seed)
     train_data, test_data, classes = load_data(args)
     if args.model == "sparse":
         train_data, test_data = (sp.sparse_dataset(d) for d in (train_data, test_data))

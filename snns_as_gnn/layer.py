@@ -256,7 +256,10 @@ class GraphSNNCell(keras.layers.Layer):
                 )
         for neuron in self.neuron_list:
             if not neuron.built:
-                neuron.build((None, neuron.units))
+                # each neuron's weights under its own (unique) name: Keras 2.6's HDF5 files
+                # keep weights by name and refuse two "beta"s
+                with tf.name_scope(neuron.name):
+                    neuron.build((None, neuron.units))
         self.input_features = int(features)
         self.built = True
 

@@ -4,6 +4,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import inspect  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -58,3 +60,10 @@ def tf_loops_only(monkeypatch):
 def compile_kwargs():
     """No XLA for training steps under Keras 3 (autodiff through the time loop under XLA is slow)."""
     return {"jit_compile": False} if KERAS_3 else {}
+
+
+#: Keras 2.6 (Graphcore's base) takes no `jit_compile` in `Model.compile`.
+COMPILE_TAKES_JIT = "jit_compile" in inspect.signature(keras.Model.compile).parameters
+needs_compile_jit = pytest.mark.skipif(
+    not COMPILE_TAKES_JIT, reason="this Keras (2.6) takes no jit_compile in Model.compile"
+)

@@ -86,11 +86,13 @@ def config_round_trip(obj):
 
 
 def save_and_load(model, path):
-    """The model saved to `path` (its suffix picks the format: .keras or .h5) and loaded back
-    (with `dense_snns.custom_objects()`, which Keras 2 needs for the cells of RNN layers in
-    .h5 files)."""
-    model.save(str(path))
-    return keras.models.load_model(str(path), custom_objects=ds.custom_objects())
+    """The model saved to `path` (its suffix picks the format: .keras or .h5; see
+    `dense_snns.compat.model_file` for a subclassed model on Keras 2.6) and loaded back (with
+    `dense_snns.custom_objects()`, which Keras 2 needs for the cells of RNN layers in .h5
+    files)."""
+    path = ds.compat.model_file(path, model)
+    model.save(path)
+    return keras.models.load_model(path, custom_objects=ds.custom_objects())
 
 
 # -- event files ------------------------------------------------------------------------------

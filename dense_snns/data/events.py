@@ -28,6 +28,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from ..compat import numpy_function
 from ..validation import check_positive_int, check_seed
 
 __all__ = [
@@ -256,7 +257,7 @@ def nmnist_dataset(
         return events_to_frames(events, nb_steps, NMNIST_SENSOR_SIZE, duration, downsample, polarity, binary, flatten)
 
     def load_tensor(path, label):
-        frames = tf.numpy_function(load, [path], tf.float32, stateful=False)
+        frames = numpy_function(load, [path], tf.float32, stateful=False)
         frames.set_shape(shape)
         return frames, label
 

@@ -49,7 +49,6 @@ __all__ = ["OpLibrary", "cache_dir", "compiler", "in_xla_context", "ops_disabled
 
 #: Flags of every build, besides TensorFlow's own compile and link flags.
 BASE_FLAGS = [
-    "-std=c++17",
     "-shared",
     "-fPIC",
     "-O3",
@@ -148,7 +147,14 @@ def in_xla_context() -> bool:
 
 
 def _tf_flags() -> Tuple[List[str], List[str], str]:
-    return list(tf.sysconfig.get_compile_flags()), list(tf.sysconfig.get_link_flags()), tf.__version__
+    """TensorFlow's compile and link flags and version. The C++ standard is the one TensorFlow
+    was built with: its flags name it (C++17) from TensorFlow 2.9 on; older ones (2.6,
+    Graphcore's base) were built as C++14, whose absl::string_view is not std::string_view,
+    so C++17 code would not link against them."""
+    compile_flags = list(tf.sysconfig.get_compile_flags())
+    if not any(flag.lstrip("-").startswith("std=") for flag in compile_flags):
+        compile_flags.append("-std=c++14")
+    return compile_flags, list(tf.sysconfig.get_link_flags()), tf.__version__
 
 
 def _fallback_cache_dir() -> str:

@@ -76,7 +76,7 @@ typedef int32_t i32;
 // ------------------------------------------------------------------------------------------
 
 // ids [M, K] and values [M, K] (or ids alone), count [M]: returns M and K.
-static absl::Status SpikeDims(InferenceContext* c, int ids_index, int values_index, int count_index,
+static dsnn::Status SpikeDims(InferenceContext* c, int ids_index, int values_index, int count_index,
                               DimensionHandle* m, DimensionHandle* k) {
   ShapeHandle ids, count;
   TF_RETURN_IF_ERROR(c->WithRank(c->input(ids_index), 2, &ids));
@@ -88,19 +88,19 @@ static absl::Status SpikeDims(InferenceContext* c, int ids_index, int values_ind
   TF_RETURN_IF_ERROR(c->WithRank(c->input(count_index), 1, &count));
   TF_RETURN_IF_ERROR(c->Merge(c->Dim(ids, 0), c->Dim(count, 0), m));
   *k = c->Dim(ids, 1);
-  return absl::OkStatus();
+  return dsnn::OkStatus();
 }
 
-static absl::Status ForwardShape(InferenceContext* c) {
+static dsnn::Status ForwardShape(InferenceContext* c) {
   DimensionHandle m, k;
   TF_RETURN_IF_ERROR(SpikeDims(c, 0, 1, 2, &m, &k));
   ShapeHandle weights;
   TF_RETURN_IF_ERROR(c->WithRank(c->input(3), 2, &weights));
   c->set_output(0, c->Matrix(m, c->Dim(weights, 1)));
-  return absl::OkStatus();
+  return dsnn::OkStatus();
 }
 
-static absl::Status GradWeightsShape(InferenceContext* c) {
+static dsnn::Status GradWeightsShape(InferenceContext* c) {
   DimensionHandle m, k;
   TF_RETURN_IF_ERROR(SpikeDims(c, 0, 1, 2, &m, &k));
   ShapeHandle grad, weights;
@@ -110,10 +110,10 @@ static absl::Status GradWeightsShape(InferenceContext* c) {
   TF_RETURN_IF_ERROR(c->Merge(c->Dim(grad, 0), m, &unused));
   TF_RETURN_IF_ERROR(c->Merge(c->Dim(grad, 1), c->Dim(weights, 1), &n_out));
   c->set_output(0, c->Matrix(c->Dim(weights, 0), n_out));
-  return absl::OkStatus();
+  return dsnn::OkStatus();
 }
 
-static absl::Status GradValuesShape(InferenceContext* c) {
+static dsnn::Status GradValuesShape(InferenceContext* c) {
   DimensionHandle m, k;
   TF_RETURN_IF_ERROR(SpikeDims(c, 0, -1, 1, &m, &k));
   ShapeHandle weights, grad;
@@ -123,7 +123,7 @@ static absl::Status GradValuesShape(InferenceContext* c) {
   TF_RETURN_IF_ERROR(c->Merge(c->Dim(grad, 0), m, &unused));
   TF_RETURN_IF_ERROR(c->Merge(c->Dim(grad, 1), c->Dim(weights, 1), &unused));
   c->set_output(0, c->Matrix(m, k));
-  return absl::OkStatus();
+  return dsnn::OkStatus();
 }
 
 REGISTER_OP("DenseSnnsSparseLinear")
@@ -170,7 +170,7 @@ Values gradient: grad_values[m, k] = dot(grad[m, :], weights[ids[m, k], :]) for 
 
 // Shapes of ids [M, K], values [M, K] (optional), count [M], weights [N_in, N_out] and
 // grad [M, N_out] (optional).
-static absl::Status CheckShapes(const Tensor& ids, const Tensor* values, const Tensor& count,
+static dsnn::Status CheckShapes(const Tensor& ids, const Tensor* values, const Tensor& count,
                                 const Tensor& weights, const Tensor* grad) {
   TF_RETURN_IF_ERROR(spikes_common::CheckSpikeShapes(ids, count));
   const i64 m = ids.dim_size(0);
@@ -192,11 +192,11 @@ static absl::Status CheckShapes(const Tensor& ids, const Tensor* values, const T
                                                weights.dim_size(1), "], got ",
                                                grad->shape().DebugString());
   }
-  return absl::OkStatus();
+  return dsnn::OkStatus();
 }
 
 // count[m] in [0, K] and ids[m, k] in [0, N_in) for k < count[m]; returns sum(count).
-static absl::Status CheckValues(const Tensor& ids, const Tensor& count, i64 n_in, i64* total) {
+static dsnn::Status CheckValues(const Tensor& ids, const Tensor& count, i64 n_in, i64* total) {
   return spikes_common::CheckValues(ids, count, n_in, "N_in", "the first dimension of the kernel", total);
 }
 
@@ -626,7 +626,7 @@ static Isa CurrentIsa() {
 template <typename T>
 static T* AllocateScratch(OpKernelContext* ctx, i64 parts, i64 n_in, int block_lines, Tensor* holder) {
   const i64 size = std::max<i64>(1, parts * n_in * block_lines * Line<T>::kLanes);
-  absl::Status status = ctx->allocate_temp(tensorflow::DataTypeToEnum<T>::value, TensorShape({size}), holder);
+  dsnn::Status status = ctx->allocate_temp(tensorflow::DataTypeToEnum<T>::value, TensorShape({size}), holder);
   if (!status.ok()) {
     ctx->CtxFailure(__FILE__, __LINE__, status);
     return nullptr;
@@ -871,7 +871,7 @@ REGISTER_OP("DenseSnnsDenseToEvents")
       c->set_output(0, c->Matrix(c->Dim(x, 0), k));
       c->set_output(1, c->Matrix(c->Dim(x, 0), k));
       c->set_output(2, c->Vector(c->Dim(x, 0)));
-      return absl::OkStatus();
+      return dsnn::OkStatus();
     })
     .Doc(R"doc(
 The nonzero entries of every row of x [M, N_in], in column order: ids[m, k] (their columns),
@@ -972,7 +972,7 @@ REGISTER_OP("DenseSnnsNonzeroFraction")
       ShapeHandle x;
       TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 2, &x));
       c->set_output(0, c->Scalar());
-      return absl::OkStatus();
+      return dsnn::OkStatus();
     })
     .Doc(R"doc(
 The fraction of nonzero entries of x [M, N] over evenly spaced rows holding about `sample`

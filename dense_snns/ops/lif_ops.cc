@@ -64,22 +64,22 @@ enum Reset { kSubtract = 0, kZero = 1, kNone = 2 };
 enum Surrogate { kSuperspike = 0, kRational = 1, kArctan = 2, kSigmoid = 3, kTriangle = 4, kBoxcar = 5 };
 
 // Attribute values by the names of kernel_table.h.
-static absl::Status ParseReset(const std::string& name, int* out) {
+static dsnn::Status ParseReset(const std::string& name, int* out) {
 #define DSNN_PARSE_RESET(NAME, VALUE) \
   if (name == #NAME) {                \
     *out = VALUE;                     \
-    return absl::OkStatus();          \
+    return dsnn::OkStatus();          \
   }
   DSNN_KERNEL_RESETS(DSNN_PARSE_RESET)
 #undef DSNN_PARSE_RESET
   return errors::InvalidArgument("unknown reset '", name, "' (see kernel_table.h)");
 }
 
-static absl::Status ParseSurrogate(const std::string& name, int* out) {
+static dsnn::Status ParseSurrogate(const std::string& name, int* out) {
 #define DSNN_PARSE_SURROGATE(NAME, VALUE) \
   if (name == #NAME) {                    \
     *out = VALUE;                         \
-    return absl::OkStatus();              \
+    return dsnn::OkStatus();              \
   }
   DSNN_KERNEL_SURROGATES(DSNN_PARSE_SURROGATE)
 #undef DSNN_PARSE_SURROGATE
@@ -181,8 +181,9 @@ DSNN_INLINE V SurrogateOf(V d, V scale, S zero, S one) {
 
 template <typename T>
 DSNN_INLINE T SigmoidSurrogate(T d, T scale) {
-  const T sig = T(1) / (T(1) + std::exp(-scale * d));
-  return T(4) * sig * (T(1) - sig);
+  // 4 sig (1 - sig) without the cancellation of 1 - sig: 4 e / (1 + e)^2, e = exp(-scale |d|)
+  const T e = std::exp(-scale * std::abs(d));
+  return T(4) * e / ((T(1) + e) * (T(1) + e));
 }
 
 // The reverse-time walk of one tile. keep [S, n]: membranes before the reset; v0: the
@@ -498,7 +499,7 @@ struct ParamInput {
 // Checks the shapes of the sequence (input 0) and the initial state (input 1) and returns
 // the problem size; checks the [C] parameters and expands each to an [M] row.
 template <typename T>
-static absl::Status Prepare(OpKernelContext* ctx, std::initializer_list<ParamInput> params, Problem* p,
+static dsnn::Status Prepare(OpKernelContext* ctx, std::initializer_list<ParamInput> params, Problem* p,
                             std::vector<std::vector<T>>* rows) {
   const Tensor& currents = ctx->input(0);
   const Tensor& v0 = ctx->input(1);
@@ -530,12 +531,12 @@ static absl::Status Prepare(OpKernelContext* ctx, std::initializer_list<ParamInp
     std::vector<T>& row = rows->back();
     for (i64 m = 0; m < p->units; ++m) row[m] = absent ? T(0) : values[m % channels];
   }
-  return absl::OkStatus();
+  return dsnn::OkStatus();
 }
 
 // Checks that gradient input `index` has the shape of input `like`.
-static absl::Status CheckSameShape(OpKernelContext* ctx, int index, const char* name, int like, const char* like_name) {
-  if (ctx->input(index).shape() == ctx->input(like).shape()) return absl::OkStatus();
+static dsnn::Status CheckSameShape(OpKernelContext* ctx, int index, const char* name, int like, const char* like_name) {
+  if (ctx->input(index).shape() == ctx->input(like).shape()) return dsnn::OkStatus();
   return errors::InvalidArgument("`", name, "` must have the shape of `", like_name, "` ",
                                  ctx->input(like).shape().DebugString(), ", got ",
                                  ctx->input(index).shape().DebugString());
@@ -544,7 +545,7 @@ static absl::Status CheckSameShape(OpKernelContext* ctx, int index, const char* 
 // Outputs first_output, ... : the parameter gradients, each the sum over the batch and over
 // the positions of each channel of `count` rows sums [B, count, M], shaped like `shapes`.
 template <typename T>
-static absl::Status ReduceParamGrads(OpKernelContext* ctx, const std::vector<T>& sums, const Problem& p, int count,
+static dsnn::Status ReduceParamGrads(OpKernelContext* ctx, const std::vector<T>& sums, const Problem& p, int count,
                                      int first_output, std::initializer_list<TensorShape> shapes) {
   int k = 0;
   for (const TensorShape& shape : shapes) {
@@ -561,7 +562,7 @@ static absl::Status ReduceParamGrads(OpKernelContext* ctx, const std::vector<T>&
     }
     ++k;
   }
-  return absl::OkStatus();
+  return dsnn::OkStatus();
 }
 
 template <typename T>
@@ -739,9 +740,9 @@ namespace {
 
 using ::tensorflow::shape_inference::InferenceContext;
 
-absl::Status SameAsInputs(InferenceContext* c) {
+dsnn::Status SameAsInputs(InferenceContext* c) {
   for (int i = 0; i < c->num_outputs(); ++i) c->set_output(i, c->input(i));
-  return absl::OkStatus();
+  return dsnn::OkStatus();
 }
 
 }  // namespace
@@ -807,7 +808,7 @@ REGISTER_OP("DenseSnnsLeakyGrad")
       c->set_output(1, c->input(1));
       c->set_output(2, c->input(2));
       c->set_output(3, c->input(2));
-      return absl::OkStatus();
+      return dsnn::OkStatus();
     })
     .Doc("Reverse-time gradient of DenseSnnsLeakyForward, from its outputs; d_bias is per channel.");
 

@@ -1,8 +1,9 @@
 // What the C++ kernels of dense_snns and sparse_snns share: GCC/Clang vector types and their
 // unaligned loads and stores, the detection of the CPU's instruction set (each library
 // compiles its loops once per instruction set and picks one at load time), and the split of
-// work over TensorFlow's intra-op threads. Every source includes this header; it is built
-// into each library (dense_snns/ops/lif_ops.cc; sparse_snns/ops/*.cc via -I).
+// work over TensorFlow's intra-op threads, and the Status type of the TensorFlow version
+// built against. Every source includes this header; it is built into each library
+// (dense_snns/ops/*.cc; sparse_snns/ops/*.cc via -I).
 
 #ifndef DENSE_SNNS_OPS_SIMD_H_
 #define DENSE_SNNS_OPS_SIMD_H_
@@ -14,7 +15,20 @@
 #include <functional>
 
 #include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/public/version.h"
 #include "tensorflow/core/util/work_sharder.h"
+
+// Shape functions and checks return TensorFlow's own Status class before TensorFlow 2.13
+// (e.g. 2.6, Graphcore's base) and absl::Status from then on.
+namespace dsnn {
+#if TF_MAJOR_VERSION == 2 && TF_MINOR_VERSION < 13
+using Status = ::tensorflow::Status;
+inline Status OkStatus() { return Status(); }
+#else
+using Status = ::absl::Status;
+inline Status OkStatus() { return ::absl::OkStatus(); }
+#endif
+}  // namespace dsnn
 
 // The inner loops are force-inlined into one entry point per instruction set, where the
 // compiler generates code for that instruction set.

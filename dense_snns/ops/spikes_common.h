@@ -27,7 +27,7 @@ typedef int64_t i64;
 typedef int32_t i32;
 
 // ids [M, K] (rank 2) and count [M].
-inline absl::Status CheckSpikeShapes(const tensorflow::Tensor& ids, const tensorflow::Tensor& count) {
+inline dsnn::Status CheckSpikeShapes(const tensorflow::Tensor& ids, const tensorflow::Tensor& count) {
   if (ids.dims() != 2) {
     return tensorflow::errors::InvalidArgument("`ids` must have rank 2 [M, K], got shape ", ids.shape().DebugString());
   }
@@ -36,13 +36,13 @@ inline absl::Status CheckSpikeShapes(const tensorflow::Tensor& ids, const tensor
     return tensorflow::errors::InvalidArgument("`count` must have shape [M] = [", m,
                                                "] (the first dimension of `ids`), got ", count.shape().DebugString());
   }
-  return absl::OkStatus();
+  return dsnn::OkStatus();
 }
 
 // count[m] in [0, K] and ids[m, k] in [0, n) for k < count[m] (shapes already checked).
 // `bound` names n in the message ("N_in", "N"), `where` says what n is. Returns sum(count)
 // in `total` (may be null).
-inline absl::Status CheckValues(const tensorflow::Tensor& ids, const tensorflow::Tensor& count, i64 n,
+inline dsnn::Status CheckValues(const tensorflow::Tensor& ids, const tensorflow::Tensor& count, i64 n,
                                 const char* bound, const char* where, i64* total) {
   const i64 m_rows = ids.dim_size(0), k_cap = ids.dim_size(1);
   const i32* id = ids.flat<i32>().data();
@@ -64,7 +64,7 @@ inline absl::Status CheckValues(const tensorflow::Tensor& ids, const tensorflow:
     sum += c;
   }
   if (total != nullptr) *total = sum;
-  return absl::OkStatus();
+  return dsnn::OkStatus();
 }
 
 // Predicates of the selection rules.

@@ -82,7 +82,7 @@ REGISTER_OP("DenseSnnsSelectSpikes")
       c->set_output(1, c->Vector(c->Dim(x, 0)));
       c->set_output(2, c->Vector(c->Dim(x, 0)));
       c->set_output(3, c->Matrix(c->Dim(x, 0), k));
-      return absl::OkStatus();
+      return dsnn::OkStatus();
     })
     .Doc(R"doc(
 Selects up to min(capacity, N) indices per row of x [M, N]: first-rule indices in increasing
@@ -91,14 +91,14 @@ scalar) is used by second = above only. `selected` holds x at the selected indic
 unused slots): the gather that follows a selection, done while the row is in cache.
 )doc");
 
-static absl::Status RowsShape(InferenceContext* c, int ids_index, int count_index, DimensionHandle* m,
+static dsnn::Status RowsShape(InferenceContext* c, int ids_index, int count_index, DimensionHandle* m,
                               DimensionHandle* k) {
   ShapeHandle ids, count;
   TF_RETURN_IF_ERROR(c->WithRank(c->input(ids_index), 2, &ids));
   TF_RETURN_IF_ERROR(c->WithRank(c->input(count_index), 1, &count));
   TF_RETURN_IF_ERROR(c->Merge(c->Dim(ids, 0), c->Dim(count, 0), m));
   *k = c->Dim(ids, 1);
-  return absl::OkStatus();
+  return dsnn::OkStatus();
 }
 
 REGISTER_OP("DenseSnnsGatherRows")
@@ -114,7 +114,7 @@ REGISTER_OP("DenseSnnsGatherRows")
       TF_RETURN_IF_ERROR(RowsShape(c, 1, 2, &m, &k));
       TF_RETURN_IF_ERROR(c->Merge(c->Dim(x, 0), m, &unused));
       c->set_output(0, c->Matrix(m, k));
-      return absl::OkStatus();
+      return dsnn::OkStatus();
     })
     .Doc(R"doc(
 output[m, k] = x[m, ids[m, k]] for k < count[m], else 0.
@@ -137,7 +137,7 @@ REGISTER_OP("DenseSnnsScatterRows")
       int n = 0;
       TF_RETURN_IF_ERROR(c->GetAttr("num_columns", &n));
       c->set_output(0, c->Matrix(m, n));
-      return absl::OkStatus();
+      return dsnn::OkStatus();
     })
     .Doc(R"doc(
 output [M, num_columns]: zeros, then output[m, ids[m, k]] += updates[m, k] for k < count[m].
@@ -156,7 +156,7 @@ static void ForRows(OpKernelContext* ctx, i64 rows, i64 cost_per_row, const std:
 }
 
 // ids [M, K] and count [M]; count in [0, K], ids of valid entries in [0, n).
-static absl::Status CheckRows(const Tensor& ids, const Tensor& count, i64 n) {
+static dsnn::Status CheckRows(const Tensor& ids, const Tensor& count, i64 n) {
   TF_RETURN_IF_ERROR(spikes_common::CheckSpikeShapes(ids, count));
   return spikes_common::CheckValues(ids, count, n, "N", "the number of columns of the dense rows", nullptr);
 }

@@ -44,9 +44,9 @@ def test_blank_pixels_stay_silent_in_latency_coding():
 
 
 def test_rate_coded_epochs_differ_under_a_global_seed():
-    from dense_snns import keras
+    from dense_snns import compat
 
-    keras.utils.set_random_seed(0)
+    compat.set_random_seed(0)
     train, _ = digits_dataset(10, "rate", batch_size=16, seed=0, max_train=16)
     first, second = (next(iter(train))[0].numpy() for _ in range(2))
     assert not np.array_equal(np.sort(first.sum(axis=(1, 2, 3, 4))), np.sort(second.sum(axis=(1, 2, 3, 4))))

@@ -159,3 +159,20 @@ def test_compiled_loops_live_on_their_step_and_go_with_it(rng):
     del step, forward
     gc.collect()
     assert released() is None
+
+
+def test_the_in_place_slice_update_of_the_batch_major_loops_has_a_gradient(rng):
+    """TensorFlow registers none for XlaDynamicUpdateSlice; TensorFlow 2.6 needs it."""
+    from tensorflow.compiler.tf2xla.python import xla
+
+    x, update = tf.constant(rng.normal(size=(3, 5, 2))), tf.constant(rng.normal(size=(3, 1, 2)))
+    weights = tf.constant(rng.normal(size=(3, 5, 2)))
+    write = tf.function(lambda x, u: xla.dynamic_update_slice(x, u, [0, 2, 0]), jit_compile=True)
+    with tf.GradientTape() as tape:
+        tape.watch([x, update])
+        loss = tf.reduce_sum(write(x, update) * weights)
+    d_x, d_update = tape.gradient(loss, [x, update])
+    expected = weights.numpy().copy()
+    expected[:, 2] = 0
+    np.testing.assert_array_equal(d_x.numpy(), expected)
+    np.testing.assert_array_equal(d_update.numpy(), weights.numpy()[:, 2:3])

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dense_snns as ds
-from dense_snns import input_products, keras
+from dense_snns import compat, input_products, keras
 from dense_snns.implementation import ImplementationError
 from dense_snns.ops import events as event_ops
 
@@ -110,7 +110,7 @@ def test_auto_inside_a_compiled_model_trains_like_the_dense_path(rng):
     labels = rng.integers(0, 3, 8)
     results = []
     for mode in ("auto", "dense"):
-        keras.utils.set_random_seed(0)
+        compat.set_random_seed(0)
         inp = keras.Input((None, 64))
         h = ds.SNNDense(160, neuron=LIF, input_sparsity=mode)(inp)
         model = keras.Model(inp, ds.LeakyReadout(3, input_sparsity=mode)(h))

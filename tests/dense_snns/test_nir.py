@@ -8,7 +8,9 @@ import pytest
 import dense_snns as ds
 from dense_snns import keras
 
-nir = pytest.importorskip("nir", reason="the test extras install nir")
+nir = pytest.importorskip(
+    "nir", reason="nir is not installed (the test extras install it; none for Python 3.8 has v_reset)"
+)
 from dense_snns.nir import DEFAULT_DT, export_nir, import_nir  # noqa: E402
 
 B, T, F = 3, 25, 6

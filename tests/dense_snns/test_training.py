@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import dense_snns as ds
-from dense_snns import KERAS_3, keras
+from dense_snns import KERAS_3, compat, keras
 
 from conftest import compile_kwargs
 
@@ -46,7 +46,7 @@ def build_model(learning_rate=0.01):
 
 def train(seed, x, y, epochs=2, strategy=None):
     """Seed, build, compile and fit; with `strategy`, build/compile/fit inside its scope."""
-    keras.utils.set_random_seed(seed)
+    compat.set_random_seed(seed)
     if strategy is None:
         model = build_model()
         initial = [w.copy() for w in model.get_weights()]
@@ -92,7 +92,7 @@ def test_different_seed_different_weights(seed0_runs):
 
 def test_learns_an_easy_separable_task():
     x, y = separable_spikes()
-    keras.utils.set_random_seed(0)
+    compat.set_random_seed(0)
     model = build_model(learning_rate=0.05)
     before = model.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)
     history = model.fit(x, y, batch_size=16, epochs=3, verbose=0).history

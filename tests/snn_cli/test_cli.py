@@ -72,7 +72,9 @@ def test_export_and_import_nir_files(tmp_path, capsys, rng):
     import dense_snns as ds
     from dense_snns import keras
 
-    pytest.importorskip("nir", reason="the test extras install nir")
+    pytest.importorskip(
+        "nir", reason="nir is not installed (the test extras install it; none for Python 3.8 has v_reset)"
+    )
     x = keras.Input((None, 4))
     init = keras.initializers.RandomNormal(0.4, 0.5, seed=1)
     h = ds.SNNDense(5, neuron={"class_name": "lif", "config": {"reset": "zero"}}, kernel_initializer=init)(x)
@@ -97,7 +99,9 @@ def test_a_saved_graph_model_exports_to_nir_and_back(tmp_path, rng):
     import snns_as_gnn as gnn
     from dense_snns import keras
 
-    pytest.importorskip("nir", reason="the test extras install nir")
+    pytest.importorskip(
+        "nir", reason="nir is not installed (the test extras install it; none for Python 3.8 has v_reset)"
+    )
     graph = gnn.SNNGraph(
         [gnn.NodeSpec("a", 4, "lif", {"reset": "zero"}), gnn.NodeSpec("b", 3, "lif", {"reset": "zero"})],
         [("a", "b"), ("b", "a")],

@@ -9,7 +9,9 @@ import dense_snns as ds
 from dense_snns import keras
 from snns_as_gnn import GraphSNN, NodeSpec, SNNGraph
 
-nir = pytest.importorskip("nir", reason="the test extras install nir")
+nir = pytest.importorskip(
+    "nir", reason="nir is not installed (the test extras install it; none for Python 3.8 has v_reset)"
+)
 from dense_snns import nir as dense_nir  # noqa: E402
 from dense_snns.nir import DEFAULT_DT, export_nir, import_nir  # noqa: E402
 

@@ -16,7 +16,7 @@ from snns_as_gnn.layer import GraphSNN, GraphSNNCell
 
 from conftest import compile_kwargs
 
-from helpers import config_round_trip
+from helpers import config_round_trip, save_and_load
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SEED_GRAPH = [[1], [0, 2, 3], [1, 2], [1, 2, 3], [3, 4]]
@@ -189,9 +189,7 @@ def test_fit_and_save_load(tmp_path, rng):
     model.compile("adam", ds.MaxOverTimeCrossEntropy(), **compile_kwargs())
     x = spikes(rng, (8, 10, 6)).numpy()
     model.fit(x, rng.integers(0, 2, 8), epochs=1, batch_size=4, verbose=0)
-    path = str(tmp_path / "graph.keras")
-    model.save(path)
-    loaded = keras.models.load_model(path)
+    loaded = save_and_load(model, tmp_path / "graph.keras")
     np.testing.assert_array_equal(model(x).numpy(), loaded(x).numpy())
     layer = model.layers[1]
     config_round_trip(layer)

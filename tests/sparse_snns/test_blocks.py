@@ -9,7 +9,7 @@ from dense_snns import keras
 from sparse_snns.blocks import SparseSNNDense, SparseToDense
 from sparse_snns.format import SparseSpikes, from_dense, to_dense
 
-from conftest import compile_kwargs
+from conftest import compile_kwargs, needs_compile_jit
 
 B, T, F, N = 3, 10, 9, 7
 
@@ -258,6 +258,7 @@ def test_implementation_tf_uses_no_custom_op(rng):
         SparseToDense(F, implementation="fast")
 
 
+@needs_compile_jit
 def test_invalid_input_spikes_under_xla_are_reported_as_a_metric(rng):
     """A model compiled with XLA: an input id out of range is counted in `<name>_invalid`."""
     ids = np.zeros((8, 5, 3), np.int32)
