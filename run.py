@@ -47,15 +47,23 @@ def install():
 
 
 def python38():
-    """A Python 3.8 interpreter: `python3.8` on the PATH, else one of pyenv's; None if none."""
-    found = shutil.which("python3.8")
-    if found:
-        return found
+    """A Python 3.8 interpreter that runs: one of pyenv's, else `python3.8` on the PATH (a
+    pyenv shim there fails unless 3.8 is selected); None if none."""
     pattern = os.path.join(
         os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv")), "versions", "3.8*", "bin", "python3.8"
     )
-    candidates = sorted(glob.glob(pattern))
-    return candidates[-1] if candidates else None
+    for candidate in sorted(glob.glob(pattern), reverse=True) + [shutil.which("python3.8")]:
+        if candidate is None:
+            continue
+        probe = subprocess.run(
+            [candidate, "-c", "import sys; print(sys.version_info[:2] == (3, 8))"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == "True":
+            return candidate
+    return None
 
 
 def install_tf26():
