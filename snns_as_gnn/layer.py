@@ -13,11 +13,11 @@ the first sees its input one step late (layer k lags the input by k-1 steps).
 
 from __future__ import annotations
 
-import contextlib
 from typing import Dict, List, Mapping
 
 import tensorflow as tf
 
+from dense_snns import devices as device_names
 from dense_snns import fused
 from dense_snns import implementation as implementation_choice
 from dense_snns.cells import get_neuron, zero_states
@@ -56,9 +56,24 @@ def _as_placement(placement, graph: SNNGraph) -> Dict[str, str]:
     if missing:
         raise ValueError(f"placement does not place nodes {missing}")
     placement = {name: str(placement[name]) for name in graph.node_names}
+    shards = [name for name, device in placement.items() if device_names.ipu_shard_index(device) is not None]
+    if shards and len(shards) < len(placement):
+        others = sorted(set(placement) - set(shards), key=graph.node_names.index)
+        raise ValueError(
+            f"placement puts nodes {shards} on IPU shards and nodes {others} on other devices: "
+            "a graph runs either on the shards of one IPU device or on TensorFlow devices"
+        )
     for name, device in placement.items():
-        _check_device_exists(name, device)
+        if shards:
+            device_names.check_ipu_shard(device, f"node {name!r}")
+        else:
+            _check_device_exists(name, device)
     return placement
+
+
+def _devices_used(placement: Mapping[str, str]) -> int:
+    """How many TensorFlow devices a placement uses (IPU shards are one device)."""
+    return len({"ipu" if device_names.ipu_shard_index(d) is not None else d for d in placement.values()})
 
 
 def _check_device_exists(node: str, device: str) -> None:
@@ -125,7 +140,7 @@ class GraphStep:
         return kernels + biases + params
 
     def _device(self, i):
-        return tf.device(self.devices[i]) if self.devices[i] else contextlib.nullcontext()
+        return device_names.device_scope(self.devices[i])
 
     def __call__(self, current, mask_t, states, tensors):
         n_edges = len(self.graph.edges)
@@ -175,7 +190,8 @@ class GraphSNNCell(keras.layers.Layer):
     Args:
         graph: an `SNNGraph` (or its dict / JSON).
         placement: optional mapping node name -> device (e.g. from `plan_placement`); each
-            node's ops are placed there with `tf.device`.
+            node's ops are placed there with `tf.device`, or, for the shard names of
+            `dense_snns.devices.ipu_shards`, on that IPU of a multi-IPU device.
         use_bias: a bias per node. Default True.
         kernel_initializer: initializer of the input and edge kernels.
         bias_initializer: initializer of the biases.
@@ -322,7 +338,9 @@ class GraphSNN(StatefulLayer, keras.layers.Layer):
     device. Logical CPU devices share one set of thread pools: on a CPU, placement changes
     where ops run but not how fast (`benchmarks/bench_graph.py`); the parallelism of the
     nodes of a step comes from TensorFlow's inter-op threads, which run independent nodes
-    concurrently when the loop is not XLA-compiled (XLA runs them one after another).
+    concurrently when the loop is not XLA-compiled (XLA runs them one after another). A
+    placement on IPU shards (`dense_snns.devices.ipu_shards`) stays one compiled program in
+    which each IPU computes its nodes of a step in parallel with the others.
 
     Args:
         graph, placement, use_bias, kernel_initializer, bias_initializer: as `GraphSNNCell`.
@@ -393,7 +411,7 @@ class GraphSNN(StatefulLayer, keras.layers.Layer):
         if self.implementation == "reference":
             outputs, final_states = fused.reference_recurrence(step, currents, states, tensors, mask, time_axis=1)
         else:
-            single_device = len(set(self.cell.placement.values())) <= 1
+            single_device = _devices_used(self.cell.placement) <= 1
             outputs, final_states = fused.compiled_recurrence(
                 step,
                 currents,

@@ -4,7 +4,10 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import contextlib  # noqa: E402
 import inspect  # noqa: E402
+import sys  # noqa: E402
+import types  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -67,3 +70,62 @@ COMPILE_TAKES_JIT = "jit_compile" in inspect.signature(keras.Model.compile).para
 needs_compile_jit = pytest.mark.skipif(
     not COMPILE_TAKES_JIT, reason="this Keras (2.6) takes no jit_compile in Model.compile"
 )
+
+
+@pytest.fixture
+def stand_in_ipu(monkeypatch):
+    """A stand-in `tensorflow.python.ipu` with the documented names (IPUConfig, IPUStrategy,
+    scopes.ipu_shard), recording their use as tuples in the returned list."""
+    from dense_snns import devices
+
+    calls = []
+
+    class Options:
+        pass
+
+    class IPUConfig:
+        def __init__(self):
+            self.ipu_model = Options()
+
+        def configure_ipu_system(self):
+            calls.append(("configure", self.auto_select_ipus, dict(vars(self.ipu_model))))
+
+    class IPUStrategy:
+        def __init__(self):
+            calls.append(("strategy",))
+
+    @contextlib.contextmanager
+    def ipu_shard(index):
+        calls.append(("shard", index))
+        yield
+
+    module = types.ModuleType("tensorflow.python.ipu")
+    module.config = types.SimpleNamespace(IPUConfig=IPUConfig)
+    module.ipu_strategy = types.SimpleNamespace(IPUStrategy=IPUStrategy)
+    module.scopes = types.SimpleNamespace(ipu_shard=ipu_shard)
+    monkeypatch.setitem(sys.modules, "tensorflow.python.ipu", module)
+    monkeypatch.delenv("TF_POPLAR_FLAGS", raising=False)
+    monkeypatch.setattr(devices, "_configured_ipus", None)
+    return calls
+
+
+#: Why the IPU tests (tests/ipu/) skip where Graphcore's TensorFlow is not installed.
+IPU_SKIP_REASON = (
+    "needs Graphcore's TensorFlow (tensorflow.python.ipu, from the Poplar SDK), which brings the IPU Model "
+    "emulator these tests run on; it is not installed here"
+)
+
+
+@pytest.fixture(scope="session")
+def ipu_strategy():
+    """An `IPUStrategy` over 2 IPUs: the IPU Model (small, fast-compiling tiles), or IPUs with
+    DENSE_SNNS_IPU_HARDWARE=1; the IPU system is configured once per process."""
+    from dense_snns import devices
+
+    if not devices.ipu_available():
+        pytest.skip(IPU_SKIP_REASON)
+    if os.environ.get("DENSE_SNNS_IPU_HARDWARE") == "1":
+        devices.configure_ipus(2)
+    else:
+        devices.configure_ipus(2, emulator=True, tiles_per_ipu=64, compile_ipu_code=False)
+    return devices.get_strategy()

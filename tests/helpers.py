@@ -137,3 +137,13 @@ def load_example(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def labelled_rasters(rng, samples: int, steps: int, features: int, classes: int = 2):
+    """(spike rasters float32 [samples, steps, features], labels int32 [samples]): class c
+    fires at 35% on the features f with f % classes == c and at 5% elsewhere, so that a
+    few epochs separate the classes."""
+    labels = rng.integers(0, classes, samples)
+    rates = 0.05 + 0.3 * (np.arange(features)[None, :] % classes == labels[:, None])
+    x = (rng.random((samples, steps, features)) < rates[:, None, :]).astype(np.float32)
+    return x, labels.astype(np.int32)

@@ -137,14 +137,20 @@ def readout_cell_reference(layer, inputs):
 
 
 def dense_cases() -> List[Case]:
-    def snn_dense(dtype, neuron="cuba_lif", self_recurrent=True):
+    def snn_dense(dtype, neuron="cuba_lif", self_recurrent=True, input_sparsity="auto"):
         return ds.SNNDense(
             N,
             neuron={"class_name": neuron, "config": {"threshold": 0.5, "trainable_threshold": True}},
             self_recurrent=self_recurrent,
             kernel_initializer=init(1),
             bias_initializer=init(2, 0.0, 0.2),
+            input_sparsity=input_sparsity,
             dtype=dtype,
+        )
+
+    def leaky_readout(dtype, input_sparsity="auto"):
+        return ds.LeakyReadout(
+            4, beta=0.8, trainable_decay=True, bias_initializer=init(4), input_sparsity=input_sparsity, dtype=dtype
         )
 
     def reference_rnn(layer, inputs):
@@ -176,13 +182,17 @@ def dense_cases() -> List[Case]:
         Case("snn_dense", ds.SNNDense, snn_dense, raster, reference_rnn, masks=True),
         Case("snn_dense_lif_kernel", ds.SNNDense, lambda d: snn_dense(d, "lif", False), raster, reference_rnn,
              masks=True),
+        # The event-driven input product (C++ kernels: float32 and float64, no float16).
+        Case("snn_dense_events", ds.SNNDense, lambda d: snn_dense(d, input_sparsity="events"), raster,
+             reference_rnn, masks=True, mixed=False),
         Case("snn_conv1d", ds.SNNConv1D, conv(ds.SNNConv1D),
              lambda rng, d: raster(rng, d, (B, T, 8, 2)), conv_reference, masks=True),
         Case("snn_conv2d", ds.SNNConv2D, conv(ds.SNNConv2D),
              lambda rng, d: raster(rng, d, (B, T, 6, 6, 2)), conv_reference, masks=True),
-        Case("leaky_readout", ds.LeakyReadout,
-             lambda d: ds.LeakyReadout(4, beta=0.8, trainable_decay=True, bias_initializer=init(4), dtype=d),
-             raster, leaky_readout_reference, exact=False, masks=True),
+        Case("leaky_readout", ds.LeakyReadout, leaky_readout, raster, leaky_readout_reference, exact=False,
+             masks=True),
+        Case("leaky_readout_events", ds.LeakyReadout, lambda d: leaky_readout(d, "events"), raster,
+             leaky_readout_reference, exact=False, masks=True, mixed=False),
         Case("spike_monitor", ds.SpikeMonitor, lambda d: ds.SpikeMonitor(dtype=d), raster,
              lambda layer, inputs: (lambda x: x, layer.trainable_weights)),
     ]  # fmt: skip

@@ -3,8 +3,6 @@ saying what is missing; the documented IPU API is driven as documented (a stand-
 records it); without IPUs the strategy is one a model trains in."""
 
 import os
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -32,34 +30,6 @@ def test_bad_arguments_are_refused_before_any_device_is_touched():
         devices.configure_ipus(1, tiles_per_ipu=8)
 
 
-class _Options:
-    pass
-
-
-@pytest.fixture
-def stand_in_ipu(monkeypatch):
-    """A stand-in `tensorflow.python.ipu` with the documented names, recording their use."""
-    calls = []
-
-    class IPUConfig:
-        def __init__(self):
-            self.ipu_model = _Options()
-
-        def configure_ipu_system(self):
-            calls.append(("configure", self.auto_select_ipus, dict(vars(self.ipu_model))))
-
-    class IPUStrategy:
-        def __init__(self):
-            calls.append(("strategy",))
-
-    module = types.ModuleType("tensorflow.python.ipu")
-    module.config = types.SimpleNamespace(IPUConfig=IPUConfig)
-    module.ipu_strategy = types.SimpleNamespace(IPUStrategy=IPUStrategy)
-    monkeypatch.setitem(sys.modules, "tensorflow.python.ipu", module)
-    monkeypatch.delenv("TF_POPLAR_FLAGS", raising=False)
-    return calls
-
-
 def test_configure_and_strategy_drive_the_documented_ipu_api(stand_in_ipu):
     assert devices.ipu_available()
     config = devices.configure_ipus(2, emulator=True, tiles_per_ipu=8, compile_ipu_code=False)
@@ -80,3 +50,31 @@ def test_without_ipus_a_model_trains_in_the_strategy_given(rng):
     x = (rng.random((8, 5, 6)) < 0.3).astype(np.float32)
     history = model.fit(x, rng.integers(0, 2, 8), epochs=1, batch_size=4, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_shard_names_and_scopes(stand_in_ipu):
+    assert devices.ipu_shards(3) == ["ipu_shard:0", "ipu_shard:1", "ipu_shard:2"]
+    assert [devices.ipu_shard_index(d) for d in ("ipu_shard:12", "/CPU:0", "ipu_shard:x")] == [12, None, None]
+    with devices.device_scope("ipu_shard:1"):
+        pass
+    assert stand_in_ipu == [("shard", 1)]
+    with devices.device_scope("/CPU:0"):
+        assert tf.constant(1.0).device.endswith("CPU:0")
+    assert devices.configured_ipus() is None
+    devices.configure_ipus(2)
+    assert devices.configured_ipus() == 2
+    devices.check_ipu_shard("ipu_shard:1", "node 'a'")
+    with pytest.raises(
+        ValueError, match="node 'a' is placed on IPU shard 'ipu_shard:2', but configure_ipus attached 2"
+    ):
+        devices.check_ipu_shard("ipu_shard:2", "node 'a'")
+    with pytest.raises(ValueError, match="num_ipus must be a positive integer"):
+        devices.ipu_shards(0)
+
+
+@pytest.mark.skipif(not NO_IPU, reason="Graphcore's TensorFlow is installed here")
+def test_shards_without_graphcore_tensorflow_are_an_error_naming_the_user():
+    with pytest.raises(devices.IPUUnavailableError, match="node 'a' is placed on IPU shard 'ipu_shard:0'.*Poplar SDK"):
+        devices.check_ipu_shard("ipu_shard:0", "node 'a'")
+    with pytest.raises(devices.IPUUnavailableError, match="Poplar SDK"):
+        devices.device_scope("ipu_shard:0")

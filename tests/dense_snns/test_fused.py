@@ -59,6 +59,22 @@ def test_compiled_recurrence_equals_the_reference_loop(rng, time_axis, jit_compi
         assert_close_to_scale(g, r, 1e-12)
 
 
+@pytest.mark.parametrize("time_axis", [0, 1])
+@pytest.mark.parametrize("steps", [1, 2])
+def test_a_batch_of_one_runs_forward_and_backward(rng, time_axis, steps):
+    """XLA of TensorFlow before 2.9 refuses the backward pass over a batch of 1 ("Dynamic
+    degenerated dimension"); there the loop runs unjitted."""
+    shape = (steps, 1, 2) if time_axis == 0 else (1, steps, 2)
+    currents = tf.constant(rng.normal(0.0, 0.5, shape))
+    states = [tf.constant(rng.normal(size=(1, 2))), tf.constant(rng.uniform(0.5, 1.0, (1, 2)))]
+    w = tf.constant(rng.uniform(0.5, 0.9, 2))
+    step = TwoStateStep()
+    got = run(fused.compiled_recurrence, step, currents, states, w, jit_compile=True, time_axis=time_axis)
+    want = run(fused.reference_recurrence, step, currents, states, w, time_axis=time_axis)
+    for g, r in zip(got, want):
+        assert_close_to_scale(g, r, 1e-12)
+
+
 def test_recurrence_arguments_are_checked():
     step = TwoStateStep()
     with pytest.raises(ValueError, match="time_axis must be 0 or 1"):
