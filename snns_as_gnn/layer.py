@@ -77,20 +77,39 @@ def _devices_used(placement: Mapping[str, str]) -> int:
 
 
 def _check_device_exists(node: str, device: str) -> None:
-    """A ValueError when `device` names a device of this process that does not exist (TensorFlow
-    would run the node elsewhere without a word). Devices of other jobs (a cluster's) are
-    not checked here."""
+    """A ValueError when `device` names a device that does not exist (TensorFlow would run the
+    node elsewhere without a word): a device of this process, or of a cluster this process
+    is connected to (``tf.config.experimental_connect_to_cluster``). A job no connected
+    cluster has is not checked (a model may be built before it connects)."""
     try:
         spec = tf.DeviceSpec.from_string(device)
     except ValueError as err:
         raise ValueError(f"placement of node {node!r}: {device!r} is not a device name ({err})") from None
-    if spec.job is not None or spec.device_type is None:
+    if spec.job is not None:
+        known = [tf.DeviceSpec.from_string(d.name) for d in tf.config.list_logical_devices()]
+        of_job = [d for d in known if d.job == spec.job]
+        if of_job and not any(_matches(spec, d) for d in of_job):
+            names = [d.to_string() for d in of_job]
+            raise ValueError(
+                f"placement of node {node!r}: device {device!r} is not in the cluster; its devices are {names}"
+            )
+        return
+    if spec.device_type is None:
         return
     devices = tf.config.list_logical_devices(spec.device_type)
     indices = {tf.DeviceSpec.from_string(d.name).device_index for d in devices}
     if not devices or (spec.device_index is not None and spec.device_index not in indices):
         available = [d.name for d in tf.config.list_logical_devices()]
         raise ValueError(f"placement of node {node!r}: device {device!r} does not exist; the devices are {available}")
+
+
+def _matches(wanted: tf.DeviceSpec, device: tf.DeviceSpec) -> bool:
+    """`device` satisfies every field `wanted` sets (device types compared case-blind)."""
+    for field in ("job", "replica", "task", "device_index"):
+        value = getattr(wanted, field)
+        if value is not None and value != getattr(device, field):
+            return False
+    return wanted.device_type is None or wanted.device_type.upper() == (device.device_type or "").upper()
 
 
 class GraphStep:
