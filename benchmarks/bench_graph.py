@@ -20,8 +20,12 @@ starts, places the nodes with `plan_placement` (2 devices), builds and warms up,
   train:   forward + backward (gradients of all the layer's weights).
 
 Implementations: ``fused`` (compiled loop with hand-written BPTT; XLA only when all nodes are
-on one device, the ``fused-xla`` row; without XLA otherwise) and ``loop`` (plain
-`tf.while_loop`, autodiff).
+on one device, the ``fused-xla`` row; without XLA otherwise), ``loop`` (plain
+`tf.while_loop`, autodiff) and ``events`` (every node sparse, i.e. with a capacity: each node
+sends its spikes along its edges as events, into one event-driven product per node and step;
+the compiled loop without XLA, as the C++ kernels need). The line "sparse nodes (events) vs
+the faster dense nodes" gives the 1-device step rate of ``events`` over that of the faster of
+``fused-xla`` and ``fused``.
 
 Paired timing: the children of one thread setting stay alive together and the parent asks
 them in turn (rotating the order every round) for one call each, so that load from other
@@ -69,7 +73,7 @@ from benchmarks.common import (  # noqa: E402
 )
 
 GRAPHS = ("chains", "ring")
-IMPLS = ("fused", "loop")
+IMPLS = ("fused", "loop", "events")
 THREADS = {
     "default": (None, None),
     "intra1inter1": (1, 1),
@@ -81,7 +85,7 @@ QUIET_LOAD = 0.5  # cores used by other processes below which a round counts as 
 
 
 # -- the graphs (pure Python) -------------------------------------------------------------------
-def make_graph(kind: str, units: int, inputs: int, threshold: float):
+def make_graph(kind: str, units: int, inputs: int, threshold: float, capacity=None):
     from snns_as_gnn import SNNGraph
 
     config = {"beta": 0.9, "threshold": float(threshold), "reset": "subtract"}
@@ -98,7 +102,15 @@ def make_graph(kind: str, units: int, inputs: int, threshold: float):
     else:
         raise ValueError(f"unknown graph {kind!r}; expected one of {GRAPHS}")
     return SNNGraph.from_adjacency(
-        conn, units=units, inputs=ins, outputs=outs, neuron="lif", neuron_config=config, names=names, input_size=inputs
+        conn,
+        units=units,
+        inputs=ins,
+        outputs=outs,
+        neuron="lif",
+        neuron_config=config,
+        names=names,
+        input_size=inputs,
+        capacity=capacity,
     )
 
 
@@ -122,9 +134,10 @@ def setup(cfg: Dict[str, Any]):
 
     from snns_as_gnn import GraphSNN, plan_placement
 
-    graph = make_graph(cfg["graph"], cfg["units"], cfg["inputs"], cfg["threshold"])
+    events = cfg["impl"] == "events"  # sparse nodes: event-driven products (C++ kernels, no XLA)
+    graph = make_graph(cfg["graph"], cfg["units"], cfg["inputs"], cfg["threshold"], cfg["units"] if events else None)
     plan = plan_placement(graph, devices) if len(devices) > 1 else None
-    impl = "reference" if cfg["impl"] == "loop" else "compiled"
+    impl = {"loop": "reference", "events": "auto"}.get(cfg["impl"], "compiled")
     layer = GraphSNN(graph, placement=plan, implementation=impl, jit_compile=cfg["impl"] == "fused-xla")
     rng = np.random.default_rng(1234)
     x = tf.constant((rng.random((cfg["batch"], cfg["time"], cfg["inputs"])) < cfg["p"]).astype(np.float32))
@@ -410,6 +423,24 @@ def best_lines(children: List[Child]) -> List[str]:
     return lines
 
 
+def events_lines(children: List[Child], threads_order: List[str]) -> List[str]:
+    """Sparse nodes (events) against the faster dense-node row (fused, with or without XLA),
+    1 device each, per kind."""
+    lines = []
+    for threads in threads_order:
+        sparse = find(children, "events", threads, 1)
+        dense = [c for c in (find(children, "fused-xla", threads, 1), find(children, "fused", threads, 1)) if c]
+        if sparse is None or not dense:
+            continue
+        ratios = []
+        for kind in ("forward", "train"):
+            best = min(dense, key=lambda c: median_of(c, kind, "seconds"))
+            ratio, _ = paired_ratio(best, sparse, kind, quiet=False)
+            ratios.append(f"{kind} {ratio:.2f}x (vs {best.cfg['impl']})" if ratio else f"{kind} -")
+        lines.append(f"sparse nodes (events) vs the faster dense nodes, threads {threads}: {', '.join(ratios)}")
+    return lines
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--graph", choices=GRAPHS, default="chains")
@@ -418,8 +449,17 @@ def parse_args(argv=None):
     parser.add_argument("--time", type=int, default=100, help="time steps per sequence")
     parser.add_argument("--inputs", type=int, default=256, help="input features")
     parser.add_argument("--p", type=float, default=0.05, help="input spike probability per step")
-    parser.add_argument("--threshold", type=float, default=0.8, help="LIF threshold (0.8: ~6%% output spikes per step)")
-    parser.add_argument("--impls", default="fused,loop", help="comma-separated: fused, loop")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=0.8,
+        help="LIF threshold (0.8: ~6%% output spikes per step on the chains, ~17%% on the ring)",
+    )
+    parser.add_argument(
+        "--impls",
+        default="fused,loop",
+        help="comma-separated: fused, loop, events (every node sparse: event-driven products, exact)",
+    )
     parser.add_argument(
         "--threads", default="default,intra1inter2", help=f"comma-separated thread settings: {', '.join(THREADS)}"
     )
@@ -467,7 +507,7 @@ def main(argv=None) -> int:
 
     # The same implementation must compute the same spikes on 1 and 2 devices.
     mismatches = []
-    for impl in ("fused", "loop"):
+    for impl in ("fused", "loop", "events"):
         sums = {c.info["spike_checksum"] for c in children if c.cfg["impl"].startswith(impl)}
         if len(sums) > 1:
             mismatches.append(f"{impl}: spike sums differ across configurations: {sorted(sums)}")
@@ -486,6 +526,8 @@ def main(argv=None) -> int:
     )
     print(ratio_table(children, args.threads))
     for line in best_lines(children):
+        print(line)
+    for line in events_lines(children, args.threads):
         print(line)
     print(f"total {time.time() - start:.0f} s; load average now {os.getloadavg()}")
     for line in mismatches:

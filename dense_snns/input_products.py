@@ -60,7 +60,8 @@ def activity_threshold(units: int) -> Optional[float]:
     return 0.18 if units < 512 else 0.25
 
 
-def _refusal(dtype, implementation: str) -> Optional[str]:
+def event_refusal(dtype, implementation: str = "auto") -> Optional[str]:
+    """Why the event-driven products cannot run a product of `dtype` here (None if they can)."""
     if implementation in ("compiled", "reference"):
         return f"implementation={implementation!r} runs no C++ kernel"
     if tf.config.list_logical_devices("GPU"):
@@ -79,12 +80,12 @@ def feedforward(x: tf.Tensor, kernel: tf.Tensor, mode: str, implementation: str,
     if mode == "dense":
         return dense()
     if mode == "events":
-        refusal = _refusal(x.dtype, implementation)
+        refusal = event_refusal(x.dtype, implementation)
         if refusal is not None:
             raise ImplementationError(f"input_sparsity='events' cannot run {what}: {refusal}")
     else:
         threshold = activity_threshold(units)
-        if threshold is None or _refusal(x.dtype, implementation) is not None:
+        if threshold is None or event_refusal(x.dtype, implementation) is not None:
             return dense()
     n_in = x.shape[-1]
     flat = tf.reshape(x, [-1, n_in])

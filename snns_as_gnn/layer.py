@@ -23,6 +23,8 @@ from dense_snns import implementation as implementation_choice
 from dense_snns.cells import get_neuron, zero_states
 from dense_snns.compat import keras, register
 from dense_snns.implementation import IMPLEMENTATIONS
+from dense_snns.input_products import event_refusal
+from dense_snns.ops import events as event_ops
 from dense_snns.stateful import StatefulLayer
 from dense_snns.validation import as_numeric_tensor, check_features, check_mask, check_rank, check_sequence, check_steps
 
@@ -115,14 +117,19 @@ def _matches(wanted: tf.DeviceSpec, device: tf.DeviceSpec) -> bool:
 class GraphStep:
     """One step of the whole graph, as a pure function of (external current, states, tensors).
 
-    The tensors are, in order: the edge kernels (in `graph.edges` order), the biases (in node
-    order, if any) and the tensor-valued neuron parameters of every node.
+    With `events`, every node with a `capacity` (a sparse node) sends its spikes along its
+    edges as events: one event-driven product per step (`dense_snns.ops.events.event_matmul`,
+    exact, O(active neurons)) with the kernels of all its out-edges side by side, on the
+    node's device. The tensors are, in order: the kernels of the edges out of the other
+    nodes (in `graph.edges` order), each sparse node's out-edge kernels side by side (in node
+    order), the biases (in node order, if any) and the tensor-valued neuron parameters of
+    every node.
 
     It keeps no reference to the cell, only the cell's static content, which is its `key`:
     equal graph layers share one step and its compiled loops (`dense_snns.fused.shared_step`).
     """
 
-    def __init__(self, cell: "GraphSNNCell", dtype):
+    def __init__(self, cell: "GraphSNNCell", dtype, events: bool = False):
         graph = cell.graph
         self.graph = graph
         self.devices = [cell.placement.get(name) for name in graph.node_names]
@@ -137,12 +144,22 @@ class GraphStep:
         self.output_nodes = [graph.index(name) for name in graph.outputs]
         self.state_counts = [len(n.state_size) for n in neurons]
         self.use_bias = cell.use_bias
+        # Out-edges (edge indices, graph order) of each node; the sparse nodes among sources.
+        self.out_edges = [
+            [k for k, (s, _) in enumerate(graph.edges) if graph.index(s) == i] for i in range(len(neurons))
+        ]
+        self.event_sources = [
+            i for i, node in enumerate(graph.nodes) if events and node.capacity is not None and self.out_edges[i]
+        ]
+        sparse_edges = {k for i in self.event_sources for k in self.out_edges[i]}
+        self.dense_edges = [k for k in range(len(graph.edges)) if k not in sparse_edges]
         self.key = (
             graph.to_json(),
             tuple(self.devices),
             self.use_bias,
             tf.as_dtype(dtype).name,
             tuple(step.key for step in self.node_steps),
+            tuple(self.event_sources),
         )
 
     def __eq__(self, other) -> bool:
@@ -152,7 +169,10 @@ class GraphStep:
         return hash(self.key)
 
     def tensors(self, cell: "GraphSNNCell", dtype) -> List[tf.Tensor]:
-        kernels = [tf.cast(cell.edge_kernels[k], dtype) for k in range(len(self.graph.edges))]
+        edge_kernels = [tf.cast(kernel, dtype) for kernel in cell.edge_kernels]
+        kernels = [edge_kernels[k] for k in self.dense_edges]
+        # Side by side once per call (not per step); gradients flow back through the concat.
+        kernels += [tf.concat([edge_kernels[k] for k in self.out_edges[i]], axis=1) for i in self.event_sources]
         biases = [tf.cast(cell.biases[name], dtype) for name in self.graph.node_names] if self.use_bias else []
         neurons = [cell.neurons[name] for name in self.graph.node_names]
         params = [t for step, neuron in zip(self.node_steps, neurons) for t in step.split(neuron.params(dtype), None)]
@@ -162,9 +182,10 @@ class GraphStep:
         return device_names.device_scope(self.devices[i])
 
     def __call__(self, current, mask_t, states, tensors):
-        n_edges = len(self.graph.edges)
-        kernels = tensors[:n_edges]
-        offset = n_edges
+        kernels = dict(zip(self.dense_edges, tensors))
+        offset = len(self.dense_edges)
+        side_by_side = tensors[offset : offset + len(self.event_sources)]
+        offset += len(self.event_sources)
         biases = tensors[offset : offset + len(self.units)] if self.use_bias else [None] * len(self.units)
         offset += len(self.units) if self.use_bias else 0
         # Per node: neuron states then previous spikes.
@@ -176,6 +197,14 @@ class GraphStep:
         if self.input_nodes:
             splits = tf.split(current, [self.units[i] for i in self.input_nodes], axis=-1)
             external = dict(zip(self.input_nodes, splits))
+        # The sparse nodes' spikes of the previous step as events, into all their targets' currents.
+        sent = {}
+        for i, kernel in zip(self.event_sources, side_by_side):
+            with self._device(i):
+                currents = event_ops.event_matmul(node_states[i][-1], kernel)
+                widths = [self.units[self.graph.index(self.graph.edges[k][1])] for k in self.out_edges[i]]
+                for k, part in zip(self.out_edges[i], tf.split(currents, widths, axis=-1)):
+                    sent[k] = part
         new_states, spikes_out = [], {}
         for i, step in enumerate(self.node_steps):
             count = len(step.tensor_positions)
@@ -184,7 +213,8 @@ class GraphStep:
             with self._device(i):
                 node_current = external.get(i)
                 for s in self.sources[i]:
-                    contribution = tf.matmul(node_states[s][-1], kernels[self.edge_index[(s, i)]])
+                    k = self.edge_index[(s, i)]
+                    contribution = sent[k] if k in sent else tf.matmul(node_states[s][-1], kernels[k])
                     node_current = contribution if node_current is None else node_current + contribution
                 if node_current is None:  # a node without sources or input stays silent
                     node_current = tf.zeros_like(node_states[i][-1])
@@ -309,12 +339,20 @@ class GraphSNNCell(keras.layers.Layer):
             config["seed"] = int(config["seed"]) + index
         return type(init).from_config(config)
 
-    def graph_step(self, dtype) -> GraphStep:
-        """The `GraphStep` of this cell for `dtype` (shared with equal cells)."""
-        key = tf.as_dtype(dtype).name
+    def graph_step(self, dtype, events: bool = False) -> GraphStep:
+        """The `GraphStep` of this cell for `dtype`, with or without event-driven products out
+        of the sparse nodes (shared with equal cells)."""
+        key = (tf.as_dtype(dtype).name, bool(events))
         if key not in self._steps:
-            self._steps[key] = fused.shared_step(GraphStep(self, dtype))
+            self._steps[key] = fused.shared_step(GraphStep(self, dtype, events))
         return self._steps[key]
+
+    def uses_events(self, dtype, implementation: str = "auto") -> bool:
+        """Whether a call of `dtype` runs the sparse nodes' event-driven products: some node
+        has a capacity and the event kernels can run here (not under XLA, not float16, no
+        GPU, not ``implementation="compiled"``/``"reference"``)."""
+        sparse = any(node.capacity is not None for node in self.graph.nodes)
+        return sparse and event_refusal(dtype, implementation) is None
 
     def external_current(self, inputs: tf.Tensor) -> tf.Tensor:
         """x W_in of every input node, concatenated: [..., features] -> [..., sum input units].
@@ -329,7 +367,7 @@ class GraphSNNCell(keras.layers.Layer):
         x = as_numeric_tensor(inputs, "inputs", self.compute_dtype)
         check_rank(x, 2, "inputs", "[batch, features]")
         check_features(x.shape, self.input_features, "inputs", what="the graph's input size")
-        step = self.graph_step(x.dtype)
+        step = self.graph_step(x.dtype, self.uses_events(x.dtype))
         output, new_states = step(self.external_current(x), None, tf.nest.flatten(states), step.tensors(self, x.dtype))
         return output, new_states
 
@@ -419,7 +457,8 @@ class GraphSNN(StatefulLayer, keras.layers.Layer):
         check_sequence(what, x.shape, 3, "[batch, time, features]", [self.cell.input_features], "the graph's input")
         x = check_steps(what, x)
         dtype = x.dtype
-        step = self.cell.graph_step(dtype)
+        events = self.cell.uses_events(dtype, self.implementation)
+        step = self.cell.graph_step(dtype, events)
         currents = self.cell.external_current(x)  # [batch, time, ...], one matmul
         if self.stateful:
             states = self._carried_states(x.shape[0], dtype, x.shape)
@@ -437,7 +476,7 @@ class GraphSNN(StatefulLayer, keras.layers.Layer):
                 states,
                 tensors,
                 mask,
-                jit_compile=self.jit_compile and single_device,
+                jit_compile=self.jit_compile and single_device and not events,  # C++ ops: no XLA
                 time_axis=1,
                 checkpoint_every=fused.AUTO,
             )
