@@ -10,6 +10,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("dense_snns", "sparse_snns", "snns_as_gnn", "snn_cli")
+#: Names that start with an underscore but are documented public API of their module.
+DOCUMENTED = {("os", "_exit")}  # exit without interpreter teardown (Python's os module docs)
 #: What each package may import from the others (the command line sits above them all).
 ALLOWED = {
     "dense_snns": set(),
@@ -83,6 +85,7 @@ def violations(path):
             and isinstance(node.value, ast.Name)
             and node.value.id in imported_modules
             and private(node.attr)
+            and (node.value.id, node.attr) not in DOCUMENTED
         ):
             found.append(f"line {node.lineno}: uses {node.value.id}.{node.attr}, a private name of another module")
     return found
