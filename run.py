@@ -105,6 +105,8 @@ def test(args):
     # One code format, settings in pyproject.toml (`ruff format .` applies it).
     run([ruff, "format", "--check", "--quiet", "."])
     # pytest exits 5 when it collects no test: run() treats every non-zero code as failure.
+    # The same hypothesis examples on every run (the profile is in tests/conftest.py).
+    args = ["--hypothesis-profile=deterministic"] + args
     print("=== test suite under Keras 3 ===", flush=True)
     run([PY, "-m", "pytest", "-q"] + args, env=env_with(TF_USE_LEGACY_KERAS="0"))
     print("=== test suite under Keras 2 (TF_USE_LEGACY_KERAS=1, tf-keras) ===", flush=True)

@@ -6,7 +6,7 @@ kernels cannot run (XLA, float16, implementation="compiled"/"reference") the den
 import numpy as np
 import pytest
 import tensorflow as tf
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from dense_snns import keras
@@ -59,7 +59,22 @@ def event_calls(monkeypatch):
     masked=st.booleans(),
     seed=st.integers(0, 2**16),
 )
+@example(
+    nodes=2,
+    edges=[(0, 0)],
+    units=1,
+    sparse=[False, True, False, False],
+    neuron="cuba_lif",
+    batch=1,
+    steps=5,
+    masked=False,
+    seed=2443,
+)
 def test_sparse_nodes_equal_dense_nodes(nodes, edges, units, sparse, neuron, batch, steps, masked, seed):
+    # In float64: over random graphs a gradient can be a sum of terms ~1e-3 that cancel to ~1e-5,
+    # where float32 round-off of the terms (~1e-10) is no longer small against the result (the
+    # dense graph runs under XLA, the sparse one does not: another summation order). The fixed
+    # cases below compare float32.
     # a path 0 -> 1 -> ... reaches the output; the drawn edges add cycles, skips and self-loops
     adjacency = [
         sorted({s % nodes for s, t in edges if t % nodes == i} | ({i - 1} if i else set())) for i in range(nodes)
@@ -69,10 +84,10 @@ def test_sparse_nodes_equal_dense_nodes(nodes, edges, units, sparse, neuron, bat
     )
     capacity = [units if sparse[i] else None for i in range(nodes)]
     rng = np.random.default_rng(seed)
-    x = tf.constant((rng.random((batch, steps, 3)) < 0.5).astype(np.float32))
+    x = tf.constant((rng.random((batch, steps, 3)) < 0.5).astype(np.float64))
     mask = tf.constant(rng.random((batch, steps)) < 0.8) if masked else None
-    sparse_layer, dense_layer = pair(graph, capacity)
-    assert sparse_layer.cell.uses_events(tf.float32) == any(c is not None for c in capacity)
+    sparse_layer, dense_layer = pair(graph, capacity, dtype="float64")
+    assert sparse_layer.cell.uses_events(tf.float64) == any(c is not None for c in capacity)
     assert_same_spikes_and_close_gradients(
         outputs_and_gradients(sparse_layer, x, mask=mask), outputs_and_gradients(dense_layer, x, mask=mask)
     )
