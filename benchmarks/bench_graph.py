@@ -43,6 +43,7 @@ sizes).
     PYTHONPATH=. python benchmarks/bench_graph.py              # default sizes (~5-8 min, 2 cores)
     PYTHONPATH=. python benchmarks/bench_graph.py --quick      # small sizes (~1-2 min)
     PYTHONPATH=. python benchmarks/bench_graph.py --graph ring --threads default --impls fused
+    PYTHONPATH=. python benchmarks/bench_graph.py --cluster    # 1 vs 2 TensorFlow servers (~5 min)
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks import graph_cluster  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     REPO_ROOT,
     RESULT_TAG,
@@ -467,10 +469,20 @@ def parse_args(argv=None):
     parser.add_argument("--rounds", type=int, default=10, help="timed calls per configuration and kind")
     parser.add_argument("--quick", action="store_true", help="small sizes: 128 units, 20 steps, 4 rounds")
     parser.add_argument("--json", default=None, help="also write all results to this JSON file")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="1 TensorFlow server on one core vs 2 servers on one core each (see benchmarks/graph_cluster.py)",
+    )
+    parser.add_argument("--nodes", default="2,4,8", help="--cluster: comma-separated ring sizes")
     parser.add_argument("--serve", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-cluster", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.impls = [s for s in args.impls.split(",") if s]
     args.threads = [s for s in args.threads.split(",") if s]
+    args.nodes = [int(s) for s in args.nodes.split(",") if s]
+    if any(n < 2 for n in args.nodes):
+        parser.error(f"--nodes: a ring needs at least 2 nodes, got {args.nodes}")
     for impl in args.impls:
         if impl not in IMPLS:
             parser.error(f"--impls: unknown implementation {impl!r}; expected {IMPLS}")
@@ -487,6 +499,11 @@ def main(argv=None) -> int:
     if args.serve is not None:
         serve(json.loads(args.serve))
         return 0
+    if args.serve_cluster is not None:
+        graph_cluster.serve(json.loads(args.serve_cluster))
+        return 0
+    if args.cluster:
+        return graph_cluster.run(args)
 
     from snns_as_gnn.placement import plan_placement
 

@@ -23,6 +23,7 @@ batch-major; batch-major ones are sliced in place, so no whole-sequence transpos
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -132,9 +133,57 @@ class _TimeSeries:
         return sequence
 
 
+def _placed(step, attribute: str, count: int) -> List[Optional[str]]:
+    """The device of each state (``attribute="state_devices"``) or step tensor
+    (``"tensor_devices"``) that a step spread over several devices declares, else Nones.
+
+    The loops keep each stored state, each state's gradient and each tensor's gradient sum on
+    that device: otherwise they would sit on the loop's device, and every step would copy the
+    other devices' states and weight gradients to it and back."""
+    devices = getattr(step, attribute, None)
+    return list(devices) if devices else [None] * count
+
+
+def _on(device):
+    return contextlib.nullcontext() if device is None else tf.device(device)
+
+
+def _moved(tensors, devices):
+    """`tensors`, each on its device if it has one (a loop variable then lives there, instead of
+    going to the loop's device and back every step)."""
+    out = []
+    for tensor, device in zip(tensors, devices):
+        if device is None:
+            out.append(tensor)
+        else:
+            with tf.device(device):
+                out.append(tf.identity(tensor))
+    return out
+
+
 def _step_vjp(step, current, mask_t, states, tensors, d_output, d_states):
     """Recompute one step and return the gradients of its inputs: (d_current, d_states,
     d_tensors), given those of its outputs."""
+    if getattr(step, "state_devices", None):
+        # A step over several devices: `tf.gradients` puts each gradient op on the device of
+        # its forward op (a tape would put them all on the loop's device). It differentiates
+        # with respect to tensors of this graph: identities here (on their devices) of what a
+        # nested loop captures from the loops around it.
+        devices = [None] + _placed(step, "state_devices", len(states)) + _placed(step, "tensor_devices", len(tensors))
+        sources = []
+        for tensor, device in zip([current] + list(states) + list(tensors), devices):
+            with _on(device):
+                sources.append(tf.identity(tensor))
+        n = len(states)
+        current, states, tensors = sources[0], sources[1 : 1 + n], sources[1 + n :]
+        out, new_states = step(current, mask_t, states, tensors)
+        grads = tf.gradients(
+            [out] + new_states,
+            sources,
+            grad_ys=[d_output] + d_states,
+            unconnected_gradients=tf.UnconnectedGradients.ZERO,
+        )
+        return grads[0], grads[1 : 1 + n], grads[1 + n :]
     with tf.GradientTape() as tape:
         tape.watch([current] + states + list(tensors))
         out, new_states = step(current, mask_t, states, tensors)
@@ -165,13 +214,31 @@ def _forward(step, currents, mask, initial_states, tensors, time_axis=0, every=N
 
     # The output's shape and dtype come from one traced step (a graph's output differs from
     # its currents).
+    devices = _placed(step, "state_devices", len(initial_states))
+    initial_states = _moved(initial_states, devices)
+    tensors = _moved(tensors, _placed(step, "tensor_devices", len(tensors)))
     probe, _ = step(series.read(currents, 0), mask_at(0), list(initial_states), tensors)
     outputs = series.new(probe, steps, batch)
+
+    def new_arrays(size):
+        arrays = []
+        for state, device in zip(initial_states, devices):
+            with _on(device):
+                arrays.append(tf.TensorArray(state.dtype, size=size, element_shape=state.shape))
+        return arrays
+
+    def store(stored, t, states):
+        written = []
+        for array, state, device in zip(stored, states, devices):
+            with _on(device):
+                written.append(array.write(t, state))
+        return written
+
     if every is None:
-        stored = [tf.TensorArray(s.dtype, size=steps, element_shape=s.shape) for s in initial_states]
+        stored = new_arrays(steps)
 
         def body(t, states, outputs, stored):
-            stored = [array.write(t, state) for array, state in zip(stored, states)]
+            stored = store(stored, t, states)
             return advance(t, states, outputs) + (stored,)
 
         _, final_states, outputs, stored = tf.while_loop(
@@ -182,10 +249,10 @@ def _forward(step, currents, mask, initial_states, tensors, time_axis=0, every=N
         )
     else:
         segments = (steps + every - 1) // every
-        stored = [tf.TensorArray(s.dtype, size=segments, element_shape=s.shape) for s in initial_states]
+        stored = new_arrays(segments)
 
         def segment(i, states, outputs, stored):
-            stored = [array.write(i, state) for array, state in zip(stored, states)]
+            stored = store(stored, i, states)
             end = tf.minimum((i + 1) * every, steps)
             _, states, outputs = tf.while_loop(
                 lambda t, *_: t < end, advance, [i * every, states, outputs], maximum_iterations=every
@@ -198,7 +265,11 @@ def _forward(step, currents, mask, initial_states, tensors, time_axis=0, every=N
             [tf.constant(0), list(initial_states), outputs, stored],
             maximum_iterations=segments,
         )
-    return series.finish(outputs, probe, steps), [array.stack() for array in stored], final_states
+    stacked = []
+    for array, device in zip(stored, devices):
+        with _on(device):
+            stacked.append(array.stack())
+    return series.finish(outputs, probe, steps), stacked, final_states
 
 
 def _backward(step, currents, mask, stored, tensors, d_outputs, d_final, time_axis=0, every=None):
@@ -211,8 +282,19 @@ def _backward(step, currents, mask, stored, tensors, d_outputs, d_final, time_ax
     current_0 = series.read(currents, 0)
     d_currents = series.new(current_0, steps, batch)
 
+    state_devices = _placed(step, "state_devices", len(stored))
+    tensor_devices = _placed(step, "tensor_devices", len(tensors))
+
     def mask_at(t):
         return None if mask is None else series.read(mask, t)
+
+    def read(arrays, t):
+        """Element t of each stored state, read on the state's device."""
+        states = []
+        for array, device in zip(arrays, state_devices):
+            with _on(device):
+                states.append(array[t] if isinstance(array, tf.Tensor) else array.read(t))
+        return states
 
     def reverse(t, states, d_states, d_tensors, d_currents):
         d_current, new_d_states, d_step_tensors = _step_vjp(
@@ -221,14 +303,23 @@ def _backward(step, currents, mask, stored, tensors, d_outputs, d_final, time_ax
         for new, old in zip(new_d_states, d_states):  # keep a static batch size the loop entered with
             new.set_shape(old.shape)
         d_states = new_d_states
-        d_tensors = [acc + g for acc, g in zip(d_tensors, d_step_tensors)]
-        return t - 1, d_states, d_tensors, series.write(d_currents, t, d_current)
+        summed = []
+        for acc, g, device in zip(d_tensors, d_step_tensors, tensor_devices):
+            with _on(device):
+                summed.append(acc + g)
+        return t - 1, d_states, summed, series.write(d_currents, t, d_current)
 
-    zeros = [tf.zeros_like(e) for e in tensors]
+    zeros = []
+    for tensor, device in zip(tensors, tensor_devices):
+        with _on(device):
+            zeros.append(tf.zeros_like(tensor))
+    d_final = _moved(d_final, state_devices)
+    stored = _moved(stored, state_devices)
+    tensors = _moved(tensors, tensor_devices)
     if every is None:
 
         def body(t, d_states, d_tensors, d_currents):
-            return reverse(t, [array[t] for array in stored], d_states, d_tensors, d_currents)
+            return reverse(t, read(stored, t), d_states, d_tensors, d_currents)
 
         _, d_initial, d_tensors, d_currents = tf.while_loop(
             lambda t, *_: t >= 0,
@@ -243,20 +334,26 @@ def _backward(step, currents, mask, stored, tensors, d_outputs, d_final, time_ax
             start, end = i * every, tf.minimum((i + 1) * every, steps)
 
             def recompute(t, states, kept):
-                kept = [array.write(t - start, state) for array, state in zip(kept, states)]
+                written = []
+                for array, state, device in zip(kept, states, state_devices):
+                    with _on(device):
+                        written.append(array.write(t - start, state))
                 _, states = step(series.read(currents, t), mask_at(t), states, tensors)
-                return t + 1, states, kept
+                return t + 1, states, written
 
-            kept = [tf.TensorArray(s.dtype, size=every, element_shape=s.shape[1:]) for s in stored]
+            kept = []
+            for array, device in zip(stored, state_devices):
+                with _on(device):
+                    kept.append(tf.TensorArray(array.dtype, size=every, element_shape=array.shape[1:]))
             _, _, kept = tf.while_loop(
                 lambda t, *_: t < end,
                 recompute,
-                [start, [array[i] for array in stored], kept],
+                [start, read(stored, i), kept],
                 maximum_iterations=every,
             )
 
             def body(t, d_states, d_tensors, d_currents):
-                return reverse(t, [array.read(t - start) for array in kept], d_states, d_tensors, d_currents)
+                return reverse(t, read(kept, t - start), d_states, d_tensors, d_currents)
 
             _, d_states, d_tensors, d_currents = tf.while_loop(
                 lambda t, *_: t >= start, body, [end - 1, d_states, d_tensors, d_currents], maximum_iterations=every
@@ -373,7 +470,11 @@ def compiled_recurrence(
         step: ``step(current_t, mask_t, states, tensors) -> (output_t, new_states)``, a pure
             function of its tensor arguments. Its compiled loops are kept on it (an
             attribute): pass the same object again to reuse them (a module-level function
-            or an object kept by the layer).
+            or an object kept by the layer). A step spread over several devices declares
+            ``state_devices`` and ``tensor_devices`` (a device name per state and per
+            tensor): the loops then keep each stored state, loop variable and gradient sum
+            on its device, and the backward pass builds each gradient op on the device of
+            its forward op.
         currents: inputs [time, batch, ...] (``time_axis=0``) or [batch, time, ...]
             (``time_axis=1``).
         initial_states: list of state tensors [batch, ...].
@@ -431,8 +532,13 @@ def _resolved_recurrence(step, currents, initial_states, tensors, mask, jit_comp
         # Inputs cut from any outer tape: the loops' gradient is `grad` below, so TensorFlow
         # must not also build (and store accumulators for) an autodiff of the loops.
         currents = tf.stop_gradient(currents)
-        args = [tf.stop_gradient(a) for a in args]
-        states, step_tensors = args[:n_states], args[n_states:]
+        placed = bool(getattr(step, "state_devices", None))
+        devices = _placed(step, "state_devices", n_states) + _placed(step, "tensor_devices", len(args) - n_states)
+        cut = []
+        for a, device in zip(args, devices):
+            with _on(device):  # a placed step's tensors stay on their devices (not copied every step)
+                cut.append(tf.stop_gradient(a))
+        states, step_tensors = cut[:n_states], cut[n_states:]
         with compat.stop_recording():
             outputs, stored, final_states = forward(currents, mask, states, step_tensors, time_axis, checkpoint_every)
         output_shape, output_dtype = tf.shape(outputs), outputs.dtype
@@ -441,9 +547,13 @@ def _resolved_recurrence(step, currents, initial_states, tensors, mask, jit_comp
             # Only shapes are kept for the backward pass, not the forward outputs themselves.
             d_outputs = tf.zeros(output_shape, output_dtype) if d_outputs is None else d_outputs
             d_final = [tf.zeros_like(s) if d is None else d for d, s in zip(d_final, states)]
-            d_currents, d_initial, d_tensors = backward(
-                currents, mask, stored, step_tensors, d_outputs, d_final, time_axis, checkpoint_every
-            )
+            # TensorFlow builds a gradient colocated with its forward op: for a step over several
+            # devices that would pull the whole backward loop onto the loop's device.
+            free = tf.compat.v1.colocate_with(None, ignore_existing=True) if placed else contextlib.nullcontext()
+            with free:
+                d_currents, d_initial, d_tensors = backward(
+                    currents, mask, stored, step_tensors, d_outputs, d_final, time_axis, checkpoint_every
+                )
             return [d_currents] + list(d_initial) + list(d_tensors)
 
         return [outputs] + list(final_states), grad

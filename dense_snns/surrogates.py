@@ -103,8 +103,11 @@ _GRADIENT_NAMES = {name: _register_gradient(name) for name in _SURROGATES}
 def heaviside(x: tf.Tensor) -> tf.Tensor:
     """H(x) = 1 where x > 0 else 0, in the dtype of `x` (no gradient defined); NaN where x is
     NaN or infinite, so that a NaN (or an overflow) reaching a neuron surfaces in its spikes,
-    the outputs and the loss instead of becoming "no spike". (x * 0 is 0 for finite x.)"""
-    return tf.cast(x > 0, x.dtype) + x * tf.zeros([], x.dtype)
+    the outputs and the loss instead of becoming "no spike".
+
+    The NaN is a constant selected where x is not finite: TensorFlow 2.6's graph optimiser
+    rewrites x * 0 as 0 and its XLA rewrites x - x as 0, either of which would drop it."""
+    return tf.where(tf.math.is_finite(x), tf.cast(x > 0, x.dtype), tf.constant(float("nan"), x.dtype))
 
 
 class Surrogate:

@@ -153,6 +153,20 @@ class GraphStep:
         ]
         sparse_edges = {k for i in self.event_sources for k in self.out_edges[i]}
         self.dense_edges = [k for k in range(len(graph.edges)) if k not in sparse_edges]
+        # Over several TensorFlow devices the compiled loops keep each node's stored states and
+        # weight gradients on the node's device (`dense_snns.fused`); IPU shards are one device.
+        self.state_devices = self.tensor_devices = None
+        if _devices_used(cell.placement) > 1:
+            self.state_devices = [
+                self.devices[i] for i, count in enumerate(self.state_counts) for _ in range(count + 1)
+            ]
+            target = [self.devices[graph.index(t)] for _, t in graph.edges]
+            self.tensor_devices = (
+                [target[k] for k in self.dense_edges]
+                + [self.devices[i] for i in self.event_sources]
+                + (list(self.devices) if self.use_bias else [])
+                + [self.devices[i] for i, step in enumerate(self.node_steps) for _ in step.tensor_positions]
+            )
         self.key = (
             graph.to_json(),
             tuple(self.devices),
@@ -169,13 +183,23 @@ class GraphStep:
         return hash(self.key)
 
     def tensors(self, cell: "GraphSNNCell", dtype) -> List[tf.Tensor]:
-        edge_kernels = [tf.cast(kernel, dtype) for kernel in cell.edge_kernels]
-        kernels = [edge_kernels[k] for k in self.dense_edges]
+        """The step's tensors (order in the class docstring), each made on the device that uses
+        it: a copy per call, not per step."""
+        graph = self.graph
+        kernels = []
+        for k in self.dense_edges:
+            with self._device(graph.index(graph.edges[k][1])):
+                kernels.append(tf.cast(cell.edge_kernels[k], dtype))
         # Side by side once per call (not per step); gradients flow back through the concat.
-        kernels += [tf.concat([edge_kernels[k] for k in self.out_edges[i]], axis=1) for i in self.event_sources]
-        biases = [tf.cast(cell.biases[name], dtype) for name in self.graph.node_names] if self.use_bias else []
-        neurons = [cell.neurons[name] for name in self.graph.node_names]
-        params = [t for step, neuron in zip(self.node_steps, neurons) for t in step.split(neuron.params(dtype), None)]
+        for i in self.event_sources:
+            with self._device(i):
+                kernels.append(tf.concat([tf.cast(cell.edge_kernels[k], dtype) for k in self.out_edges[i]], axis=1))
+        biases, params = [], []
+        for i, name in enumerate(graph.node_names):
+            with self._device(i):
+                if self.use_bias:
+                    biases.append(tf.cast(cell.biases[name], dtype))
+                params += self.node_steps[i].split(cell.neurons[name].params(dtype), None)
         return kernels + biases + params
 
     def _device(self, i):

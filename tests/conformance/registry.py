@@ -283,9 +283,14 @@ def sparse_cases() -> List[Case]:
     ]  # fmt: skip
 
 
-def graph():
+def graph(capacity=None):
     return SNNGraph.from_adjacency(
-        [[1], [0, 2], [1, 2]], units=[4, 3, 5], inputs=[0], outputs=[2, 1], neuron_config={"threshold": 0.4}
+        [[1], [0, 2], [1, 2]],
+        units=[4, 3, 5],
+        inputs=[0],
+        outputs=[2, 1],
+        neuron_config={"threshold": 0.4},
+        capacity=capacity,
     )
 
 
@@ -301,8 +306,18 @@ def graph_cases() -> List[Case]:
         reference = GraphSNN(graph(), implementation="reference", dtype=layer.dtype_policy)
         return same_weights(reference, layer, inputs)
 
+    def make_sparse_graph(dtype):
+        # every node sparse (a capacity as large as the node): events along every edge
+        return GraphSNN(graph([4, 3, 5]), kernel_initializer=init(11), bias_initializer=init(12, 0.0, 0.2), dtype=dtype)
+
+    def dense_graph_reference(layer, inputs):
+        dense = graph()
+        config = dict(layer.get_config(), graph=dense.to_dict(), implementation="reference", name="reference")
+        return same_weights(GraphSNN.from_config(config), layer, inputs)
+
     return [
         Case("graph_snn", GraphSNN, make_graph, raster, graph_reference, masks=True),
+        Case("graph_snn_sparse_nodes", GraphSNN, make_sparse_graph, raster, dense_graph_reference, masks=True),
         Case("graph_snn_cell", GraphSNNCell,
              lambda d: rnn(GraphSNNCell(graph(), kernel_initializer=init(11), bias_initializer=init(12, 0.0, 0.2), dtype=d), d),
              raster, cell_reference, masks=True),

@@ -137,3 +137,17 @@ def test_symbolic_gradients_in_a_graph_use_the_surrogate():
         return tf.gradients(tf.reduce_sum(fn(x)), x)[0]
 
     np.testing.assert_allclose(gradient(tf.constant(X)).numpy(), closed_form("triangle", X, 0.8), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
+def test_heaviside_keeps_nan_and_infinity_as_nan_under_every_compiler(mode):
+    # a loop around it, as in the layers: graph optimisers and XLA rewrite such bodies
+    def run(x):
+        def body(i, total):
+            return i + 1, total + surrogates.heaviside(x)
+
+        return tf.while_loop(lambda i, _: i < 2, body, (0, tf.zeros_like(x)))[1]
+
+    fn = {"eager": run, "graph": tf.function(run), "xla": tf.function(run, jit_compile=True)}[mode]
+    x = tf.constant([np.nan, np.inf, -np.inf, 0.5, -0.5, 0.0], tf.float32)
+    np.testing.assert_array_equal(fn(x).numpy(), [np.nan, np.nan, np.nan, 2.0, 0.0, 0.0])

@@ -226,20 +226,26 @@ PLACEMENT_SCRIPT = textwrap.dedent("""
     from dense_snns import keras
     graph = SNNGraph.from_adjacency({adjacency}, units=6, inputs=[0], outputs=[4], neuron="lif",
                                     neuron_config={{"threshold": 0.3}})
+    from dense_snns import fused
     devices = ["/CPU:0", "/CPU:1", "/CPU:2", "/CPU:3"]
     placement = {{name: devices[i % 4] for i, name in enumerate(graph.node_names)}}
-    x = tf.constant((np.random.default_rng(0).random((3, 9, 5)) < 0.5).astype(np.float32))
-    results = []
-    for plan in (None, placement):
-        layer = GraphSNN(graph, placement=plan, kernel_initializer=keras.initializers.RandomNormal(0.2, 0.5, seed=1))
-        with tf.GradientTape() as tape:
-            y = layer(x)
-            loss = tf.reduce_sum(y * np.linspace(0.5, 1.5, 6).astype(np.float32))
-        results.append([y.numpy()] + [g.numpy() for g in tape.gradient(loss, layer.trainable_weights)])
+    # 9 steps: every state stored; 300 steps: checkpointed (stored every 32 steps, recomputed)
+    for steps, every in ((9, None), (300, 32)):
+        assert fused.resolve_checkpoint_every("auto", steps) == every
+        x = tf.constant((np.random.default_rng(0).random((3, steps, 5)) < 0.5).astype(np.float32))
+        results = []
+        for plan in (None, placement):
+            init = keras.initializers.RandomNormal(0.2, 0.5, seed=1)
+            layer = GraphSNN(graph, placement=plan, kernel_initializer=init)
+            with tf.GradientTape() as tape:
+                y = layer(x)
+                loss = tf.reduce_sum(y * np.linspace(0.5, 1.5, 6).astype(np.float32))
+            results.append([y.numpy()] + [g.numpy() for g in tape.gradient(loss, layer.trainable_weights)])
+        assert results[0][0].sum() > 0
+        np.testing.assert_array_equal(results[0][0], results[1][0])
+        for a, b in zip(results[0][1:], results[1][1:]):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
     assert len(tf.config.list_logical_devices("CPU")) == 4
-    assert results[0][0].sum() > 0
-    for a, b in zip(*results):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
     print("same on 1 and 4 devices")
 """)
 
