@@ -52,9 +52,7 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -62,13 +60,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import graph_cluster  # noqa: E402
 from benchmarks.common import (  # noqa: E402
-    REPO_ROOT,
-    RESULT_TAG,
-    child_env,
+    ServedChild,
+    assign_graph_kernels,
     cpu_snapshot,
     emit,
     fmt_ms,
     format_table,
+    graph_functions,
     machine_info,
     other_load,
     python,
@@ -144,24 +142,8 @@ def setup(cfg: Dict[str, Any]):
     rng = np.random.default_rng(1234)
     x = tf.constant((rng.random((cfg["batch"], cfg["time"], cfg["inputs"])) < cfg["p"]).astype(np.float32))
     layer(x[:, :2])
-    # Distinct kernels, N(0, 1 / fan_in), the same in every child.
-    for kernel in list(layer.cell.input_kernels.values()) + list(layer.cell.edge_kernels):
-        fan_in, units = kernel.shape
-        kernel.assign(rng.normal(0.0, 1.0 / np.sqrt(fan_in), (fan_in, units)).astype(np.float32))
-    weights = layer.trainable_weights
+    assign_graph_kernels(layer, rng)  # the same in every child
     readout = tf.constant(rng.standard_normal(layer.cell.output_size).astype(np.float32))
-
-    @tf.function
-    def forward(x):
-        return layer(x)
-
-    @tf.function
-    def train(x):
-        with tf.GradientTape() as tape:
-            y = layer(x)
-            loss = tf.reduce_sum(tf.reduce_mean(y, axis=[0, 1]) * readout)
-        return tape.gradient(loss, weights)
-
     info = {
         "devices_found": devices,
         "placement": None if plan is None else {d: plan.nodes_on(d) for d in plan.devices},
@@ -169,7 +151,7 @@ def setup(cfg: Dict[str, Any]):
         "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
     }
-    return {"forward": forward, "train": train}, x, info
+    return graph_functions(layer, readout), x, info
 
 
 def serve(cfg: Dict[str, Any]) -> None:
@@ -217,54 +199,17 @@ def serve(cfg: Dict[str, Any]) -> None:
 
 
 # -- parent -------------------------------------------------------------------------------------
-class Child:
+class Child(ServedChild):
     """A configuration's child process, driven one call at a time over stdin/stdout."""
 
     def __init__(self, cfg: Dict[str, Any]):
+        label = f"{cfg['impl']} {cfg['threads']} {cfg['devices']} dev"
+        super().__init__([python(), os.path.abspath(__file__), "--serve", json.dumps(cfg)], label)
         self.cfg = cfg
-        self.label = f"{cfg['impl']} {cfg['threads']} {cfg['devices']} dev"
-        self.stderr = tempfile.TemporaryFile(mode="w+")
-        cmd = [python(), os.path.abspath(__file__), "--serve", json.dumps(cfg)]
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=REPO_ROOT,
-            env=child_env(),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self.stderr,
-            text=True,
-            bufsize=1,
-        )
         self.info: Dict[str, Any] = {}
-        self.calls: List[Dict[str, Any]] = []
-
-    def read(self) -> Dict[str, Any]:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if line.startswith(RESULT_TAG):
-                return json.loads(line[len(RESULT_TAG) :])
-        self.stderr.seek(0)
-        tail = self.stderr.read()[-3000:]
-        raise RuntimeError(f"child '{self.label}' ended (code {self.proc.wait()}):\n{tail}")
 
     def call(self, kind: str) -> Dict[str, Any]:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(kind + "\n")
-        self.proc.stdin.flush()
-        result = self.read()
-        self.calls.append(result)
-        return result
-
-    def close(self) -> None:
-        try:
-            if self.proc.poll() is None and self.proc.stdin is not None:
-                self.proc.stdin.write("quit\n")
-                self.proc.stdin.close()
-            self.proc.wait(timeout=60)
-        except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
-            self.proc.wait()
-        self.stderr.close()
+        return self.request(kind)
 
 
 def configurations(args, threads: str) -> List[Dict[str, Any]]:

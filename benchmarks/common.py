@@ -13,6 +13,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -174,6 +175,86 @@ def run_child(cmd: List[str], label: str, extra_env: Optional[Dict[str, str]] = 
         print(f"  [{label}] child exited with code {code}", flush=True)
         results.append({"child_error": code, "label": label})
     return results
+
+
+# -- graph layers (bench_graph.py and its --cluster part) --------------------------------------
+def assign_graph_kernels(layer, rng) -> None:
+    """Distinct kernels of a built `GraphSNN`, N(0, 1 / fan_in), drawn from `rng` in one order:
+    the same weights in every child that draws from the same seed."""
+    import numpy as np
+
+    for kernel in list(layer.cell.input_kernels.values()) + list(layer.cell.edge_kernels):
+        fan_in, units = kernel.shape
+        kernel.assign(rng.normal(0.0, 1.0 / np.sqrt(fan_in), (fan_in, units)).astype(np.float32))
+
+
+def graph_functions(layer, readout) -> Dict[str, Any]:
+    """{"forward", "train"} tf.functions of a `GraphSNN`: inference over a sequence, and the
+    gradients of all its weights of a loss (time-averaged spikes weighted by `readout`)."""
+    import tensorflow as tf
+
+    @tf.function
+    def forward(x):
+        return layer(x)
+
+    @tf.function
+    def train(x):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.reduce_mean(layer(x), axis=[0, 1]) * readout)
+        return tape.gradient(loss, layer.trainable_weights)
+
+    return {"forward": forward, "train": train}
+
+
+class ServedChild:
+    """A child process that serves one request per line of stdin and answers with one result
+    line (`emit`), for paired timing: the parent asks several children in turn."""
+
+    def __init__(self, argv: List[str], label: str):
+        self.label = label
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=REPO_ROOT,
+            env=child_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+            bufsize=1,
+        )
+        self.calls: List[Dict[str, Any]] = []
+
+    def read(self) -> Dict[str, Any]:
+        """The next result line; an error with the child's stderr tail if it ended instead."""
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith(RESULT_TAG):
+                return json.loads(line[len(RESULT_TAG) :])
+        self.stderr.seek(0)
+        tail = self.stderr.read()[-3000:]
+        raise RuntimeError(f"child '{self.label}' ended (code {self.proc.wait()}):\n{tail}")
+
+    def request(self, line: str, **extra) -> Dict[str, Any]:
+        """Send one request line; its result (with `extra` fields) is also kept in `calls`."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        result = dict(self.read(), **extra)
+        self.calls.append(result)
+        return result
+
+    def close(self) -> None:
+        """Ask the child to quit; kill it if it does not within 60 s."""
+        try:
+            if self.proc.poll() is None and self.proc.stdin is not None:
+                self.proc.stdin.write("quit\n")
+                self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+        self.stderr.close()
 
 
 def emit(result: Dict[str, Any]) -> None:

@@ -34,13 +34,21 @@ import json
 import math
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from benchmarks.common import REPO_ROOT, RESULT_TAG, child_env, emit, fmt_ms, format_table, machine_info, python
+from benchmarks.common import (
+    REPO_ROOT,
+    ServedChild,
+    assign_graph_kernels,
+    emit,
+    fmt_ms,
+    format_table,
+    graph_functions,
+    machine_info,
+    python,
+)
 
 BYTES = 4  # float32
 
@@ -238,30 +246,14 @@ def serve(cfg: Dict[str, Any]) -> None:
         for label, (placement, xla) in placements(graph, devices).items():
             layer = GraphSNN(graph, placement=placement, jit_compile=xla)
             init = np.random.default_rng(99 + nodes)
-            readout = init.standard_normal(layer.cell.output_size)
-
-            def make(layer=layer, readout=readout.astype(np.float32)):
-                @tf.function
-                def forward(x):
-                    return layer(x)
-
-                @tf.function
-                def train(x):
-                    with tf.GradientTape() as tape:
-                        loss = tf.reduce_sum(tf.reduce_mean(layer(x), axis=[0, 1]) * readout)
-                    return tape.gradient(loss, layer.trainable_weights)
-
-                return forward, train
-
-            forward, train = make()
+            fns = graph_functions(layer, init.standard_normal(layer.cell.output_size).astype(np.float32))
+            forward = fns["forward"]
             with tf.device(home):  # the variables, the input and the loop live on the first server
                 x = tf.constant(x_host)
                 forward(x)  # builds the layer (an eager call cannot run a loop on a remote device)
-                for kernel in list(layer.cell.input_kernels.values()) + list(layer.cell.edge_kernels):
-                    fan_in, width = kernel.shape
-                    kernel.assign(init.normal(0.0, 1.0 / np.sqrt(fan_in), (fan_in, width)).astype(np.float32))
+                assign_graph_kernels(layer, init)
             exchange, states = exchange_loop(graph, placement, home, cfg["batch"], cfg["time"])
-            fns = {"forward": forward, "train": train, "xforward": exchange["forward"], "xtrain": exchange["train"]}
+            fns.update({"xforward": exchange["forward"], "xtrain": exchange["train"]})
             args = {"forward": x, "train": x, "xforward": states, "xtrain": states}
             start = time.perf_counter()
             with tf.device(home):
@@ -296,56 +288,20 @@ def serve(cfg: Dict[str, Any]) -> None:
 
 
 # -- parent -------------------------------------------------------------------------------------
-class Client:
-    """A client child process of one cluster, driven one call at a time over stdin/stdout."""
+class Client(ServedChild):
+    """The client child process of one cluster, driven one call at a time over stdin/stdout."""
 
     def __init__(self, name: str, cfg: Dict[str, Any]):
+        script = os.path.join(REPO_ROOT, "benchmarks", "bench_graph.py")
+        super().__init__([python(), script, "--serve-cluster", json.dumps(cfg)], f"{name} cluster client")
         self.name = name
-        self.stderr = tempfile.TemporaryFile(mode="w+")
-        cmd = [python(), os.path.join(REPO_ROOT, "benchmarks", "bench_graph.py"), "--serve-cluster", json.dumps(cfg)]
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=REPO_ROOT,
-            env=child_env(),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self.stderr,
-            text=True,
-            bufsize=1,
-        )
         self.configs: List[Dict[str, Any]] = []
-        self.calls: List[Dict[str, Any]] = []
-
-    def read(self) -> Dict[str, Any]:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if line.startswith(RESULT_TAG):
-                return json.loads(line[len(RESULT_TAG) :])
-        self.stderr.seek(0)
-        tail = self.stderr.read()[-3000:]
-        raise RuntimeError(f"client of the {self.name} cluster ended (code {self.proc.wait()}):\n{tail}")
 
     def call(self, kind: str, index: int, round_: int) -> Dict[str, Any]:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(f"{kind} {index}\n")
-        self.proc.stdin.flush()
-        result = dict(self.read(), round=round_)
-        self.calls.append(result)
-        return result
+        return self.request(f"{kind} {index}", round=round_)
 
     def seconds(self, kind: str, index: int) -> Dict[int, float]:
         return {c["round"]: c["seconds"] for c in self.calls if c["kind"] == kind and c["index"] == index}
-
-    def close(self) -> None:
-        try:
-            if self.proc.poll() is None and self.proc.stdin is not None:
-                self.proc.stdin.write("quit\n")
-                self.proc.stdin.close()
-            self.proc.wait(timeout=60)
-        except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
-            self.proc.wait()
-        self.stderr.close()
 
 
 def median(values) -> Optional[float]:

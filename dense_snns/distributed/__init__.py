@@ -6,12 +6,16 @@
   ``TF_CONFIG``), watched; a worker that dies stops the others, and the job is restarted
   (`max_restarts`) so that ``keras.callbacks.BackupAndRestore`` resumes it.
 - `tf_config`: the ``TF_CONFIG`` of one task.
+- `fit` / `evaluate`: a compiled model trained and evaluated under any `tf.distribute`
+  strategy, Keras 3 included (whose `Model.fit` does not run multi-worker), with an epoch
+  backup to resume from.
 
 Every process started here gets its own session (Ctrl-C reaches only the parent, which stops
 them) and dies with its parent on Linux (``PR_SET_PDEATHSIG``), so none is left behind.
 """
 
 from .launcher import ClusterError, LocalCluster, free_ports, tf_config
+from .training import evaluate, fit
 from .workers import Worker, WorkerFailure, WorkerRun, run_workers, worker_attempt
 
 __all__ = [
@@ -20,6 +24,8 @@ __all__ = [
     "Worker",
     "WorkerFailure",
     "WorkerRun",
+    "evaluate",
+    "fit",
     "free_ports",
     "run_workers",
     "tf_config",
