@@ -36,6 +36,14 @@ with ``input_sparsity="auto"`` (the default) against ``"dense"`` (same weights, 
 at 1%, 5%, 20% and 50% input activity and on real-valued inputs, as paired ratios:
 
     PYTHONPATH=. python benchmarks/bench_layers.py --events --workloads W1,W2 --threads 1
+
+``--kernels`` measures the C++ neuron kernels (`dense_snns.ops.lif`) against the compiled XLA
+loops: the training step and the forward pass of each dense workload with
+``implementation="auto"`` against ``"compiled"``, for each spiking model of the kernel table
+(LIF, CuBa-LIF), at 5% input activity with dense input products in both (``"compiled"``
+turns the event-driven products off), as paired ratios:
+
+    PYTHONPATH=. python benchmarks/bench_layers.py --kernels --workloads W1,W2 --threads 1
 """
 
 from __future__ import annotations
@@ -536,82 +544,145 @@ def child(args) -> int:
 EVENT_ACTIVITIES = (0.01, 0.05, 0.2, 0.5, "real")
 
 
+def compare_layers(args, x, make_a, make_b) -> List[str]:
+    """Training step and inference forward pass of two layer stacks (`make_a()`, `make_b()`:
+    lists of layers) on `x`: [train a, train b, paired ratio, infer a, infer b, paired
+    ratio] as table cells (ratio > 1: b is faster)."""
+    import tensorflow as tf
+
+    steps = []
+    for make in (make_a, make_b):
+        layers = make()
+
+        def forward(inputs, layers=layers, training=None):
+            for layer in layers:
+                inputs = layer(inputs, training=training)
+            return inputs
+
+        forward(x[:, :2])
+
+        @tf.function
+        def train(inputs, layers=layers, forward=forward):
+            weights = [w for layer in layers for w in layer.trainable_variables]
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(tf.reduce_mean(forward(inputs, training=True), axis=1) ** 2)
+            return tape.gradient(loss, weights)
+
+        steps.append((train, tf.function(lambda inputs, forward=forward: forward(inputs, training=False))))
+    timed = measure(
+        [
+            ("train_a", steps[0][0], (x,), None),
+            ("train_b", steps[1][0], (x,), None),
+            ("infer_a", steps[0][1], (x,), None),
+            ("infer_b", steps[1][1], (x,), None),
+        ],
+        args.repeats,
+        args.min_repeats,
+        args.budget,
+    )
+    cells = []
+    for kind in ("train", "infer"):
+        ratio = paired_ratio(timed[f"{kind}_a"]["times"], timed[f"{kind}_b"]["times"])
+        cells += [fmt_ms(timed[f"{kind}_a"]["median"]), fmt_ms(timed[f"{kind}_b"]["median"]), f"{ratio:.2f}x"]
+    return cells
+
+
+def dense_stack(spec, neuron, **layer_kwargs):
+    """The layers of a dense workload (SNNDense of `neuron(threshold)` and the readout), both
+    with `layer_kwargs`; fixed initial weights."""
+    import dense_snns as ds
+    from dense_snns import keras
+
+    layers = []
+    for i, layer in enumerate(spec["layers"]):
+        init = keras.initializers.GlorotUniform(seed=100 + i)
+        if layer[0] == "dense":
+            layers.append(ds.SNNDense(layer[1], neuron=neuron(layer[2]), kernel_initializer=init, **layer_kwargs))
+        else:
+            layers.append(ds.LeakyReadout(layer[1], kernel_initializer=init, **layer_kwargs))
+    return layers
+
+
+def dense_workloads(args):
+    """(name, spec, rng, input shape) of each chosen workload without convolutions; the same
+    seed for each."""
+    import numpy as np
+
+    for name in args.workloads:
+        spec = workload_spec(name, args.quick)
+        if not any(layer[0] == "conv" for layer in spec["layers"]):
+            yield name, spec, np.random.default_rng(7), (spec["batch"], spec["time"]) + tuple(spec["features"])
+
+
 def run_events(args) -> int:
     """Per dense workload and input activity: training step and forward pass with
     input_sparsity "auto" vs "dense" (paired ratios; > 1: auto is faster)."""
     import numpy as np
     import tensorflow as tf
 
-    import dense_snns as ds
-    from dense_snns import keras
-
     rows = []
-    for name in args.workloads:
-        spec = workload_spec(name, args.quick)
-        if any(layer[0] == "conv" for layer in spec["layers"]):
-            continue
-        rng = np.random.default_rng(7)
-        shape = (spec["batch"], spec["time"]) + tuple(spec["features"])
+    for name, spec, rng, shape in dense_workloads(args):
         for activity in EVENT_ACTIVITIES:
             if activity == "real":
                 x = tf.constant(rng.standard_normal(shape, dtype=np.float32))
             else:
                 x = tf.constant((rng.random(shape) < activity).astype(np.float32))
-            steps = {}
-            for mode in ("dense", "auto"):
-                layers = []
-                for i, layer in enumerate(spec["layers"]):
-                    init = keras.initializers.GlorotUniform(seed=100 + i)
-                    if layer[0] == "dense":
-                        layers.append(
-                            ds.SNNDense(layer[1], neuron=lif(layer[2]), kernel_initializer=init, input_sparsity=mode)
-                        )
-                    else:
-                        layers.append(ds.LeakyReadout(layer[1], kernel_initializer=init, input_sparsity=mode))
-
-                def forward(inputs, layers=layers, training=None):
-                    for layer in layers:
-                        inputs = layer(inputs, training=training)
-                    return inputs
-
-                forward(x[:, :2])
-
-                @tf.function
-                def train(inputs, layers=layers, forward=forward):
-                    weights = [w for layer in layers for w in layer.trainable_variables]
-                    with tf.GradientTape() as tape:
-                        loss = tf.reduce_sum(tf.reduce_mean(forward(inputs, training=True), axis=1) ** 2)
-                    return tape.gradient(loss, weights)
-
-                steps[mode] = (train, tf.function(lambda inputs, forward=forward: forward(inputs, training=False)))
-            timed = measure(
-                [
-                    ("train_dense", steps["dense"][0], (x,), None),
-                    ("train_auto", steps["auto"][0], (x,), None),
-                    ("infer_dense", steps["dense"][1], (x,), None),
-                    ("infer_auto", steps["auto"][1], (x,), None),
-                ],
-                args.repeats,
-                args.min_repeats,
-                args.budget,
-            )
             label = "real-valued" if activity == "real" else f"{activity:.0%}"
-            train_ratio = paired_ratio(timed["train_dense"]["times"], timed["train_auto"]["times"])
-            infer_ratio = paired_ratio(timed["infer_dense"]["times"], timed["infer_auto"]["times"])
             rows.append(
-                [
-                    name,
-                    label,
-                    fmt_ms(timed["train_dense"]["median"]),
-                    fmt_ms(timed["train_auto"]["median"]),
-                    f"{train_ratio:.2f}x",
-                    fmt_ms(timed["infer_dense"]["median"]),
-                    fmt_ms(timed["infer_auto"]["median"]),
-                    f"{infer_ratio:.2f}x",
-                ]
+                [name, label]
+                + compare_layers(
+                    args,
+                    x,
+                    lambda: dense_stack(spec, lif, input_sparsity="dense"),
+                    lambda: dense_stack(spec, lif, input_sparsity="auto"),
+                )
             )
             print(" | ".join(rows[-1]), flush=True)
     headers = ["workload", "input", "train dense", "train auto", "speed-up", "infer dense", "infer auto", "speed-up"]
+    print()
+    print(format_table(headers, rows))
+    return 0
+
+
+def cuba_lif(threshold: float) -> Dict[str, Any]:
+    return {"class_name": "CubaLIF", "config": {"threshold": float(threshold)}}
+
+
+#: The neurons of ``--kernels``: the spiking models of the kernel table.
+KERNEL_NEURONS = {"lif": lif, "cuba_lif": cuba_lif}
+
+
+def run_kernels(args) -> int:
+    """Per dense workload and neuron of the kernel table (at 5% input activity, dense input
+    products in both): training step and forward pass with implementation "compiled" (the XLA
+    loops) vs "auto" (the C++ kernels), paired ratios (> 1: the kernels are faster)."""
+    import numpy as np
+    import tensorflow as tf
+
+    rows = []
+    for name, spec, rng, shape in dense_workloads(args):
+        x = tf.constant((rng.random(shape) < 0.05).astype(np.float32))
+        for neuron_name, neuron in KERNEL_NEURONS.items():
+            rows.append(
+                [name, neuron_name]
+                + compare_layers(
+                    args,
+                    x,
+                    lambda: dense_stack(spec, neuron, implementation="compiled", input_sparsity="dense"),
+                    lambda: dense_stack(spec, neuron, implementation="auto", input_sparsity="dense"),
+                )
+            )
+            print(" | ".join(rows[-1]), flush=True)
+    headers = [
+        "workload",
+        "neuron",
+        "train loops",
+        "train kernels",
+        "speed-up",
+        "infer loops",
+        "infer kernels",
+        "speed-up",
+    ]
     print()
     print(format_table(headers, rows))
     return 0
@@ -962,6 +1033,11 @@ def parse_args(argv=None):
         action="store_true",
         help="measure the event-driven input products (input_sparsity auto vs dense) instead",
     )
+    parser.add_argument(
+        "--kernels",
+        action="store_true",
+        help="measure the C++ kernels against the compiled loops, per neuron of the kernel table, instead",
+    )
     # internal
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
@@ -988,15 +1064,16 @@ def main(argv=None) -> int:
         memory = saved.get("memory") or []
         report(saved["machine"], saved["results"], memory if isinstance(memory, list) else [memory])
         return 0
-    if args.events:
+    if args.events or args.kernels:
+        flag = "--events" if args.events else "--kernels"
         if not args.child:  # one child per thread count: the thread pools are fixed at start
             failed = False
             for threads in args.thread_list:
-                cmd = child_command(args, threads, check=False) + ["--events"]
+                cmd = child_command(args, threads, check=False) + [flag]
                 failed |= subprocess.run(cmd, env=child_env()).returncode != 0
             return 1 if failed else 0
         configure_threads(args.threads)
-        return run_events(args)
+        return run_events(args) if args.events else run_kernels(args)
     return child(args) if args.child else parent(args)
 
 

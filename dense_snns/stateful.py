@@ -86,7 +86,9 @@ class StatefulLayer:
                 f"{tuple(self.state_variables[0].shape)}), got `inputs` of batch size {int(batch)}{shape}; "
                 "the carried states are unchanged"
             )
-        return [tf.cast(v, dtype) for v in self.state_variables]
+        # read as tensors: a same-dtype cast may return the variable itself (TF 2.6), which a
+        # custom gradient would then treat as a captured variable, not as an input
+        return [tf.cast(tf.convert_to_tensor(v), dtype) for v in self.state_variables]
 
     def _carry_states(self, final_states) -> None:
         for variable, state in zip(self.state_variables, final_states):

@@ -1,10 +1,12 @@
 """Sparse SNN blocks: SparseLinear synapses + a neuron model, spikes out as `SparseSpikes`.
 
 `SparseSNNDense` is the fused sequence layer: the synaptic current of all steps is one
-`sparse_linear` over [batch*time] rows (cost O(active inputs)), the neuron recurrence runs in
-the compiled loop of `dense_snns.fused` (hand-written BPTT), and the spikes of every step are
-selected into K = `capacity` slots by `select_spikes` (spikes first, then gradient-only
-entries near threshold). The backward pass reaches only the selected neurons: sparse BPTT.
+`sparse_linear` over [batch*time] rows (cost O(active inputs)), and the spikes of every step
+are selected into K = `capacity` slots (spikes first, then gradient-only entries near
+threshold). For LIF and CuBa-LIF the neuron recurrence runs in the C++ kernels with the
+selection inside each step (`dense_snns.ops.lif.select_recurrence`); otherwise in the
+compiled loop of `dense_snns.fused` (hand-written BPTT), followed by `select_spikes`. The
+backward pass reaches only the selected neurons: sparse BPTT.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ import tensorflow as tf
 
 from dense_snns import fused
 from dense_snns.cells import get_neuron, serialize_neuron, zero_states
+from dense_snns.ops import lif as lif_ops
 from dense_snns.compat import add_layer_metric, declare_layer_metric, keras, output_shape, register
 from dense_snns.stateful import StatefulLayer
 from dense_snns.validation import check_mask, check_positive_int, check_sequence, check_units
 
 from ._checks import batch_of, check_implementation, resolve
-from .format import SparseSpikes, as_spikes, from_dense, swap_batch_time, to_dense
+from .format import SparseSpikes, as_spikes, finish_selection, from_dense, swap_batch_time, to_dense
 from .linear import SparseLinear, linear_product
 from .selection import select_spikes
 
@@ -59,9 +62,12 @@ class SparseSNNDense(StatefulLayer, keras.layers.Layer):
         use_bias, kernel_initializer, recurrent_initializer, bias_initializer: as `SNNDense`.
         implementation: of the sparse product, the spike selection and the conversion of a
             dense-raster input: ``"auto"``, ``"kernel"`` (C++ ops) or ``"compiled"`` (pure
-            TensorFlow: no custom op is built, used or needed by a saved model); the neuron
-            loop is compiled (no kernel), or with ``"reference"`` the plain loop.
-        jit_compile: compile the neuron loop with XLA. Default True.
+            TensorFlow: no custom op is built, used or needed by a saved model). With the C++
+            ops, a LIF or CuBa-LIF neuron (a `Surrogate` spike function, a reset of the kernel
+            table) without mask or self-recurrence runs in the C++ kernels with the selection
+            fused into each step; other neurons run the compiled loop, or with
+            ``"reference"`` the plain loop.
+        jit_compile: compile the neuron loop with XLA, where it runs as a loop. Default True.
         stateful: carry the neuron states (and the previous spikes of a self-recurrent layer),
             [batch, units] each, from the end of a call to the start of the next (needs a fixed
             batch size; see `dense_snns.stateful`).
@@ -175,10 +181,12 @@ class SparseSNNDense(StatefulLayer, keras.layers.Layer):
         add_layer_metric(self, self.invalid_metric_name, tf.reduce_mean(tf.cast(invalid, tf.float32)))
         if mask is not None:
             mask = check_mask(f"{type(self).__name__} {self.name!r}", mask, spikes.ids)
-        # The XLA loop reads and writes batch-major [B, T, N] sequences in place: no transposes.
-        # Without XLA the loop is time-major, and transposing the small [B, T, K] spikes (in
-        # and out) is cheaper than transposing the [B, T, N] currents and x.
-        time_axis = 1 if self.jit_compile else 0
+        params = self.neuron.params(kernel.dtype)
+        fused_selection = self._selects_in_kernel(chosen, mask)
+        # The kernels and the XLA loop read and write batch-major [B, T, N] sequences: no
+        # transposes. Without XLA the loop is time-major, and transposing the small
+        # [B, T, K] spikes (in and out) is cheaper than transposing the [B, T, N] currents.
+        time_axis = 1 if self.jit_compile or fused_selection else 0
         if time_axis == 0:
             spikes = swap_batch_time(spikes)
         currents = linear_product(spikes, kernel, None, chosen)  # all steps at once; the loop adds the bias
@@ -189,26 +197,35 @@ class SparseSNNDense(StatefulLayer, keras.layers.Layer):
             states = carried
         else:
             states = [tf.zeros_like(currents[0] if time_axis == 0 else currents[:, 0])] * self.num_states
-        if mask is not None and time_axis == 0:
-            mask = tf.transpose(mask)
-        # x: the neuron's pre-spike value (membrane minus threshold), laid out as the currents
-        x, final_states = fused.fused_recurrence(
-            self.neuron.model,
-            currents,
-            states,
-            self.neuron.params(dtype),
-            recurrent_kernel,
-            mask=mask,
-            jit_compile=self.jit_compile,
-            time_axis=time_axis,
-            bias=bias,
-            checkpoint_every=fused.AUTO,
-            implementation="reference" if self.synapse.implementation == "reference" else "compiled",
-            output="pre_spike",
-        )
-        selected, dropped = select_spikes(
-            x, self.capacity, self.second_threshold, self.neuron.spike_func, strict=self.strict, implementation=chosen
-        )
+        if fused_selection and lif_ops.refusal(self.neuron.model, params, currents, 1, False, False) is None:
+            # the neuron loop in the C++ kernels, each step's spikes selected inside it
+            selected, final_states = self._kernel_recurrence(currents, states, params, bias)
+        else:
+            if mask is not None and time_axis == 0:
+                mask = tf.transpose(mask)
+            # x: the neuron's pre-spike value (membrane minus threshold), laid out as the currents
+            x, final_states = fused.fused_recurrence(
+                self.neuron.model,
+                currents,
+                states,
+                params,
+                recurrent_kernel,
+                mask=mask,
+                jit_compile=self.jit_compile,
+                time_axis=time_axis,
+                bias=bias,
+                checkpoint_every=fused.AUTO,
+                implementation="reference" if self.synapse.implementation == "reference" else "compiled",
+                output="pre_spike",
+            )
+            selected = select_spikes(
+                x, self.capacity, self.second_threshold, self.neuron.spike_func, strict=False, implementation=chosen
+            )
+        selected, dropped = selected
+        if self.strict:
+            selected, dropped = finish_selection(
+                selected.ids, selected.values, selected.count, dropped, self.capacity, strict=True
+            )
         if time_axis == 0:
             selected = swap_batch_time(selected)
             dropped = tf.transpose(dropped)
@@ -217,6 +234,27 @@ class SparseSNNDense(StatefulLayer, keras.layers.Layer):
         self.last_dropped = dropped
         add_layer_metric(self, self.metric_name, tf.reduce_mean(tf.cast(dropped, tf.float32)))
         return [selected.ids, selected.values, selected.count]
+
+    def _selects_in_kernel(self, chosen: str, mask) -> bool:
+        """Whether the neuron loop may run in the C++ kernels with the selection fused (the
+        sparse ops run as kernels, no mask, no self-recurrence; `lif_ops.refusal` decides the
+        rest once the currents exist)."""
+        return (
+            chosen == "kernel"
+            and self.synapse.implementation != "reference"
+            and mask is None
+            and not self.self_recurrent
+        )
+
+    def _kernel_recurrence(self, currents, states, params, bias):
+        """((SparseSpikes [B, T, K], dropped [B, T]), final states) from the kernels'
+        selecting recurrence (`dense_snns.ops.lif.select_recurrence`)."""
+        selected, final_states = lif_ops.select_recurrence(
+            self.neuron.model, currents, states, params, bias, self.capacity, self.second_threshold
+        )
+        dropped = tf.maximum(selected.spike_total - min(self.capacity, self.units), 0)
+        spikes, _ = finish_selection(selected.ids, selected.values, selected.count, dropped, self.capacity, False)
+        return (spikes, dropped), final_states
 
     def step(self, inputs_t, states):
         """One time step: (``[ids [B, K], values [B, K], count [B]]``, new states) from the

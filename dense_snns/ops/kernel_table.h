@@ -7,18 +7,21 @@
 #define DENSE_SNNS_OPS_KERNEL_TABLE_H_
 
 // Neuron models (names of dense_snns.neurons) with a forward and a gradient kernel:
-// lif -> DenseSnnsLifForward/Grad, leaky_integrator -> DenseSnnsLeakyForward/Grad.
+// lif -> DenseSnnsLifForward/Grad (and DenseSnnsLifSelect), cuba_lif ->
+// DenseSnnsCubaLifForward/Grad (and DenseSnnsCubaLifSelect), leaky_integrator ->
+// DenseSnnsLeakyForward/Grad.
 #define DSNN_KERNEL_MODELS(X) \
   X(lif)                      \
+  X(cuba_lif)                 \
   X(leaky_integrator)
 
-// Reset modes of the lif kernels (dense_snns.neurons.RESET_MODES) and their enum value.
+// Reset modes of the lif and cuba_lif kernels (dense_snns.neurons.RESET_MODES) and their enum value.
 #define DSNN_KERNEL_RESETS(X) \
   X(subtract, kSubtract)      \
   X(zero, kZero)              \
   X(none, kNone)
 
-// Surrogate spike derivatives of the lif gradient (names of dense_snns.surrogates) and the
+// Surrogate spike derivatives of the lif and cuba_lif gradients (names of dense_snns.surrogates) and the
 // closed form that computes each (see SurrogateOf in lif_ops.cc).
 #define DSNN_KERNEL_SURROGATES(X) \
   X(superspike, kSuperspike)      \

@@ -1,5 +1,5 @@
-"""The LIF and leaky-integrator recurrences of a whole sequence as C++ kernels, with their
-reverse-time gradients.
+"""The LIF, CuBa-LIF and leaky-integrator recurrences of a whole sequence as C++ kernels,
+with their reverse-time gradients.
 
 What the kernels implement (neuron models, resets, surrogates) is the table of
 `kernel_table.h` (`KERNEL_TABLE`), which the kernels are built from too; `refusal` says, before
@@ -8,10 +8,14 @@ anything runs, why a recurrence cannot run on them (None if it can), and `run` r
 `lif_recurrence` runs `neurons.lif_step` (with the bias added to the current first, as
 `fused.BlockStep` does) over a batch-major sequence: one pass over the currents forward, and
 one backward pass that recomputes each tile's membranes in cache and walks back in time,
-carrying dL/dv. The gradient keeps only the currents (one [B, T, ...] tensor), no state. `leaky_integrator_recurrence` does the same for
-`neurons.leaky_integrator_step` (the readouts); its gradient reads the outputs, which are
-the membranes. `fused.fused_recurrence` uses them when `applicable`; otherwise, and inside
-XLA, the compiled TensorFlow loops of `dense_snns.fused` run the same steps.
+carrying dL/dv. The gradient keeps only the currents (one [B, T, ...] tensor), no state.
+`cuba_lif_recurrence` does the same for `neurons.cuba_lif_step` (carrying dL/dv and dL/di),
+`leaky_integrator_recurrence` for `neurons.leaky_integrator_step` (the readouts; its
+gradient reads the outputs, which are the membranes). `select_recurrence` runs LIF or
+CuBa-LIF with each step's spikes selected into a fixed number of slots inside the kernel
+(the sparse blocks of `sparse_snns`). `fused.fused_recurrence` uses them when `applicable`;
+otherwise, and inside XLA, the compiled TensorFlow loops of `dense_snns.fused` run the same
+steps.
 
 The kernels (`lif_ops.cc`) are built at first use (see `OpLibrary`).
 """
@@ -32,7 +36,9 @@ __all__ = [
     "LIBRARY",
     "OP_DTYPES",
     "KernelTable",
+    "Selected",
     "applicable",
+    "cuba_lif_recurrence",
     "leaky_integrator_recurrence",
     "lif_recurrence",
     "load",
@@ -41,6 +47,7 @@ __all__ = [
     "read_kernel_table",
     "refusal",
     "run",
+    "select_recurrence",
 ]
 
 _DIRECTORY = os.path.dirname(os.path.abspath(__file__))
@@ -75,7 +82,7 @@ KERNEL_TABLE = read_kernel_table()
 LIBRARY = OpLibrary(
     directory=_DIRECTORY,
     sources=("lif_ops.cc",),
-    headers=("kernel_table.h", "simd.h"),
+    headers=("kernel_table.h", "simd.h", "spikes_common.h"),
     prefix="dense_snns_lif_ops",
     description="dense_snns: the C++ LIF and leaky-integrator kernels of the fused layers",
     # no fused multiply-adds: the membrane rounds as TensorFlow's separate ops do
@@ -139,13 +146,16 @@ def refusal(model, params, currents: tf.Tensor, time_axis: int, has_mask: bool, 
 
 
 def run(model, currents: tf.Tensor, initial_states, params, bias):
-    """(outputs, [final state]) of a recurrence that `refusal` accepted."""
+    """(outputs, final states list) of a recurrence that `refusal` accepted."""
     if model.name == "leaky_integrator":
         outputs, final_v = leaky_integrator_recurrence(currents, initial_states[0], params.beta, bias)
-    else:
-        outputs, final_v = lif_recurrence(
+        return outputs, [final_v]
+    if model.name == "cuba_lif":
+        outputs, final_i, final_v = cuba_lif_recurrence(
             currents,
             initial_states[0],
+            initial_states[1],
+            params.alpha,
             params.beta,
             params.threshold,
             bias,
@@ -153,7 +163,75 @@ def run(model, currents: tf.Tensor, initial_states, params, bias):
             params.stop_reset_grad,
             params.spike_fn,
         )
+        return outputs, [final_i, final_v]
+    outputs, final_v = lif_recurrence(
+        currents,
+        initial_states[0],
+        params.beta,
+        params.threshold,
+        bias,
+        params.reset,
+        params.stop_reset_grad,
+        params.spike_fn,
+    )
     return outputs, [final_v]
+
+
+class Selected(NamedTuple):
+    """The spikes of a selecting recurrence (see `select_recurrence`)."""
+
+    ids: tf.Tensor  # int32 [B, T, Ke], 0 at unused slots
+    values: tf.Tensor  # [B, T, Ke]: the spike function at the selected units, 0 at unused slots
+    count: tf.Tensor  # int32 [B, T]: filled slots
+    spike_total: tf.Tensor  # int32 [B, T]: spikes (and NaN membranes), also those that did not fit
+
+
+def select_recurrence(model, currents: tf.Tensor, initial_states, params, bias, capacity: int, second_threshold=None):
+    """(`Selected`, final states list) of a LIF or CuBa-LIF recurrence that `refusal` accepted
+    (with currents [B, T, N]), each step's spikes selected into Ke = min(`capacity`, N) slots
+    inside the kernel, as `sparse_snns.select_spikes` selects from the pre-spike values:
+    spikes (and NaN membranes) in increasing index, then the other units (all, or with
+    second_threshold: those with membrane - threshold > second_threshold) as gradient-only
+    entries. No [B, T, N] tensor is written forward. The gradient of the values is the
+    spike function's surrogate at the selected units (scattered into the dense gradient
+    kernel, which recomputes the membranes); gradients flow to currents, initial states and
+    the parameters, as with `run`.
+    """
+    library, dtype, channels, beta, bias = _prepare(currents, params.beta, bias)
+    if currents.shape.rank != 3:
+        raise ValueError(f"a selecting recurrence needs currents [batch, time, units], got shape {currents.shape}")
+    cuba = model.name == "cuba_lif"
+    threshold = _channel_vector(params.threshold, channels, dtype)
+    scale = tf.constant(params.spike_fn.scale, dtype)
+    second = "all" if second_threshold is None else "above"
+    second_value = tf.constant(0.0 if second_threshold is None else float(second_threshold), dtype)
+    attrs = dict(reset=params.reset)
+    grad_attrs = dict(reset=params.reset, stop_reset_grad=bool(params.stop_reset_grad), surrogate=params.spike_fn.name)
+    states = [tf.cast(s, dtype) for s in initial_states]
+    param_list = ([_channel_vector(params.alpha, channels, dtype)] if cuba else []) + [beta, threshold, bias]
+    n_states = len(states)
+
+    selection = {}
+
+    @tf.custom_gradient
+    def run(currents, *args):
+        select = library.dense_snns_cuba_lif_select if cuba else library.dense_snns_lif_select
+        ids, values, count, total, *finals = select(
+            currents, *args, second_value, capacity=capacity, second=second, **attrs
+        )
+        selection.update(ids=ids, count=count, spike_total=total)
+
+        def grad(d_values, *d_finals):
+            d_finals = [tf.zeros_like(s) if g is None else g for s, g in zip(args[:n_states], d_finals)]
+            d_spikes = library.dense_snns_scatter_slots(ids, count, d_values, units=channels)
+            kernel = library.dense_snns_cuba_lif_grad if cuba else library.dense_snns_lif_grad
+            return kernel(currents, *args, d_spikes, *d_finals, scale, **grad_attrs)
+
+        return (values, *finals), grad
+
+    values, *finals = run(currents, *states, *param_list)
+    selected = Selected(selection["ids"], values, selection["count"], selection["spike_total"])
+    return selected, list(finals)
 
 
 def _channel_vector(value, channels: int, dtype) -> tf.Tensor:
@@ -211,6 +289,47 @@ def lif_recurrence(
 
     spikes, final_v = run(currents, tf.cast(initial_v, dtype), beta, threshold, bias)
     return spikes, final_v
+
+
+def cuba_lif_recurrence(
+    currents: tf.Tensor,
+    initial_i: tf.Tensor,
+    initial_v: tf.Tensor,
+    alpha,
+    beta,
+    threshold,
+    bias,
+    reset: str,
+    stop_reset_grad: bool,
+    surrogate,
+):
+    """Spikes [B, T, ...], the final synaptic current and the final membrane [B, ...] of a
+    CuBa-LIF layer (`neurons.cuba_lif_step`: i = alpha i + (I + bias), v = beta v + i).
+
+    Args as `lif_recurrence`, plus initial_i (the synaptic current entering step 0) and
+    alpha (its decay, a scalar or [channels]). Gradients flow to currents, both initial
+    states, alpha, beta, threshold and bias.
+    """
+    library, dtype, channels, beta, bias = _prepare(currents, beta, bias)
+    alpha = _channel_vector(alpha, channels, dtype)
+    threshold = _channel_vector(threshold, channels, dtype)
+    grad_attrs = dict(reset=reset, stop_reset_grad=bool(stop_reset_grad), surrogate=surrogate.name)
+    scale = tf.constant(surrogate.scale, dtype)
+
+    @tf.custom_gradient
+    def run(currents, initial_i, initial_v, alpha, beta, threshold, bias):
+        args = (currents, initial_i, initial_v, alpha, beta, threshold, bias)
+        spikes, final_i, final_v = library.dense_snns_cuba_lif_forward(*args, reset=reset)
+
+        def grad(d_spikes, d_final_i, d_final_v):
+            d_spikes = tf.zeros_like(currents) if d_spikes is None else d_spikes
+            d_final_i = tf.zeros_like(initial_i) if d_final_i is None else d_final_i
+            d_final_v = tf.zeros_like(initial_v) if d_final_v is None else d_final_v
+            return library.dense_snns_cuba_lif_grad(*args, d_spikes, d_final_i, d_final_v, scale, **grad_attrs)
+
+        return (spikes, final_i, final_v), grad
+
+    return run(currents, tf.cast(initial_i, dtype), tf.cast(initial_v, dtype), alpha, beta, threshold, bias)
 
 
 def leaky_integrator_recurrence(currents: tf.Tensor, initial_v: tf.Tensor, beta, bias):

@@ -1,6 +1,7 @@
-// Helpers shared by the kernels of event_linear_ops.cc (dense_snns) and select_ops.cc
-// (sparse_snns): the checks of sparse-spike arguments, and the bit masks of 64 entries that
-// hold a rule (nonzero, positive, above a threshold), by vector compares. Everything is
+// Helpers shared by the kernels of event_linear_ops.cc and lif_ops.cc (dense_snns) and
+// select_ops.cc (sparse_snns): the checks of sparse-spike arguments, the bit masks of 64
+// entries that hold a rule (nonzero, positive, above a threshold), by vector compares, and
+// the selection of a row's entries into a fixed number of slots. Everything is
 // inline: each source includes this header.
 // The vector types, the instruction-set detection and the split of work over TensorFlow's
 // intra-op threads are those of every C++ kernel of the project (dense_snns/ops/simd.h).
@@ -125,6 +126,46 @@ inline uint64_t MaskWord<double>(const double* p, i64 len, Rule rule, double thr
   return bits;
 }
 #endif
+
+// Appends the set bits of `bits` (offset by `base`) to out[filled..] until `cap` slots are
+// filled; returns the new fill level.
+inline i64 Extract(uint64_t bits, i64 base, i32* out, i64 filled, i64 cap) {
+  while (bits != 0 && filled < cap) {
+    out[filled++] = static_cast<i32>(base + __builtin_ctzll(bits));
+    bits &= bits - 1;
+  }
+  return filled;
+}
+
+// The selection of one row x [n] into k_eff slots: the indices of the `first` rule in
+// increasing order, then, for second = 1 ("all") or 2 ("above": x > threshold), the other
+// indices in increasing order, until the slots are full. Writes the ids to out[0, filled),
+// the number of first-rule indices (also those that did not fit) to *found, and returns
+// `filled`. `masks` is scratch of (n + 63) / 64 words. The first-rule masks are built by
+// vector compares, 64 entries per word, and their set bits extracted in increasing order, so
+// the cost is O(n / vector width + k_eff).
+template <typename T>
+inline i64 SelectRow(const T* row, i64 n, i64 k_eff, Rule first, int second, T threshold, uint64_t* masks, i32* out,
+                     i64* found) {
+  const i64 words = (n + 63) / 64;
+  i64 filled = 0, total = 0;
+  for (i64 w = 0; w < words; ++w) {
+    const i64 len = std::min<i64>(64, n - 64 * w);
+    const uint64_t bits = MaskWord(row + 64 * w, len, first, threshold);
+    masks[w] = bits;
+    total += __builtin_popcountll(bits);
+    filled = Extract(bits, 64 * w, out, filled, k_eff);
+  }
+  for (i64 w = 0; second != 0 && w < words && filled < k_eff; ++w) {
+    const i64 len = std::min<i64>(64, n - 64 * w);
+    uint64_t bits = ~masks[w];
+    if (len < 64) bits &= (uint64_t(1) << len) - 1;
+    if (second == 2) bits &= MaskWord(row + 64 * w, len, Rule::kAbove, threshold);
+    filled = Extract(bits, 64 * w, out, filled, k_eff);
+  }
+  *found = total;
+  return filled;
+}
 
 }  // namespace spikes_common
 

@@ -164,16 +164,7 @@ static dsnn::Status CheckRows(const Tensor& ids, const Tensor& count, i64 n) {
 using spikes_common::Holds;
 using spikes_common::MaskWord;
 using spikes_common::Rule;
-
-// Appends the set bits of `bits` (offset by `base`) to out[filled..] until `cap` slots are
-// filled; returns the new fill level.
-static inline i64 Extract(uint64_t bits, i64 base, i32* out, i64 filled, i64 cap) {
-  while (bits != 0 && filled < cap) {
-    out[filled++] = static_cast<i32>(base + __builtin_ctzll(bits));
-    bits &= bits - 1;
-  }
-  return filled;
-}
+using spikes_common::SelectRow;
 
 // ------------------------------------------------------------------------------------------
 // kernels
@@ -231,21 +222,8 @@ class SelectSpikesOp : public OpKernel {
       for (i64 m = begin; m < end; ++m) {
         const T* row = xs + m * n;
         i32* out = ids + m * k_eff;
-        i64 found = 0, filled = 0;
-        for (i64 w = 0; w < words; ++w) {
-          const i64 len = std::min<i64>(64, n - 64 * w);
-          const uint64_t bits = MaskWord(row + 64 * w, len, first_rule, threshold);
-          masks[w] = bits;
-          found += __builtin_popcountll(bits);
-          filled = Extract(bits, 64 * w, out, filled, k_eff);
-        }
-        for (i64 w = 0; second != 0 && w < words && filled < k_eff; ++w) {
-          const i64 len = std::min<i64>(64, n - 64 * w);
-          uint64_t bits = ~masks[w];
-          if (len < 64) bits &= (uint64_t(1) << len) - 1;
-          if (second == 2) bits &= MaskWord(row + 64 * w, len, Rule::kAbove, threshold);
-          filled = Extract(bits, 64 * w, out, filled, k_eff);
-        }
+        i64 found = 0;
+        const i64 filled = SelectRow(row, n, k_eff, first_rule, second, threshold, masks.data(), out, &found);
         std::fill(out + filled, out + k_eff, i32(0));
         T* sel = selected + m * k_eff;
         for (i64 k = 0; k < filled; ++k) sel[k] = row[out[k]];

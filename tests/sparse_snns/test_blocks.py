@@ -6,6 +6,7 @@ import tensorflow as tf
 
 import dense_snns as ds
 from dense_snns import keras
+from dense_snns.ops import lif as lif_ops
 from sparse_snns.blocks import SparseSNNDense, SparseToDense
 from sparse_snns.format import SparseSpikes, from_dense, to_dense
 
@@ -18,7 +19,7 @@ def raster(rng, shape=(B, T, F), p=0.35):
     return tf.constant((rng.random(shape) < p).astype(np.float32))
 
 
-def pair(self_recurrent, capacity=N, second_threshold=None, neuron="lif"):
+def pair(self_recurrent, capacity=N, second_threshold=None, neuron="lif", implementation="auto"):
     def make():
         lowered = {
             p.name: 0.3 if p.name != "u_thresh" else 0.1 for p in ds.neurons.get(neuron).params if p.kind == "threshold"
@@ -39,6 +40,7 @@ def pair(self_recurrent, capacity=N, second_threshold=None, neuron="lif"):
         second_threshold=second_threshold,
         neuron=make(),
         self_recurrent=self_recurrent,
+        implementation=implementation,
     )
     return dense, sparse
 
@@ -123,11 +125,12 @@ def test_masked_steps_and_both_loop_layouts_equal_dense_block(rng, jit_compile):
         np.testing.assert_allclose(grads_sparse[name].numpy(), g.numpy(), rtol=1e-5, atol=atol, err_msg=name)
 
 
-def test_long_sequence_is_checkpointed_and_equals_dense_block(rng, checkpoint_choices):
-    """T = 300: the sparse layer's loop keeps every 32nd state ("auto") and still gives the
-    spikes and gradients of a dense block that keeps every state."""
+@pytest.mark.parametrize("implementation", ["auto", "compiled"])
+def test_long_sequence_is_checkpointed_and_equals_dense_block(rng, checkpoint_choices, implementation):
+    """T = 300: the sparse layer's compiled loop keeps every 32nd state ("auto"), its kernel
+    path none, and both give the spikes and gradients of a dense block that keeps every state."""
     x = raster(rng, (2, 300, F))
-    dense, sparse = pair(False)
+    dense, sparse = pair(False, implementation=implementation)
     dense.checkpoint_every = None
     dense(x[:, :2])
     sparse(x[:, :2])
@@ -138,7 +141,9 @@ def test_long_sequence_is_checkpointed_and_equals_dense_block(rng, checkpoint_ch
         b = to_dense(SparseSpikes(*sparse(x)), N)
         la, lb = weighted(a), weighted(b)
     # the dense layer's choice (its LIF kernel then keeps no state at all), the sparse loop's
-    assert checkpoint_choices == [None, 32]
+    # (the kernels' selecting recurrence keeps none and has no loop to checkpoint)
+    in_kernels = implementation == "auto" and lif_ops.op_available()
+    assert checkpoint_choices == ([None] if in_kernels else [None, 32])
     np.testing.assert_array_equal(a.numpy(), b.numpy())
     assert 0 < a.numpy().sum() < a.numpy().size
     grads_dense = by_name(dense.trainable_weights, tape.gradient(la, dense.trainable_weights))
@@ -171,6 +176,55 @@ def test_second_threshold_reaches_fewer_neurons_and_counts_dropped(rng):
     copy_weights(full, strict)
     with pytest.raises(ValueError, match="capacity=1"):
         strict(x)
+
+
+@pytest.mark.parametrize("neuron", ["lif", "cuba_lif"])
+@pytest.mark.parametrize("second_threshold", [None, -0.2])
+def test_neuron_loop_in_the_kernels_equals_the_compiled_loop(rng, monkeypatch, neuron, second_threshold):
+    """LIF and CuBa-LIF run in the selecting C++ kernels (the selection inside each step) under
+    "auto": the spikes, the dropped count (capacity overflows here), the final states of a
+    stateful layer and every gradient equal the compiled loop + `select_spikes`. A mask, a
+    self-recurrence, a model outside the kernel table or "compiled" take the loop."""
+    if not lif_ops.op_available():
+        pytest.skip(f"C++ LIF kernels unavailable: {lif_ops.load_error()}")
+    calls = []
+    original = lif_ops.select_recurrence
+    monkeypatch.setattr(lif_ops, "select_recurrence", lambda *a, **k: calls.append(1) or original(*a, **k))
+    x = raster(rng, p=0.6)
+    results = []
+    for implementation in ("auto", "compiled"):
+        layer = SparseSNNDense(
+            N,
+            input_dim=F,
+            capacity=3,
+            second_threshold=second_threshold,
+            neuron=neuron,
+            implementation=implementation,
+            stateful=True,
+            kernel_initializer=keras.initializers.RandomNormal(0.3, 0.5, seed=5),
+        )
+        layer.build((B, T, F))
+        with tf.GradientTape() as tape:
+            ids, values, count = layer(x)
+            loss = weighted(to_dense(SparseSpikes(ids, values, count), N))
+        grads = tape.gradient(loss, layer.trainable_weights)
+        states = [v.numpy() for v in layer.state_variables]
+        results.append([ids, values, count, layer.last_dropped] + states + grads)
+    assert len(calls) == 1
+    assert results[0][3].numpy().sum() > 0  # spikes did not fit
+    for got, want in zip(results[0][:4], results[1][:4]):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    for got, want in zip(results[0][4:], results[1][4:]):
+        want = np.asarray(want)
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-6 * (np.abs(want).max() + 1))
+    mask = tf.constant(np.arange(T)[None, :] < np.array([[T], [T], [4]]))
+    for layer, call_kwargs in (
+        (SparseSNNDense(N, input_dim=F, capacity=3, neuron=neuron), {"mask": mask}),
+        (SparseSNNDense(N, input_dim=F, capacity=3, neuron=neuron, self_recurrent=True), {}),
+        (SparseSNNDense(N, input_dim=F, capacity=3, neuron="alif"), {}),
+    ):
+        layer(x, **call_kwargs)
+    assert len(calls) == 1
 
 
 def test_fit_reports_dropped_metric_and_save_load(tmp_path, rng):

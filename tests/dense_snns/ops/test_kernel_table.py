@@ -49,7 +49,7 @@ def lif_params(name="superspike", reset="subtract"):
 @pytest.mark.parametrize(
     "model, params, reason",
     [
-        ("cuba_lif", neurons.CubaLIFParams(0.8, 0.9, 1.0, "subtract", True, surrogates.Surrogate()), "not 'cuba_lif'"),
+        ("alif", neurons.ALIFParams(0.9, 0.9, 0.5, 0.1, "subtract", True, surrogates.Surrogate()), "not 'alif'"),
         ("lif", lif_params()._replace(spike_fn=lambda x: x), "not a dense_snns.surrogates.Surrogate"),
         ("lif", lif_params(reset="bounce"), "no reset 'bounce'"),
     ],

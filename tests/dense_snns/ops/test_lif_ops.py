@@ -499,8 +499,8 @@ def test_layer_implementation_chooses_kernel_or_loops(rng, monkeypatch):
     assert len(calls) == 1
     with pytest.raises(ValueError, match="recurrent kernel"):
         SNNDense(4, neuron=ds.LIF(4), self_recurrent=True, implementation="kernel")(x)
-    with pytest.raises(ds.ImplementationError, match="cannot run SNNDense .* not 'cuba_lif'"):
-        SNNDense(4, neuron=ds.CubaLIF(4), implementation="kernel")(x)
+    with pytest.raises(ds.ImplementationError, match="cannot run SNNDense .* not 'alif'"):
+        SNNDense(4, neuron=ds.ALIF(4), implementation="kernel")(x)
     with pytest.raises(ds.ImplementationError, match="implementation must be one of"):
         SNNDense(4, implementation="cpp")
     assert SNNDense.from_config(SNNDense(4, implementation="kernel").get_config()).implementation == "kernel"

@@ -1,0 +1,168 @@
+"""The selecting kernels (dense_snns.ops.lif.select_recurrence: the LIF / CuBa-LIF recurrence
+with each step's spikes selected into K slots inside the kernel) against what they replace:
+the compiled loop's pre-spike values selected by `sparse_snns.select_spikes`. Same ids,
+values, counts and overflow; gradients equal; every model, reset and surrogate of the table."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from dense_snns import fused, neurons, surrogates
+from dense_snns.ops import lif as lif_ops
+from sparse_snns.selection import select_spikes
+
+pytestmark = pytest.mark.skipif(
+    not lif_ops.op_available(), reason=f"C++ LIF kernels unavailable: {lif_ops.load_error()}"
+)
+
+SELECTING = [m for m in lif_ops.KERNEL_TABLE.models if neurons.get(m).spiking]
+
+
+def problem(rng, model, shape, dtype):
+    """currents [B, T, N], initial states, parameter values, bias."""
+    batch, _, units = shape
+    currents = tf.constant(rng.normal(0.1, 0.6, shape).astype(dtype))
+    states = [tf.constant(rng.normal(0.0, 0.3, (batch, units)).astype(dtype)) for _ in model.state_names]
+    values = {"beta": tf.constant(rng.uniform(0.6, 0.95, units).astype(dtype))}
+    values["threshold"] = tf.constant(rng.uniform(0.3, 0.9, units).astype(dtype))
+    if "alpha" in model.param_specs:
+        values["alpha"] = tf.constant(rng.uniform(0.5, 0.9, units).astype(dtype))
+    bias = tf.constant(rng.normal(0.0, 0.2, units).astype(dtype))
+    return currents, states, values, bias
+
+
+def both(model, currents, states, values, bias, capacity, second_threshold=None, **kwargs):
+    """(kernel, reference): each [ids, values, count, spike total, final states...,
+    gradients of currents, states, parameters, bias] of a loss on the values and final states."""
+    spike_fn = surrogates.Surrogate(kwargs.pop("surrogate", "superspike"), 2.0)
+    params = model.params_from(dict(values, reset=kwargs.pop("reset", "subtract")), spike_fn=spike_fn, **kwargs)
+    watched = [currents, *states, *values.values(), bias]
+    results = []
+    for in_kernel in (True, False):
+        with tf.GradientTape() as tape:
+            tape.watch(watched)
+            if in_kernel:
+                selected, finals = lif_ops.select_recurrence(
+                    model, currents, states, params, bias, capacity, second_threshold
+                )
+                ids, vals, count, total = selected
+            else:
+                x, finals = fused.fused_recurrence(
+                    model,
+                    currents,
+                    states,
+                    params,
+                    time_axis=1,
+                    bias=bias,
+                    jit_compile=False,
+                    implementation="compiled",
+                    output="pre_spike",
+                )
+                spikes, dropped = select_spikes(x, capacity, second_threshold, spike_fn, implementation="compiled")
+                ids, vals, count = spikes
+                total = dropped + tf.minimum(capacity, currents.shape[-1])  # compared where dropped > 0
+                total = tf.where(dropped > 0, total, -1)
+            weights = tf.cos(tf.cast(ids, vals.dtype) + tf.range(vals.shape[-1], dtype=vals.dtype))
+            loss = tf.reduce_sum(vals * weights) + sum(tf.reduce_sum(f * tf.sin(f)) for f in finals)
+        results.append([ids, vals, count, total, *finals] + tape.gradient(loss, watched))
+    return results
+
+
+def assert_equal_selection(kernel, reference, capacity, rtol):
+    """The kernel's Ke = min(K, N) slots equal the reference's first Ke (the rest of the K
+    slots are padding there); overflowing steps count the same spikes; gradients close."""
+    ids, vals, count, total = (t.numpy() for t in kernel[:4])
+    r_ids, r_vals, r_count, r_total = (t.numpy() for t in reference[:4])
+    assert ids.shape[-1] == min(capacity, kernel[4].shape[-1])
+    k = ids.shape[-1]
+    np.testing.assert_array_equal(count, r_count)
+    np.testing.assert_array_equal(ids, r_ids[..., :k])
+    np.testing.assert_array_equal(vals, r_vals[..., :k])
+    assert not r_ids[..., k:].any() and not r_vals[..., k:].any()
+    overflow = r_total >= 0
+    np.testing.assert_array_equal(total[overflow], r_total[overflow])
+    assert (total[~overflow] <= k).all()
+    for i, (got, want) in enumerate(zip(kernel[4:], reference[4:])):
+        want = want.numpy()
+        np.testing.assert_allclose(got.numpy(), want, rtol=rtol, atol=rtol * (np.abs(want).max() + 1.0), err_msg=str(i))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    model=st.sampled_from(SELECTING),
+    batch=st.integers(1, 3),
+    steps=st.integers(1, 7),
+    units=st.integers(1, 150),
+    capacity=st.integers(1, 160),
+    second_threshold=st.sampled_from([None, -0.2, -1.0]),
+    reset=st.sampled_from(["subtract", "zero", "none"]),
+    stop_reset_grad=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+@example("cuba_lif", 2, 5, 130, 3, None, "subtract", True, 0)  # overflow; rows of more than 2 words
+def test_selecting_kernel_equals_loop_and_selection(
+    model, batch, steps, units, capacity, second_threshold, reset, stop_reset_grad, seed
+):
+    rng = np.random.default_rng(seed)
+    model = neurons.get(model)
+    args = problem(rng, model, (batch, steps, units), np.float64)
+    kernel, reference = both(model, *args, capacity, second_threshold, reset=reset, stop_reset_grad=stop_reset_grad)
+    assert_equal_selection(kernel, reference, capacity, 1e-10)
+
+
+@pytest.mark.parametrize("model", SELECTING)
+@pytest.mark.parametrize("surrogate", surrogates.SURROGATE_NAMES)
+def test_every_surrogate_in_float32(rng, model, surrogate):
+    model = neurons.get(model)
+    args = problem(rng, model, (3, 20, 70), np.float32)
+    kernel, reference = both(model, *args, 12, surrogate=surrogate)
+    assert_equal_selection(kernel, reference, 12, 1e-5)
+    assert kernel[3].numpy().max() > 0  # some spikes
+
+
+def test_overflow_is_counted_and_nan_is_selected(rng):
+    """spike_total counts every spike, also those that do not fit; a NaN membrane takes a slot
+    as a spike with value NaN."""
+    model = neurons.get("lif")
+    currents, states, values, bias = problem(rng, model, (2, 6, 40), np.float32)
+    currents = tf.tensor_scatter_nd_update(currents + 1.5, [[0, 3, 7]], [np.nan])  # nearly every unit fires
+    params = model.params_from(dict(values, reset="zero"), spike_fn=surrogates.get("superspike"))
+    selected, _ = lif_ops.select_recurrence(model, currents, states, params, bias, 5)
+    assert selected.ids.shape == (2, 6, 5)
+    assert (selected.count.numpy() == 5).all() and (selected.spike_total.numpy() > 5).any()
+    x, _ = fused.fused_recurrence(
+        model, currents, states, params, time_axis=1, bias=bias, implementation="compiled", output="pre_spike"
+    )
+    spikes_per_step = np.sum(~(x.numpy() <= 0), axis=-1)  # x > 0 or NaN
+    np.testing.assert_array_equal(selected.spike_total.numpy(), spikes_per_step)
+    row = selected.ids.numpy()[0, 3]
+    nan_at = np.where(np.isnan(selected.values.numpy()[0, 3]))[0]
+    assert (7 in row) == (len(nan_at) == 1) and (7 not in row or row[nan_at[0]] == 7)
+
+
+def test_raw_op_checks_its_arguments():
+    library = lif_ops.load()
+    c, v0, ones, none = tf.zeros([2, 5, 4]), tf.zeros([2, 4]), tf.ones([4]), tf.zeros([0])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="rank 3 \\[batch, time, units\\]"):
+        library.dense_snns_lif_select(
+            tf.zeros([2, 5, 2, 2]),
+            tf.zeros([2, 2, 2]),
+            tf.ones([2]),
+            tf.ones([2]),
+            tf.zeros([0]),
+            0.0,
+            reset="zero",
+            capacity=2,
+        )
+    with pytest.raises(tf.errors.InvalidArgumentError, match="`second_threshold` must be a scalar"):
+        library.dense_snns_lif_select(c, v0, ones, ones, none, [0.0], reset="zero", capacity=2)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="`ids` out of range"):
+        library.dense_snns_scatter_slots(tf.fill([1, 1, 2], 9), tf.fill([1, 1], 2), tf.ones([1, 1, 2]), units=4)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="`count` must be in \\[0, 2\\]"):
+        library.dense_snns_scatter_slots(tf.zeros([1, 1, 2], tf.int32), tf.fill([1, 1], 3), tf.ones([1, 1, 2]), units=4)
+    with pytest.raises(ValueError, match="currents \\[batch, time, units\\]"):
+        model = neurons.get("lif")
+        params = model.params_from({}, spike_fn=surrogates.get("superspike"))
+        lif_ops.select_recurrence(model, tf.zeros([2, 5, 2, 2]), [tf.zeros([2, 2, 2])], params, None, 2)
