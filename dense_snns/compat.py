@@ -103,13 +103,6 @@ def set_random_seed(seed: int) -> None:
     tf.random.set_seed(seed)
 
 
-def backup_and_restore(backup_dir: str):
-    """`keras.callbacks.BackupAndRestore(backup_dir)` (``keras.callbacks.experimental`` in
-    Keras 2.6): saves the training state every epoch and resumes from it after a restart."""
-    callback = getattr(keras.callbacks, "BackupAndRestore", None) or keras.callbacks.experimental.BackupAndRestore
-    return callback(backup_dir)
-
-
 def stop_recording():
     """A context in which no gradient tape records (TensorFlow's own; not in its public API).
     `tf.stop_gradient` does not do this in eager mode on TensorFlow 2.6 (Graphcore's base):

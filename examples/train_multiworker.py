@@ -4,15 +4,18 @@ processes with `tf.distribute.MultiWorkerMirroredStrategy`, surviving a worker t
 By default the script is the supervisor: it starts ``--workers`` copies of itself on this
 machine (`dense_snns.distributed.run_workers`: each with its ``TF_CONFIG`` on free localhost
 ports), waits for them, and restarts the job up to ``--max-restarts`` times when a worker
-dies; every worker trains with ``keras.callbacks.BackupAndRestore``, so a restarted job
-resumes from the last completed epoch and nothing trained before it is lost. The global batch
+dies; every worker trains with `dense_snns.distributed.fit`, which backs the job up after
+every epoch, so a restarted job resumes from the last completed epoch and nothing trained
+before it is lost. The global batch
 is ``--batch-size``: every worker reads the same seeded batches and takes its share of each
 (``AutoShardPolicy.DATA``); gradients are averaged over all workers each step, so the weights
 equal those of one process training on the same batches (``--single``), up to float round-off.
 
-The workers (and ``--single``) run Keras 2 (``tf_keras``, ``TF_USE_LEGACY_KERAS=1``,
-whatever the supervisor runs): Keras 3's ``Model.fit`` does not run under MultiWorkerMirroredStrategy (keras-team/keras
-issue 20585).
+The workers run the Keras of the supervisor (Keras 3, or Keras 2 with
+``TF_USE_LEGACY_KERAS=1``): `dense_snns.distributed.fit` runs the model's own training step
+in every replica, where Keras 3's ``Model.fit`` does not run under
+MultiWorkerMirroredStrategy (keras-team/keras issue 20585). ``--single`` trains with the same
+function in one process.
 
 On real hosts, run the worker part on each with its own ``TF_CONFIG`` (see the README's
 "Several devices and machines"): ``python examples/train_multiworker.py --worker``.
@@ -39,9 +42,6 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.dirname(HERE)]
 
-if {"--worker", "--single"} & set(sys.argv[1:]):  # before TensorFlow is imported: training runs Keras 2
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"
-
 import numpy as np  # noqa: E402
 
 import _common as common  # noqa: E402
@@ -49,18 +49,17 @@ import train_randman  # noqa: E402
 import dense_snns as snn  # noqa: E402
 from dense_snns import compat, keras  # noqa: E402
 from dense_snns.data import randman_dataset  # noqa: E402
-from dense_snns.distributed import run_workers  # noqa: E402
+from dense_snns.distributed import evaluate, fit, run_workers  # noqa: E402
 
 
-class Progress(keras.callbacks.Callback):
-    """Prints ``progress epoch E batch B`` after every batch (0-based), for supervisors."""
+def print_epoch(epoch):
+    """``progress epoch E begins`` (0-based), for supervisors."""
+    print(f"progress epoch {epoch} begins", flush=True)
 
-    def on_train_batch_end(self, batch, logs=None):
-        print(f"progress epoch {self.epoch} batch {batch}", flush=True)
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-        print(f"progress epoch {epoch} begins", flush=True)
+def print_batch(epoch, batch):
+    """``progress epoch E batch B`` after every batch (0-based), for supervisors."""
+    print(f"progress epoch {epoch} batch {batch}", flush=True)
 
 
 def datasets(config, args, sharded):
@@ -100,15 +99,15 @@ def train(args, config, strategy=None):
                 metrics=[snn.TimeReducedAccuracy(config["loss"], name="acc")],
             )
     train_data, test_data = datasets(config, args, sharded=strategy is not None)
-    callbacks = []
     if strategy is not None:  # a worker: progress lines in its log, a backup every epoch
-        callbacks = [Progress(), compat.backup_and_restore(os.path.join(args.out, "backup"))]
-    history = model.fit(train_data, epochs=args.epochs, callbacks=callbacks, verbose=0 if strategy else args.verbose)
-    test_logs = model.evaluate(test_data, verbose=0, return_dict=True)
+        history = fit(model, train_data, args.epochs, os.path.join(args.out, "backup"), print_epoch, print_batch)
+    else:
+        history = fit(model, train_data, args.epochs, on_epoch_begin=print_epoch if args.verbose else None)
+    test_logs = evaluate(model, test_data)
     summary = {
-        "test_accuracy": float(test_logs["acc"]),
-        "test_loss": float(test_logs["loss"]),
-        "history": common.history_dict(history),
+        "test_accuracy": test_logs["acc"],
+        "test_loss": test_logs["loss"],
+        "history": history,
         **common.run_fields(args, start, time.time() - start),
         "config": config,
     }

@@ -182,7 +182,7 @@ class SparseSNNDense(StatefulLayer, keras.layers.Layer):
         if mask is not None:
             mask = check_mask(f"{type(self).__name__} {self.name!r}", mask, spikes.ids)
         params = self.neuron.params(kernel.dtype)
-        fused_selection = self._selects_in_kernel(chosen, mask)
+        fused_selection = self._selects_in_kernel(chosen, mask, params, kernel.dtype)
         # The kernels and the XLA loop read and write batch-major [B, T, N] sequences: no
         # transposes. Without XLA the loop is time-major, and transposing the small
         # [B, T, K] spikes (in and out) is cheaper than transposing the [B, T, N] currents.
@@ -197,8 +197,7 @@ class SparseSNNDense(StatefulLayer, keras.layers.Layer):
             states = carried
         else:
             states = [tf.zeros_like(currents[0] if time_axis == 0 else currents[:, 0])] * self.num_states
-        if fused_selection and lif_ops.refusal(self.neuron.model, params, currents, 1, False, False) is None:
-            # the neuron loop in the C++ kernels, each step's spikes selected inside it
+        if fused_selection:  # the neuron loop in the C++ kernels, each step's spikes selected inside it
             selected, final_states = self._kernel_recurrence(currents, states, params, bias)
         else:
             if mask is not None and time_axis == 0:
@@ -235,16 +234,16 @@ class SparseSNNDense(StatefulLayer, keras.layers.Layer):
         add_layer_metric(self, self.metric_name, tf.reduce_mean(tf.cast(dropped, tf.float32)))
         return [selected.ids, selected.values, selected.count]
 
-    def _selects_in_kernel(self, chosen: str, mask) -> bool:
-        """Whether the neuron loop may run in the C++ kernels with the selection fused (the
-        sparse ops run as kernels, no mask, no self-recurrence; `lif_ops.refusal` decides the
-        rest once the currents exist)."""
-        return (
-            chosen == "kernel"
-            and self.synapse.implementation != "reference"
-            and mask is None
-            and not self.self_recurrent
-        )
+    def _selects_in_kernel(self, chosen: str, mask, params, dtype) -> bool:
+        """Whether the neuron loop runs in the C++ kernels with the selection fused: the sparse
+        ops run as kernels, a spiking model the kernels accept (`lif_ops.refusal`, asked about
+        an empty stand-in of the batch-major [B, T, N] currents), no mask, no self-recurrence."""
+        if chosen != "kernel" or self.synapse.implementation == "reference" or mask is not None:
+            return False
+        if self.self_recurrent or not self.neuron.model.spiking:
+            return False
+        stand_in = tf.zeros([0, 0, self.units], dtype)
+        return lif_ops.refusal(self.neuron.model, params, stand_in, 1, False, False) is None
 
     def _kernel_recurrence(self, currents, states, params, bias):
         """((SparseSpikes [B, T, K], dropped [B, T]), final states) from the kernels'

@@ -4,7 +4,8 @@
   pinned to cores, waited for until they answer, always stopped (also on errors and Ctrl-C).
 - `run_workers`: a command run as N workers of a multi-worker job (each with its
   ``TF_CONFIG``), watched; a worker that dies stops the others, and the job is restarted
-  (`max_restarts`) so that ``keras.callbacks.BackupAndRestore`` resumes it.
+  (`max_restarts`) so that the command's epoch backup (`fit`'s `backup_dir`, or Keras 2's
+  ``keras.callbacks.BackupAndRestore``) resumes it.
 - `tf_config`: the ``TF_CONFIG`` of one task.
 - `fit` / `evaluate`: a compiled model trained and evaluated under any `tf.distribute`
   strategy, Keras 3 included (whose `Model.fit` does not run multi-worker), with an epoch

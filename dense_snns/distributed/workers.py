@@ -6,8 +6,9 @@ Worker i gets ``TF_CONFIG`` for task i of a cluster on free localhost ports (a n
 every attempt) and ``DENSE_SNNS_ATTEMPT`` (0 for the first start). The job succeeds when every
 worker exits with code 0. When one exits otherwise (or is killed) the others cannot go on
 (their collectives wait for it), so they are stopped at once; with restarts left the whole job
-starts again, and a ``keras.callbacks.BackupAndRestore`` in the command resumes it from its
-last backup. Without restarts left, a `WorkerFailure` names the worker, its address and how it
+starts again, and the command's epoch backup (`dense_snns.distributed.fit` with a
+`backup_dir`, or Keras 2's ``keras.callbacks.BackupAndRestore``) resumes it from its last
+backup. Without restarts left, a `WorkerFailure` names the worker, its address and how it
 ended. `timeout` bounds the whole run.
 """
 

@@ -3,9 +3,12 @@
 - `OpLibrary` (`_build`): sources shipped with the package, compiled against the installed
   TensorFlow into a cached shared library at the first `load()`; used here and by
   `sparse_snns.ops`.
-- `lif` (`lif_ops.cc`): the LIF and leaky-integrator recurrences of a whole sequence and
-  their reverse-time gradients, the kernels behind the fused layers for `LIF` neurons and
-  behind the readouts (`lif.lif_recurrence`, `lif.leaky_integrator_recurrence`).
+- `lif` (`lif_ops.cc`): the LIF, CuBa-LIF and leaky-integrator recurrences of a whole
+  sequence and their reverse-time gradients, the kernels behind the fused layers for the
+  models of their table and behind the readouts (`lif.lif_recurrence`,
+  `lif.cuba_lif_recurrence`, `lif.leaky_integrator_recurrence`), and the recurrences with
+  each step's spikes selected into K slots, behind `sparse_snns.SparseSNNDense`
+  (`lif.select_recurrence`).
 
 Everything works without a compiler: callers fall back to their compiled TensorFlow loops.
 """

@@ -84,7 +84,7 @@ LIBRARY = OpLibrary(
     sources=("lif_ops.cc",),
     headers=("kernel_table.h", "simd.h", "spikes_common.h"),
     prefix="dense_snns_lif_ops",
-    description="dense_snns: the C++ LIF and leaky-integrator kernels of the fused layers",
+    description="dense_snns: the C++ LIF, CuBa-LIF and leaky-integrator kernels of the fused layers",
     # no fused multiply-adds: the membrane rounds as TensorFlow's separate ops do
     flags=("-ffp-contract=off",),
 )
@@ -102,8 +102,8 @@ def _gpu_visible() -> bool:
 
 
 def applicable(currents: tf.Tensor, time_axis: int, has_mask: bool, has_recurrent_kernel: bool) -> Optional[str]:
-    """Why the kernels cannot run this recurrence (None if they can), for a `LIF` neuron whose
-    spike function is a `surrogates.Surrogate` or a leaky integrator: they need batch-major
+    """Why the kernels cannot run this recurrence (None if they can), for a model of the kernel
+    table whose spike function is a `surrogates.Surrogate` (see `refusal`): they need batch-major
     float32/float64 sequences of rank >= 3 with a static last dimension, no mask, no
     recurrent kernel, no XLA compilation around them, the CPU (with a GPU present, only
     tensors placed on a CPU device explicitly) and the built library."""
@@ -222,6 +222,7 @@ def select_recurrence(model, currents: tf.Tensor, initial_states, params, bias, 
         selection.update(ids=ids, count=count, spike_total=total)
 
         def grad(d_values, *d_finals):
+            d_values = tf.zeros_like(values) if d_values is None else d_values
             d_finals = [tf.zeros_like(s) if g is None else g for s, g in zip(args[:n_states], d_finals)]
             d_spikes = library.dense_snns_scatter_slots(ids, count, d_values, units=channels)
             kernel = library.dense_snns_cuba_lif_grad if cuba else library.dense_snns_lif_grad

@@ -865,6 +865,8 @@ class SelectForwardOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({p.batch, p.steps}), &total));
     T *i_final = nullptr, *v_final = nullptr;
     OP_REQUIRES_OK(ctx, (FinalStates<T, CUBA>(ctx, 4, &i_final, &v_final)));
+    count->flat<i32>().setZero();  // the [B, S] outputs of a layer of no units
+    total->flat<i32>().setZero();
     if (p.batch == 0 || p.units == 0) return;
     sel.ids = ids->flat<i32>().data();
     sel.values = values->flat<T>().data();

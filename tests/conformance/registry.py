@@ -51,6 +51,12 @@ def init(seed, mean=0.3, std=0.6):
     return keras.initializers.RandomNormal(mean, std, seed=seed)
 
 
+def recurrent_init(seed):
+    """A seeded orthogonal recurrent kernel (the layers' default initializer draws a new one
+    in every process: each run would check another instance)."""
+    return keras.initializers.Orthogonal(seed=seed)
+
+
 def rnn(cell, dtype):
     return keras.layers.RNN(cell, return_sequences=True, zero_output_for_mask=True, dtype=dtype)
 
@@ -143,6 +149,7 @@ def dense_cases() -> List[Case]:
             neuron={"class_name": neuron, "config": {"threshold": 0.5, "trainable_threshold": True}},
             self_recurrent=self_recurrent,
             kernel_initializer=init(1),
+            recurrent_initializer=recurrent_init(21),
             bias_initializer=init(2, 0.0, 0.2),
             input_sparsity=input_sparsity,
             dtype=dtype,
@@ -174,6 +181,7 @@ def dense_cases() -> List[Case]:
 
     return [
         Case("snn_block", ds.SNNBlock, lambda d: rnn(ds.SNNBlock(N, self_recurrent=True, kernel_initializer=init(1),
+                                                                  recurrent_initializer=recurrent_init(22),
                                                                   bias_initializer=init(2, 0.0, 0.2), dtype=d), d),
              raster, snn_block_reference, masks=True),
         Case("leaky_readout_cell", ds.LeakyReadoutCell,
@@ -216,6 +224,7 @@ def sparse_cases() -> List[Case]:
             neuron={"class_name": "lif", "config": {"threshold": 0.5}},
             self_recurrent=True,
             kernel_initializer=init(5),
+            recurrent_initializer=recurrent_init(23),
             bias_initializer=init(6, 0.0, 0.2),
             dtype=dtype,
         )

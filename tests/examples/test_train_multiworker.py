@@ -9,13 +9,6 @@ import sys
 
 import helpers
 import numpy as np
-import pytest
-
-from dense_snns import KERAS_3
-
-pytestmark = pytest.mark.skipif(
-    KERAS_3, reason="the example trains on Keras 2 (tf_keras) whatever the caller runs: the Keras 2 leg runs it"
-)
 
 #: Plain SGD, no firing-rate penalty (a statistic of each worker's share of the batch), float64:
 #: the weights of different runs then differ by round-off only (gradients are summed in another

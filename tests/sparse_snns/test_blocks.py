@@ -225,6 +225,8 @@ def test_neuron_loop_in_the_kernels_equals_the_compiled_loop(rng, monkeypatch, n
     ):
         layer(x, **call_kwargs)
     assert len(calls) == 1
+    with pytest.raises(ValueError, match="LeakyIntegrator model does not spike"):  # in the table, but no spikes
+        SparseSNNDense(N, input_dim=F, capacity=3, neuron="leaky_integrator")(x)
 
 
 def test_fit_reports_dropped_metric_and_save_load(tmp_path, rng):

@@ -62,8 +62,8 @@ def both(model, currents, states, values, bias, capacity, second_threshold=None,
                 )
                 spikes, dropped = select_spikes(x, capacity, second_threshold, spike_fn, implementation="compiled")
                 ids, vals, count = spikes
-                total = dropped + tf.minimum(capacity, currents.shape[-1])  # compared where dropped > 0
-                total = tf.where(dropped > 0, total, -1)
+                total = tf.reduce_sum(tf.cast(tf.logical_not(x <= 0), tf.int32), axis=-1)  # spikes and NaNs
+                np.testing.assert_array_equal(dropped, np.maximum(total - min(capacity, x.shape[-1]), 0))
             weights = tf.cos(tf.cast(ids, vals.dtype) + tf.range(vals.shape[-1], dtype=vals.dtype))
             loss = tf.reduce_sum(vals * weights) + sum(tf.reduce_sum(f * tf.sin(f)) for f in finals)
         results.append([ids, vals, count, total, *finals] + tape.gradient(loss, watched))
@@ -72,7 +72,7 @@ def both(model, currents, states, values, bias, capacity, second_threshold=None,
 
 def assert_equal_selection(kernel, reference, capacity, rtol):
     """The kernel's Ke = min(K, N) slots equal the reference's first Ke (the rest of the K
-    slots are padding there); overflowing steps count the same spikes; gradients close."""
+    slots are padding there); the same spike counts; gradients close."""
     ids, vals, count, total = (t.numpy() for t in kernel[:4])
     r_ids, r_vals, r_count, r_total = (t.numpy() for t in reference[:4])
     assert ids.shape[-1] == min(capacity, kernel[4].shape[-1])
@@ -81,9 +81,7 @@ def assert_equal_selection(kernel, reference, capacity, rtol):
     np.testing.assert_array_equal(ids, r_ids[..., :k])
     np.testing.assert_array_equal(vals, r_vals[..., :k])
     assert not r_ids[..., k:].any() and not r_vals[..., k:].any()
-    overflow = r_total >= 0
-    np.testing.assert_array_equal(total[overflow], r_total[overflow])
-    assert (total[~overflow] <= k).all()
+    np.testing.assert_array_equal(total, r_total)
     for i, (got, want) in enumerate(zip(kernel[4:], reference[4:])):
         want = want.numpy()
         np.testing.assert_allclose(got.numpy(), want, rtol=rtol, atol=rtol * (np.abs(want).max() + 1.0), err_msg=str(i))
@@ -124,10 +122,10 @@ def test_every_surrogate_in_float32(rng, model, surrogate):
 
 def test_overflow_is_counted_and_nan_is_selected(rng):
     """spike_total counts every spike, also those that do not fit; a NaN membrane takes a slot
-    as a spike with value NaN."""
+    as a spike with value NaN, in index order."""
     model = neurons.get("lif")
     currents, states, values, bias = problem(rng, model, (2, 6, 40), np.float32)
-    currents = tf.tensor_scatter_nd_update(currents + 1.5, [[0, 3, 7]], [np.nan])  # nearly every unit fires
+    currents = tf.tensor_scatter_nd_update(currents + 1.5, [[0, 3, 1]], [np.nan])  # nearly every unit fires
     params = model.params_from(dict(values, reset="zero"), spike_fn=surrogates.get("superspike"))
     selected, _ = lif_ops.select_recurrence(model, currents, states, params, bias, 5)
     assert selected.ids.shape == (2, 6, 5)
@@ -135,11 +133,22 @@ def test_overflow_is_counted_and_nan_is_selected(rng):
     x, _ = fused.fused_recurrence(
         model, currents, states, params, time_axis=1, bias=bias, implementation="compiled", output="pre_spike"
     )
-    spikes_per_step = np.sum(~(x.numpy() <= 0), axis=-1)  # x > 0 or NaN
-    np.testing.assert_array_equal(selected.spike_total.numpy(), spikes_per_step)
-    row = selected.ids.numpy()[0, 3]
-    nan_at = np.where(np.isnan(selected.values.numpy()[0, 3]))[0]
-    assert (7 in row) == (len(nan_at) == 1) and (7 not in row or row[nan_at[0]] == 7)
+    np.testing.assert_array_equal(selected.spike_total.numpy(), np.sum(~(x.numpy() <= 0), axis=-1))
+    row, row_values = selected.ids.numpy()[0, 3], selected.values.numpy()[0, 3]
+    firing_before = [unit for unit in range(1) if not x.numpy()[0, 3, unit] <= 0]
+    assert row[len(firing_before)] == 1 and np.isnan(row_values[len(firing_before)])
+    assert np.isnan(row_values).sum() == 1 and not np.isnan(selected.values.numpy()[1]).any()
+
+
+def test_a_layer_of_no_units_selects_nothing():
+    library = lif_ops.load()
+    none = tf.zeros([0])
+    ids, values, count, total, final_v = library.dense_snns_lif_select(
+        tf.zeros([2, 3, 0]), tf.zeros([2, 0]), none, none, none, 0.0, reset="zero", capacity=4
+    )
+    assert ids.shape == values.shape == (2, 3, 0) and final_v.shape == (2, 0)
+    np.testing.assert_array_equal(count.numpy(), np.zeros((2, 3)))
+    np.testing.assert_array_equal(total.numpy(), np.zeros((2, 3)))
 
 
 def test_raw_op_checks_its_arguments():
