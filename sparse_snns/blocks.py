@@ -17,8 +17,8 @@ import tensorflow as tf
 
 from dense_snns import fused
 from dense_snns.cells import get_neuron, serialize_neuron, zero_states
-from dense_snns.ops import lif as lif_ops
 from dense_snns.compat import add_layer_metric, declare_layer_metric, keras, output_shape, register
+from dense_snns.ops import lif as lif_ops
 from dense_snns.stateful import StatefulLayer
 from dense_snns.validation import check_mask, check_positive_int, check_sequence, check_units
 

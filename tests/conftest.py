@@ -15,7 +15,7 @@ import tensorflow as tf  # noqa: E402
 
 from hypothesis import settings  # noqa: E402
 
-from dense_snns.compat import KERAS_3, keras  # noqa: E402
+from dense_snns.compat import KERAS_3, keras, set_random_seed  # noqa: E402
 
 # `python3 run.py test` passes --hypothesis-profile=deterministic: every property runs on the
 # same examples each time (drawn from a seed of the test itself), so a run's verdict depends
@@ -25,6 +25,14 @@ settings.register_profile("deterministic", derandomize=True)
 
 def pytest_report_header(config):
     return f"keras under test: {'Keras 3' if KERAS_3 else 'Keras 2 (tf_keras)'}, tensorflow {tf.__version__}"
+
+
+@pytest.fixture(autouse=True)
+def same_random_state():
+    """Every test starts from the same random state of Python, NumPy and TensorFlow, so that
+    what draws without a seed of its own (e.g. a layer's default orthogonal recurrent kernel)
+    is the same instance on every run: a run's verdict depends on the code only."""
+    set_random_seed(0)
 
 
 @pytest.fixture
