@@ -1,6 +1,7 @@
 """Data-parallel training with MultiWorkerMirroredStrategy for the sparse and graph models too
-(the dense main job is tests/examples/test_train_multiworker.py): two workers end with the
-weights of one process on the same global batches."""
+(the dense main job is tests/examples/test_train_multiworker.py): two workers, trained by
+`dense_snns.distributed.fit` under the Keras of the test run, end with the weights of one
+process on the same global batches."""
 
 import os
 import subprocess
@@ -10,23 +11,17 @@ import textwrap
 import numpy as np
 import pytest
 
-from dense_snns import KERAS_3
 from dense_snns.distributed import run_workers
-
-pytestmark = pytest.mark.skipif(
-    KERAS_3, reason="the workers train on Keras 2 (tf_keras) whatever the caller runs: the Keras 2 leg runs it"
-)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 SCRIPT = textwrap.dedent("""
     import json, os, sys
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"
     import numpy as np
     import tensorflow as tf
     import dense_snns as ds
     import sparse_snns as sp
-    from dense_snns import compat, keras
+    from dense_snns import compat, distributed, keras
     from snns_as_gnn import GraphSNN, SNNGraph
 
     kind, out = sys.argv[1], sys.argv[2]
@@ -58,7 +53,7 @@ SCRIPT = textwrap.dedent("""
             outputs = ds.LeakyReadout(2, kernel_initializer=init)(GraphSNN(graph, kernel_initializer=init)(inputs))
         model = keras.Model(inputs, outputs)
         model.compile(keras.optimizers.SGD(0.05), ds.MaxOverTimeCrossEntropy())
-    model.fit(data, epochs=2, verbose=0)
+    distributed.fit(model, data, epochs=2)
     task = json.loads(os.environ["TF_CONFIG"])["task"]["index"] if multi else 0
     if task == 0:
         np.savez(out, *model.get_weights())
@@ -70,7 +65,10 @@ SCRIPT = textwrap.dedent("""
 
 @pytest.mark.parametrize("kind", ["sparse", "graph"])
 def test_two_workers_end_with_the_weights_of_one_process(kind, tmp_path):
-    env = {"PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), "TF_USE_LEGACY_KERAS": "1"}
+    env = {
+        "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "TF_USE_LEGACY_KERAS": os.environ.get("TF_USE_LEGACY_KERAS", "0"),  # the workers run this Keras
+    }
     multi, single = tmp_path / "multi.npz", tmp_path / "single.npz"
     run = run_workers([sys.executable, "-c", SCRIPT, kind, str(multi)], 2, env=env, timeout=600)
     assert run.attempts == ["ok"]
