@@ -190,6 +190,8 @@ def dense_cases() -> List[Case]:
         Case("snn_dense", ds.SNNDense, snn_dense, raster, reference_rnn, masks=True),
         Case("snn_dense_lif_kernel", ds.SNNDense, lambda d: snn_dense(d, "lif", False), raster, reference_rnn,
              masks=True),
+        Case("snn_dense_cuba_kernel", ds.SNNDense, lambda d: snn_dense(d, self_recurrent=False), raster,
+             reference_rnn, masks=True),
         # The event-driven input product (C++ kernels: float32 and float64, no float16).
         Case("snn_dense_events", ds.SNNDense, lambda d: snn_dense(d, input_sparsity="events"), raster,
              reference_rnn, masks=True, mixed=False),
@@ -216,13 +218,13 @@ def scattered(n):
 
 
 def sparse_cases() -> List[Case]:
-    def sparse_dense_pair(dtype):
+    def sparse_dense_pair(dtype, neuron="lif", self_recurrent=True):
         return sp.SparseSNNDense(
             N,
             input_dim=F,
             capacity=N,
-            neuron={"class_name": "lif", "config": {"threshold": 0.5}},
-            self_recurrent=True,
+            neuron={"class_name": neuron, "config": {"threshold": 0.5}},
+            self_recurrent=self_recurrent,
             kernel_initializer=init(5),
             recurrent_initializer=recurrent_init(23),
             bias_initializer=init(6, 0.0, 0.2),
@@ -230,17 +232,15 @@ def sparse_cases() -> List[Case]:
         )
 
     def sparse_dense_reference(layer, inputs):
-        dense = ds.SNNDense(N, neuron=ds.cell_class("lif").from_config(layer.neuron.get_config()), self_recurrent=True,
-                            dtype=layer.dtype_policy)  # fmt: skip
+        neuron = ds.cell_class(layer.neuron.model.name).from_config(layer.neuron.get_config())
+        dense = ds.SNNDense(N, neuron=neuron, self_recurrent=layer.self_recurrent, dtype=layer.dtype_policy)
         dense(tf.zeros([1, 2, F], layer.compute_dtype))
         dense.cell.kernel.assign(layer.synapse.kernel)
         dense.cell.bias.assign(layer.synapse.bias)
-        dense.cell.recurrent_kernel.assign(layer.recurrent_kernel)
-        by_name = {
-            "kernel": dense.cell.kernel,
-            "bias": dense.cell.bias,
-            "recurrent_kernel": dense.cell.recurrent_kernel,
-        }
+        by_name = {"kernel": dense.cell.kernel, "bias": dense.cell.bias}
+        if layer.self_recurrent:
+            dense.cell.recurrent_kernel.assign(layer.recurrent_kernel)
+            by_name["recurrent_kernel"] = dense.cell.recurrent_kernel
         weights = [by_name[w.name.split("/")[-1].split(":")[0]] for w in layer.trainable_weights]
         return (lambda inputs: dense(sp.to_dense(sp.SparseSpikes(*inputs), F))), weights
 
@@ -279,6 +279,9 @@ def sparse_cases() -> List[Case]:
              sparse_spikes, sparse_linear_reference, exact=False),
         Case("sparse_snn_dense", sp.SparseSNNDense, sparse_dense_pair, sparse_spikes, sparse_dense_reference,
              canonical=scattered(N), masks=True),
+        # CuBa-LIF without self-recurrence: the selecting C++ kernels (float32 and float64)
+        Case("sparse_snn_dense_kernel", sp.SparseSNNDense, lambda d: sparse_dense_pair(d, "cuba_lif", False),
+             sparse_spikes, sparse_dense_reference, canonical=scattered(N), masks=True),
         Case("sparse_snn_block", sp.SparseSNNBlock,
              lambda d: rnn(sp.SparseSNNBlock(N, input_dim=F, capacity=N, input_capacity=F, neuron=ds.LIF(N, threshold=0.5, dtype=d),
                                              kernel_initializer=init(8), bias_initializer=init(9, 0.0, 0.2), dtype=d), d),

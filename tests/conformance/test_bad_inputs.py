@@ -123,7 +123,9 @@ def test_one_nan_in_the_training_data_stops_training_with_terminate_on_nan(rng):
     assert len(history.history["loss"]) == 1 and np.isnan(history.history["loss"][0])
 
 
-FEATURED = [c for c in SEQUENCE if c.name not in ("sparse_snn_dense", "sparse_leaky_readout")]
+FEATURED = [
+    c for c in SEQUENCE if c.name not in ("sparse_snn_dense", "sparse_snn_dense_kernel", "sparse_leaky_readout")
+]
 
 
 @pytest.mark.parametrize("case", FEATURED, ids=[c.name for c in FEATURED])
