@@ -21,11 +21,12 @@ starts, places the nodes with `plan_placement` (2 devices), builds and warms up,
 
 Implementations: ``fused`` (compiled loop with hand-written BPTT; XLA only when all nodes are
 on one device, the ``fused-xla`` row; without XLA otherwise), ``loop`` (plain
-`tf.while_loop`, autodiff) and ``events`` (every node sparse, i.e. with a capacity: each node
-sends its spikes along its edges as events, into one event-driven product per node and step;
-the compiled loop without XLA, as the C++ kernels need). The line "sparse nodes (events) vs
-the faster dense nodes" gives the 1-device step rate of ``events`` over that of the faster of
-``fused-xla`` and ``fused``.
+`tf.while_loop`, autodiff) and ``events`` (every node sparse, with a capacity K, `--capacity`:
+each node selects its spikes into K slots and sends them along its edges into one sparse
+product per node, target device and step; gradient only at the selected neurons; the
+compiled loop without XLA, as the C++ kernels need; the spikes dropped by overflow are
+printed). The line "sparse nodes (events) vs the faster dense nodes" gives the 1-device step
+rate of ``events`` over that of the faster of ``fused-xla`` and ``fused``.
 
 Paired timing: the children of one thread setting stay alive together and the parent asks
 them in turn (rotating the order every round) for one call each, so that load from other
@@ -134,8 +135,8 @@ def setup(cfg: Dict[str, Any]):
 
     from snns_as_gnn import GraphSNN, plan_placement
 
-    events = cfg["impl"] == "events"  # sparse nodes: event-driven products (C++ kernels, no XLA)
-    graph = make_graph(cfg["graph"], cfg["units"], cfg["inputs"], cfg["threshold"], cfg["units"] if events else None)
+    events = cfg["impl"] == "events"  # sparse nodes: selections and sparse products (C++ kernels, no XLA)
+    graph = make_graph(cfg["graph"], cfg["units"], cfg["inputs"], cfg["threshold"], cfg["capacity"] if events else None)
     plan = plan_placement(graph, devices) if len(devices) > 1 else None
     impl = {"loop": "reference", "events": "auto"}.get(cfg["impl"], "compiled")
     layer = GraphSNN(graph, placement=plan, implementation=impl, jit_compile=cfg["impl"] == "fused-xla")
@@ -151,6 +152,10 @@ def setup(cfg: Dict[str, Any]):
         "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
     }
+    if events:  # one eager call: the spikes dropped by overflow, per sample, node and step
+        layer(x)
+        dropped = sum(float(tf.reduce_mean(tf.cast(d, tf.float32))) for d in layer.last_dropped.values())
+        info["dropped_per_node_step"] = dropped / (cfg["time"] * len(layer.cell.sparse_nodes))
     return graph_functions(layer, readout), x, info
 
 
@@ -222,6 +227,7 @@ def configurations(args, threads: str) -> List[Dict[str, Any]]:
         "p": args.p,
         "threshold": args.threshold,
         "threads": threads,
+        "capacity": args.capacity,
     }
     out = []
     for impl in args.impls:
@@ -384,7 +390,11 @@ def events_lines(children: List[Child], threads_order: List[str]) -> List[str]:
             best = min(dense, key=lambda c: median_of(c, kind, "seconds"))
             ratio, _ = paired_ratio(best, sparse, kind, quiet=False)
             ratios.append(f"{kind} {ratio:.2f}x (vs {best.cfg['impl']})" if ratio else f"{kind} -")
-        lines.append(f"sparse nodes (events) vs the faster dense nodes, threads {threads}: {', '.join(ratios)}")
+        lines.append(
+            f"sparse nodes (events, K={sparse.cfg['capacity']}, spikes dropped per node and step "
+            f"{sparse.info.get('dropped_per_node_step', float('nan')):.2f}) vs the faster dense nodes, "
+            f"threads {threads}: {', '.join(ratios)}"
+        )
     return lines
 
 
@@ -405,7 +415,13 @@ def parse_args(argv=None):
     parser.add_argument(
         "--impls",
         default="fused,loop",
-        help="comma-separated: fused, loop, events (every node sparse: event-driven products, exact)",
+        help="comma-separated: fused, loop, events (every node sparse: selections and sparse products)",
+    )
+    parser.add_argument(
+        "--capacity",
+        type=int,
+        default=None,
+        help="K of every node of `events` (default: sparse_snns.default_capacity(units, 0.1))",
     )
     parser.add_argument(
         "--threads", default="default,intra1inter2", help=f"comma-separated thread settings: {', '.join(THREADS)}"
@@ -436,6 +452,10 @@ def parse_args(argv=None):
             parser.error(f"--threads: unknown setting {threads!r}; expected one of {list(THREADS)}")
     if args.quick:
         args.units, args.time, args.rounds = 128, 20, 4
+    if args.capacity is None:
+        from sparse_snns.format import default_capacity
+
+        args.capacity = default_capacity(args.units, 0.1)
     return args
 
 

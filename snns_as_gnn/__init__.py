@@ -4,8 +4,8 @@ Each node is an SNN block (a population of spiking neurons of one model); edges 
 from a source block to a target block with a one-step delay, so within a time step all blocks
 are independent and can be computed in parallel (or on different devices), exchanging only
 spikes. Self-loops and cycles are allowed. Builds on `dense_snns` (neuron models, the fused
-recurrence). A node's sparse `capacity` is recorded in the spec; `GraphSNN` exchanges dense
-spike tensors between nodes.
+recurrence). Nodes exchange dense spike tensors, or, for a node with a sparse `capacity` K, its
+spikes selected into K slots (ids, values, count) with sparse products and sparse BPTT.
 
 `snns_as_gnn.spec` (the graph specification) and `snns_as_gnn.placement` (device plans) are
 pure Python; `snns_as_gnn.layer` runs a graph (`GraphSNN`, `GraphSNNCell`).

@@ -21,16 +21,25 @@ from dense_snns import devices as device_names
 from dense_snns import fused
 from dense_snns import implementation as implementation_choice
 from dense_snns.cells import get_neuron, zero_states
-from dense_snns.compat import keras, register
+from dense_snns.compat import add_layer_metric, declare_layer_metric, keras, register
 from dense_snns.implementation import IMPLEMENTATIONS
 from dense_snns.input_products import event_refusal
-from dense_snns.ops import events as event_ops
 from dense_snns.stateful import StatefulLayer
 from dense_snns.validation import as_numeric_tensor, check_features, check_mask, check_rank, check_sequence, check_steps
+
+from sparse_snns.blocks import pack_spikes, unpack_spikes
+from sparse_snns.linear import linear_product
+from sparse_snns.rowops import scatter
+from sparse_snns.selection import select_spikes
 
 from .spec import SNNGraph
 
 __all__ = ["IMPLEMENTATIONS", "GraphSNN", "GraphSNNCell", "GraphStep"]
+
+
+# The largest n up to which a half-precision dtype holds every integer (the packed neuron ids of
+# a sparse node's state; float32 holds them up to 2**24).
+_EXACT_INTEGERS = {"float16": 2**11, "bfloat16": 2**8}
 
 
 def _as_graph(graph) -> SNNGraph:
@@ -117,25 +126,40 @@ def _matches(wanted: tf.DeviceSpec, device: tf.DeviceSpec) -> bool:
 class GraphStep:
     """One step of the whole graph, as a pure function of (external current, states, tensors).
 
-    With `events`, every node with a `capacity` (a sparse node) sends its spikes along its
-    edges as events: one event-driven product per step (`dense_snns.ops.events.event_matmul`,
-    exact, O(active neurons)) with the kernels of all its out-edges side by side, on the
-    node's device. The tensors are, in order: the kernels of the edges out of the other
-    nodes (in `graph.edges` order), each sparse node's out-edge kernels side by side (in node
-    order), the biases (in node order, if any) and the tensor-valued neuron parameters of
-    every node.
+    A node with a `capacity` K (a sparse node) selects its spikes into K slots each step
+    (`sparse_snns.select_spikes` on the neuron's pre-spike value: spikes first, then
+    gradient-only entries, overflow counted) and sends them along its edges as
+    ``(ids, values, count)``: on each device that holds targets of it, one product
+    (`sparse_snns.linear.linear_product`, O(K) per row forward and backward) with the
+    kernels of its out-edges into that device side by side. Only the selected entries
+    cross devices and only they receive gradient (sparse BPTT); with K >= units every neuron
+    is selected and the node equals a dense one. Its state "previous output" is the packed
+    selection ``[ids | values | count | dropped]`` (`sparse_snns.pack_spikes` plus the spikes
+    dropped so far), [batch, 2K + 2]; a dense node's is its spikes [batch, units].
+
+    `kernels` runs the selections and products in the C++ kernels (not under XLA),
+    otherwise in pure TensorFlow. The tensors are, in order: the kernels of the edges out of
+    dense nodes (in `graph.edges` order), the kernels side by side of each (sparse node,
+    target device) group (`event_groups`), the biases (in node order, if any) and the
+    tensor-valued neuron parameters of every node.
 
     It keeps no reference to the cell, only the cell's static content, which is its `key`:
     equal graph layers share one step and its compiled loops (`dense_snns.fused.shared_step`).
     """
 
-    def __init__(self, cell: "GraphSNNCell", dtype, events: bool = False):
+    def __init__(self, cell: "GraphSNNCell", dtype, kernels: bool = False):
         graph = cell.graph
         self.graph = graph
         self.devices = [cell.placement.get(name) for name in graph.node_names]
         neurons = [cell.neurons[name] for name in graph.node_names]
+        self.capacities = [node.capacity for node in graph.nodes]
         # No reference to the cell or its neurons is kept: only their static content.
-        self.node_steps = [fused.BlockStep(n.model, n.params(dtype), False) for n in neurons]
+        self.node_steps = [
+            fused.BlockStep(n.model, n.params(dtype), False, output="spikes" if k is None else "pre_spike")
+            for n, k in zip(neurons, self.capacities)
+        ]
+        self.spike_fns = [n.spike_func if k is not None else None for n, k in zip(neurons, self.capacities)]
+        self.chosen = "kernel" if kernels else "compiled"
         self.dtype = dtype
         self.units = [node.units for node in graph.nodes]
         self.sources = [[graph.index(s) for s in graph.sources(name)] for name in graph.node_names]
@@ -144,15 +168,18 @@ class GraphStep:
         self.output_nodes = [graph.index(name) for name in graph.outputs]
         self.state_counts = [len(n.state_size) for n in neurons]
         self.use_bias = cell.use_bias
-        # Out-edges (edge indices, graph order) of each node; the sparse nodes among sources.
-        self.out_edges = [
-            [k for k, (s, _) in enumerate(graph.edges) if graph.index(s) == i] for i in range(len(neurons))
-        ]
-        self.event_sources = [
-            i for i, node in enumerate(graph.nodes) if events and node.capacity is not None and self.out_edges[i]
-        ]
-        sparse_edges = {k for i in self.event_sources for k in self.out_edges[i]}
-        self.dense_edges = [k for k in range(len(graph.edges)) if k not in sparse_edges]
+        target = [graph.index(t) for _, t in graph.edges]
+        # (sparse node, device, its out-edges into that device): one product each per step.
+        self.event_groups = []
+        for i, capacity in enumerate(self.capacities):
+            if capacity is None:
+                continue
+            by_device = {}
+            for k, (s, _) in enumerate(graph.edges):
+                if graph.index(s) == i:
+                    by_device.setdefault(self.devices[target[k]], []).append(k)
+            self.event_groups.extend((i, device, edges) for device, edges in by_device.items())
+        self.dense_edges = [k for k, (s, _) in enumerate(graph.edges) if self.capacities[graph.index(s)] is None]
         # Over several TensorFlow devices the compiled loops keep each node's stored states and
         # weight gradients on the node's device (`dense_snns.fused`); IPU shards are one device.
         self.state_devices = self.tensor_devices = None
@@ -160,10 +187,9 @@ class GraphStep:
             self.state_devices = [
                 self.devices[i] for i, count in enumerate(self.state_counts) for _ in range(count + 1)
             ]
-            target = [self.devices[graph.index(t)] for _, t in graph.edges]
             self.tensor_devices = (
-                [target[k] for k in self.dense_edges]
-                + [self.devices[i] for i in self.event_sources]
+                [self.devices[target[k]] for k in self.dense_edges]
+                + [device for _, device, _ in self.event_groups]
                 + (list(self.devices) if self.use_bias else [])
                 + [self.devices[i] for i, step in enumerate(self.node_steps) for _ in step.tensor_positions]
             )
@@ -173,7 +199,7 @@ class GraphStep:
             self.use_bias,
             tf.as_dtype(dtype).name,
             tuple(step.key for step in self.node_steps),
-            tuple(self.event_sources),
+            self.chosen,
         )
 
     def __eq__(self, other) -> bool:
@@ -191,9 +217,9 @@ class GraphStep:
             with self._device(graph.index(graph.edges[k][1])):
                 kernels.append(tf.cast(cell.edge_kernels[k], dtype))
         # Side by side once per call (not per step); gradients flow back through the concat.
-        for i in self.event_sources:
-            with self._device(i):
-                kernels.append(tf.concat([tf.cast(cell.edge_kernels[k], dtype) for k in self.out_edges[i]], axis=1))
+        for _, device, edges in self.event_groups:
+            with device_names.device_scope(device):
+                kernels.append(tf.concat([tf.cast(cell.edge_kernels[k], dtype) for k in edges], axis=1))
         biases, params = [], []
         for i, name in enumerate(graph.node_names):
             with self._device(i):
@@ -205,14 +231,21 @@ class GraphStep:
     def _device(self, i):
         return device_names.device_scope(self.devices[i])
 
+    def _select(self, i, x, previous):
+        """Node i's packed selection [batch, 2K + 2] from its pre-spike value x [batch, units]
+        and its previous packed selection (for the running count of dropped spikes)."""
+        selected, dropped = select_spikes(x, self.capacities[i], None, self.spike_fns[i], implementation=self.chosen)
+        total = previous[..., -1:] + tf.stop_gradient(tf.cast(dropped, x.dtype))[..., None]
+        return tf.concat([pack_spikes(selected), total], axis=-1)
+
     def __call__(self, current, mask_t, states, tensors):
         kernels = dict(zip(self.dense_edges, tensors))
         offset = len(self.dense_edges)
-        side_by_side = tensors[offset : offset + len(self.event_sources)]
-        offset += len(self.event_sources)
+        side_by_side = tensors[offset : offset + len(self.event_groups)]
+        offset += len(self.event_groups)
         biases = tensors[offset : offset + len(self.units)] if self.use_bias else [None] * len(self.units)
         offset += len(self.units) if self.use_bias else 0
-        # Per node: neuron states then previous spikes.
+        # Per node: neuron states then previous output (spikes, or the packed selection).
         node_states, position = [], 0
         for count in self.state_counts:
             node_states.append(states[position : position + count + 1])
@@ -221,14 +254,19 @@ class GraphStep:
         if self.input_nodes:
             splits = tf.split(current, [self.units[i] for i in self.input_nodes], axis=-1)
             external = dict(zip(self.input_nodes, splits))
-        # The sparse nodes' spikes of the previous step as events, into all their targets' currents.
+        # The sparse nodes' selections of the previous step, into their targets' currents: the
+        # product runs on the targets' device, so only (ids, values, count) cross devices.
+        selections = {}
+        for i, capacity in enumerate(self.capacities):
+            if capacity is not None:
+                with self._device(i):
+                    selections[i] = unpack_spikes(node_states[i][-1][..., :-1], capacity)
         sent = {}
-        for i, kernel in zip(self.event_sources, side_by_side):
-            with self._device(i):
-                currents = event_ops.event_matmul(node_states[i][-1], kernel)
-                widths = [self.units[self.graph.index(self.graph.edges[k][1])] for k in self.out_edges[i]]
-                for k, part in zip(self.out_edges[i], tf.split(currents, widths, axis=-1)):
-                    sent[k] = part
+        for (i, device, edges), kernel in zip(self.event_groups, side_by_side):
+            with device_names.device_scope(device):
+                currents = linear_product(selections[i], kernel, None, self.chosen)
+                widths = [self.units[self.graph.index(self.graph.edges[k][1])] for k in edges]
+                sent.update(zip(edges, tf.split(currents, widths, axis=-1)))
         new_states, spikes_out = [], {}
         for i, step in enumerate(self.node_steps):
             count = len(step.tensor_positions)
@@ -241,17 +279,23 @@ class GraphStep:
                     contribution = sent[k] if k in sent else tf.matmul(node_states[s][-1], kernels[k])
                     node_current = contribution if node_current is None else node_current + contribution
                 if node_current is None:  # a node without sources or input stays silent
-                    node_current = tf.zeros_like(node_states[i][-1])
+                    node_current = tf.zeros([tf.shape(node_states[i][-1])[0], self.units[i]], self.dtype)
                 if biases[i] is not None:
                     node_current = node_current + biases[i]
-                spikes, states_i = step(node_current, mask_t, list(node_states[i][:-1]), params)
+                out, states_i = step(node_current, mask_t, list(node_states[i][:-1]), params)
+                if self.capacities[i] is None:
+                    output = spikes = out
+                else:  # out: the pre-spike value (silent at masked steps: nothing selected)
+                    output = self._select(i, out, node_states[i][-1])
+                    if i in self.output_nodes:
+                        unpacked = unpack_spikes(output[..., :-1], self.capacities[i])
+                        spikes = scatter(unpacked.ids, unpacked.count, unpacked.values, self.units[i], self.chosen)
                 if mask_t is not None:
-                    keep = fused.broadcast_mask(mask_t, spikes)
-                    prev = tf.where(keep, spikes, node_states[i][-1])
-                else:
-                    prev = spikes
-            spikes_out[i] = spikes
-            new_states.extend(states_i + [prev])
+                    keep = fused.broadcast_mask(mask_t, output)
+                    output = tf.where(keep, output, node_states[i][-1])
+            if i in self.output_nodes:
+                spikes_out[i] = spikes
+            new_states.extend(states_i + [output])
         output = tf.concat([spikes_out[i] for i in self.output_nodes], axis=-1)
         return output, new_states
 
@@ -271,7 +315,8 @@ class GraphSNNCell(keras.layers.Layer):
 
     Input: [batch, input_size]. Output: spikes of the output nodes concatenated
     [batch, sum of output units]. State: per node (in node order) its neuron states, then its
-    spikes of the previous step.
+    output of the previous step: spikes [batch, units], or for a sparse node (a `capacity` K)
+    its packed selection [batch, 2K + 2] (`GraphStep`).
     """
 
     def __init__(
@@ -294,6 +339,10 @@ class GraphSNNCell(keras.layers.Layer):
             neuron = get_neuron(
                 {"class_name": node.neuron, "config": dict(node.neuron_config)}, node.units, dtype=self.dtype_policy
             )
+            if node.capacity is not None and not neuron.model.spiking:
+                raise ValueError(
+                    f"node {node.name!r}: a capacity selects spikes, but the {node.neuron} model does not spike"
+                )
             self.neurons[node.name] = neuron
         # Tracked as a list so Keras 2 and 3 both save the neurons' weights.
         self.neuron_list = [self.neurons[name] for name in self.graph.node_names]
@@ -303,7 +352,8 @@ class GraphSNNCell(keras.layers.Layer):
     def state_size(self) -> List[int]:
         sizes = []
         for node in self.graph.nodes:
-            sizes.extend(list(self.neurons[node.name].state_size) + [node.units])
+            previous = node.units if node.capacity is None else 2 * node.capacity + 2
+            sizes.extend(list(self.neurons[node.name].state_size) + [previous])
         return sizes
 
     @property
@@ -363,20 +413,32 @@ class GraphSNNCell(keras.layers.Layer):
             config["seed"] = int(config["seed"]) + index
         return type(init).from_config(config)
 
-    def graph_step(self, dtype, events: bool = False) -> GraphStep:
-        """The `GraphStep` of this cell for `dtype`, with or without event-driven products out
-        of the sparse nodes (shared with equal cells)."""
-        key = (tf.as_dtype(dtype).name, bool(events))
+    def graph_step(self, dtype, kernels: bool = False) -> GraphStep:
+        """The `GraphStep` of this cell for `dtype`, with the sparse nodes' selections and
+        products in the C++ kernels or in pure TensorFlow (shared with equal cells)."""
+        dtype = tf.as_dtype(dtype)
+        key = (dtype.name, bool(kernels))
         if key not in self._steps:
-            self._steps[key] = fused.shared_step(GraphStep(self, dtype, events))
+            exact = _EXACT_INTEGERS.get(dtype.name)
+            for node in self.graph.nodes:
+                if node.capacity is not None and exact is not None and node.units > exact:
+                    raise ValueError(
+                        f"node {node.name!r}: a sparse node of {node.units} units needs a dtype that holds its "
+                        f"neuron indices exactly (up to {exact} in {dtype.name}); use float32"
+                    )
+            self._steps[key] = fused.shared_step(GraphStep(self, dtype, kernels))
         return self._steps[key]
 
-    def uses_events(self, dtype, implementation: str = "auto") -> bool:
-        """Whether a call of `dtype` runs the sparse nodes' event-driven products: some node
-        has a capacity and the event kernels can run here (not under XLA, not float16, no
-        GPU, not ``implementation="compiled"``/``"reference"``)."""
-        sparse = any(node.capacity is not None for node in self.graph.nodes)
-        return sparse and event_refusal(dtype, implementation) is None
+    @property
+    def sparse_nodes(self) -> List[str]:
+        """Names of the nodes with a capacity, in node order."""
+        return [node.name for node in self.graph.nodes if node.capacity is not None]
+
+    def uses_kernels(self, dtype, implementation: str = "auto") -> bool:
+        """Whether a call of `dtype` runs the sparse nodes' selections and products in the C++
+        kernels: some node has a capacity and the kernels can run here (not under XLA, not
+        float16, no GPU, not ``implementation="compiled"``/``"reference"``)."""
+        return bool(self.sparse_nodes) and event_refusal(dtype, implementation) is None
 
     def external_current(self, inputs: tf.Tensor) -> tf.Tensor:
         """x W_in of every input node, concatenated: [..., features] -> [..., sum input units].
@@ -391,7 +453,7 @@ class GraphSNNCell(keras.layers.Layer):
         x = as_numeric_tensor(inputs, "inputs", self.compute_dtype)
         check_rank(x, 2, "inputs", "[batch, features]")
         check_features(x.shape, self.input_features, "inputs", what="the graph's input size")
-        step = self.graph_step(x.dtype, self.uses_events(x.dtype))
+        step = self.graph_step(x.dtype, self.uses_kernels(x.dtype))
         output, new_states = step(self.external_current(x), None, tf.nest.flatten(states), step.tensors(self, x.dtype))
         return output, new_states
 
@@ -437,6 +499,14 @@ class GraphSNN(StatefulLayer, keras.layers.Layer):
             the end of a call to the start of the next (needs a fixed batch size; see
             `dense_snns.stateful`).
 
+    Sparse nodes (a node with a `capacity` K) send their spikes selected into K slots and
+    receive gradient at those only (`GraphStep`); spikes beyond K are dropped and reported: the
+    metric ``<name>_dropped`` (spikes per sample and step, summed over the sparse nodes,
+    batch mean) and `last_dropped` (node name -> int32 [batch], spikes dropped in the call).
+    Their selections and products run in the C++ kernels, so the loop is then not
+    XLA-compiled (`cell.uses_kernels`); under XLA, in float16 or with ``"compiled"`` /
+    ``"reference"`` the same in pure TensorFlow.
+
     Weights: `cell.input_kernels`, `cell.edge_kernels` (graph edge order), `cell.biases`, and
     the neurons' own weights; the same as `keras.layers.RNN(layer.cell)`.
     """
@@ -467,6 +537,10 @@ class GraphSNN(StatefulLayer, keras.layers.Layer):
         self.implementation = implementation
         self.jit_compile = bool(jit_compile)
         self.supports_masking = True
+        self.last_dropped = None
+        self.metric_name = f"{self.name}_dropped"
+        if self.cell.sparse_nodes:
+            declare_layer_metric(self, self.metric_name)
 
     def build(self, input_shape):
         shape = check_sequence(f"GraphSNN {self.name!r}", input_shape, 3, "[batch, time, features]")
@@ -481,8 +555,8 @@ class GraphSNN(StatefulLayer, keras.layers.Layer):
         check_sequence(what, x.shape, 3, "[batch, time, features]", [self.cell.input_features], "the graph's input")
         x = check_steps(what, x)
         dtype = x.dtype
-        events = self.cell.uses_events(dtype, self.implementation)
-        step = self.cell.graph_step(dtype, events)
+        kernels = self.cell.uses_kernels(dtype, self.implementation)
+        step = self.cell.graph_step(dtype, kernels)
         currents = self.cell.external_current(x)  # [batch, time, ...], one matmul
         if self.stateful:
             states = self._carried_states(x.shape[0], dtype, x.shape)
@@ -500,13 +574,31 @@ class GraphSNN(StatefulLayer, keras.layers.Layer):
                 states,
                 tensors,
                 mask,
-                jit_compile=self.jit_compile and single_device and not events,  # C++ ops: no XLA
+                jit_compile=self.jit_compile and single_device and not kernels,  # C++ ops: no XLA
                 time_axis=1,
                 checkpoint_every=fused.AUTO,
             )
         if self.stateful:
             self._carry_states(final_states)
+        if self.cell.sparse_nodes:
+            self._report_dropped(states, final_states, tf.shape(x)[1])
         return outputs if self.return_sequences else outputs[:, -1]
+
+    def _report_dropped(self, states, final_states, steps):
+        """`last_dropped` and the metric from the running counts of dropped spikes in the
+        sparse nodes' packed selections (the last entry), before and after the call."""
+        previous = {}
+        position = 0
+        for node in self.graph.nodes:
+            position += len(self.cell.neurons[node.name].state_size)
+            previous[node.name] = position
+            position += 1
+        self.last_dropped = {
+            name: tf.cast(tf.round(final_states[previous[name]][:, -1] - states[previous[name]][:, -1]), tf.int32)
+            for name in self.cell.sparse_nodes
+        }
+        total = tf.add_n([tf.cast(d, tf.float32) for d in self.last_dropped.values()])
+        add_layer_metric(self, self.metric_name, tf.reduce_mean(total) / tf.cast(steps, tf.float32))
 
     def step(self, inputs_t, states):
         """One time step: (spikes of the output nodes [batch, outputs], new states) from the

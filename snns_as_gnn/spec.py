@@ -103,10 +103,11 @@ class NodeSpec:
     """One graph node: an SNN block of `units` neurons of model `neuron`.
 
     `neuron_config` holds the neuron model's keyword arguments (JSON-serialisable; NumPy
-    values are converted to plain Python). `capacity` (at most `units`) makes the node
-    sparse: `GraphSNN` sends its spikes along its edges as events into event-driven products
-    (`GraphStep`). Those take every spike, so the results equal the dense node's whatever the
-    value; it is the K of the static sparse format (`sparse_snns`) for such a node. A
+    values are converted to plain Python). `capacity` K (at most `units`) makes the node
+    sparse: each step `GraphSNN` selects its spikes into K slots (spikes beyond K are dropped
+    and counted), sends them along its edges into sparse products and back-propagates
+    through the selected neurons only (`GraphStep`); with K = `units` the node equals a dense
+    one. The K of the static sparse format (`sparse_snns`); the neuron must spike. A
     self-recurrent block is a self-loop edge, not a flag.
     """
 

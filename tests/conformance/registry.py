@@ -319,7 +319,7 @@ def graph_cases() -> List[Case]:
         return same_weights(reference, layer, inputs)
 
     def make_sparse_graph(dtype):
-        # every node sparse (a capacity as large as the node): events along every edge
+        # every node sparse, of a capacity as large as the node: every neuron selected (the dense results)
         return GraphSNN(graph([4, 3, 5]), kernel_initializer=init(11), bias_initializer=init(12, 0.0, 0.2), dtype=dtype)
 
     def dense_graph_reference(layer, inputs):
