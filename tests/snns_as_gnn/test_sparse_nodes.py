@@ -155,8 +155,9 @@ def test_the_cell_steps_like_the_layer(rng):
 
 
 def chain_and_blocks(capacity, dtype="float32"):
-    """A graph a -> b (a: 10 LIF units of `capacity`, b: 6 dense LIF units) and, with the same
-    weights, the sparse block and dense block it equals (a's spikes reach b one step late)."""
+    """A graph a -> b (a: 10 LIF units of `capacity`, b: 6 dense LIF units), and the sparse
+    block and dense block it equals once they hold its weights (a's spikes reach b one step
+    late)."""
     config = {"threshold": 0.4}
     graph = SNNGraph.from_adjacency(
         [[], [0]], units=[10, 6], inputs=[0], outputs=[1], neuron="lif", neuron_config=config, capacity=[capacity, None]
