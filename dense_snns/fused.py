@@ -499,11 +499,13 @@ def compiled_recurrence(
         check_checkpoint_every(checkpoint_every, allow_auto=True), currents.shape[time_axis]
     )
     batch = currents.shape[1 - time_axis]
-    if jit_compile and compat.TF_VERSION < (2, 9) and (checkpoint_every is not None or mask is not None or batch == 1):
+    old_xla_fails = checkpoint_every is not None or mask is not None or batch == 1
+    if jit_compile and compat.TF_VERSION < (2, 9) and (old_xla_fails or getattr(step, "crashes_old_xla", False)):
         # XLA of TensorFlow before 2.9 (2.6: Graphcore's base) crashes the process on the
-        # nested loops of a checkpointed backward pass, and refuses masked loops and the
-        # backward pass over a batch of 1 ("Dynamic degenerated dimension"): there such
-        # loops run unjitted.
+        # nested loops of a checkpointed backward pass and, now and then, on the backward
+        # loop of a step that declares `crashes_old_xla` (a graph's sparse nodes), and
+        # refuses masked loops and the backward pass over a batch of 1 ("Dynamic degenerated
+        # dimension"): there such loops run unjitted.
         jit_compile = False
     return _resolved_recurrence(step, currents, initial_states, tensors, mask, jit_compile, time_axis, checkpoint_every)
 

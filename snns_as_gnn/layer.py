@@ -27,7 +27,7 @@ from dense_snns.input_products import event_refusal
 from dense_snns.stateful import StatefulLayer
 from dense_snns.validation import as_numeric_tensor, check_features, check_mask, check_rank, check_sequence, check_steps
 
-from sparse_snns.blocks import pack_spikes, unpack_spikes
+from sparse_snns.blocks import check_packable, pack_spikes, unpack_spikes
 from sparse_snns.linear import linear_product
 from sparse_snns.rowops import scatter
 from sparse_snns.selection import select_spikes
@@ -35,11 +35,6 @@ from sparse_snns.selection import select_spikes
 from .spec import SNNGraph
 
 __all__ = ["IMPLEMENTATIONS", "GraphSNN", "GraphSNNCell", "GraphStep"]
-
-
-# The largest n up to which a half-precision dtype holds every integer (the packed neuron ids of
-# a sparse node's state; float32 holds them up to 2**24).
-_EXACT_INTEGERS = {"float16": 2**11, "bfloat16": 2**8}
 
 
 def _as_graph(graph) -> SNNGraph:
@@ -160,6 +155,9 @@ class GraphStep:
         ]
         self.spike_fns = [n.spike_func if k is not None else None for n, k in zip(neurons, self.capacities)]
         self.chosen = "kernel" if kernels else "compiled"
+        # XLA of TensorFlow 2.6 (seen on 2.6.3, not on 2.21) crashes now and then (a
+        # segmentation fault) in the backward loop of such a step: `fused` then runs it unjitted.
+        self.crashes_old_xla = any(k is not None for k in self.capacities)
         self.dtype = dtype
         self.units = [node.units for node in graph.nodes]
         self.sources = [[graph.index(s) for s in graph.sources(name)] for name in graph.node_names]
@@ -232,11 +230,12 @@ class GraphStep:
         return device_names.device_scope(self.devices[i])
 
     def _select(self, i, x, previous):
-        """Node i's packed selection [batch, 2K + 2] from its pre-spike value x [batch, units]
-        and its previous packed selection (for the running count of dropped spikes)."""
+        """(SparseSpikes [batch, K], packed [batch, 2K + 2]): node i's selection from its
+        pre-spike value x [batch, units], and packed with the running count of dropped spikes
+        (that of the previous packed selection plus this step's)."""
         selected, dropped = select_spikes(x, self.capacities[i], None, self.spike_fns[i], implementation=self.chosen)
         total = previous[..., -1:] + tf.stop_gradient(tf.cast(dropped, x.dtype))[..., None]
-        return tf.concat([pack_spikes(selected), total], axis=-1)
+        return selected, tf.concat([pack_spikes(selected), total], axis=-1)
 
     def __call__(self, current, mask_t, states, tensors):
         kernels = dict(zip(self.dense_edges, tensors))
@@ -286,10 +285,9 @@ class GraphStep:
                 if self.capacities[i] is None:
                     output = spikes = out
                 else:  # out: the pre-spike value (silent at masked steps: nothing selected)
-                    output = self._select(i, out, node_states[i][-1])
+                    selected, output = self._select(i, out, node_states[i][-1])
                     if i in self.output_nodes:
-                        unpacked = unpack_spikes(output[..., :-1], self.capacities[i])
-                        spikes = scatter(unpacked.ids, unpacked.count, unpacked.values, self.units[i], self.chosen)
+                        spikes = scatter(selected.ids, selected.count, selected.values, self.units[i], self.chosen)
                 if mask_t is not None:
                     keep = fused.broadcast_mask(mask_t, output)
                     output = tf.where(keep, output, node_states[i][-1])
@@ -419,13 +417,9 @@ class GraphSNNCell(keras.layers.Layer):
         dtype = tf.as_dtype(dtype)
         key = (dtype.name, bool(kernels))
         if key not in self._steps:
-            exact = _EXACT_INTEGERS.get(dtype.name)
             for node in self.graph.nodes:
-                if node.capacity is not None and exact is not None and node.units > exact:
-                    raise ValueError(
-                        f"node {node.name!r}: a sparse node of {node.units} units needs a dtype that holds its "
-                        f"neuron indices exactly (up to {exact} in {dtype.name}); use float32"
-                    )
+                if node.capacity is not None:  # its state holds its packed selection
+                    check_packable(node.units, dtype, f"node {node.name!r}")
             self._steps[key] = fused.shared_step(GraphStep(self, dtype, kernels))
         return self._steps[key]
 
@@ -490,11 +484,14 @@ class GraphSNN(StatefulLayer, keras.layers.Layer):
         return_sequences: spikes of the output nodes at every step [batch, time, outputs]
             (default) or at the last step only.
         implementation: ``"auto"`` / ``"compiled"`` (compiled loop, hand-written BPTT) or
-            ``"reference"`` (plain `tf.while_loop` with autodiff); there are no C++ kernels
-            for graphs, so ``"kernel"`` is an `ImplementationError`.
+            ``"reference"`` (plain `tf.while_loop` with autodiff); the graph's loop has no C++
+            kernel, so ``"kernel"`` is an `ImplementationError` (sparse nodes take the C++
+            kernels of their selections and products where they can, `cell.uses_kernels`).
         jit_compile: compile the fused loops with XLA when all nodes are on one device
             (fewer, fused ops per step; without it, independent nodes can run in parallel:
-            which is faster depends on the node sizes and the thread settings).
+            which is faster depends on the node sizes and the thread settings). Not with
+            sparse nodes on TensorFlow < 2.9, whose XLA crashes in their backward loop
+            (`GraphStep.crashes_old_xla`).
         stateful: carry the states of every node (as `GraphSNNCell`'s, in node order) from
             the end of a call to the start of the next (needs a fixed batch size; see
             `dense_snns.stateful`).
@@ -528,7 +525,7 @@ class GraphSNN(StatefulLayer, keras.layers.Layer):
         self.stateful = bool(stateful)
         self.state_variables = []
         implementation = implementation_choice.check(implementation)
-        implementation_choice.resolve(implementation, "there are no C++ kernels for graphs", f"GraphSNN {self.name!r}")
+        implementation_choice.resolve(implementation, "the graph's loop has no C++ kernel", f"GraphSNN {self.name!r}")
         self.cell = GraphSNNCell(
             graph, placement, use_bias, kernel_initializer, bias_initializer, dtype=self.dtype_policy, name="cell"
         )

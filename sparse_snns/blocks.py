@@ -352,6 +352,23 @@ class SparseToDense(keras.layers.Layer):
         return config
 
 
+# The largest integer up to which a dtype holds every integer: `pack_spikes` stores neuron
+# ids as floats of the compute dtype.
+_EXACT_INTEGERS = {"float16": 2**11, "bfloat16": 2**8, "float32": 2**24, "float64": 2**53}
+
+
+def check_packable(num_neurons: int, dtype, what: str) -> None:
+    """A ValueError naming `what` when packed spikes of `dtype` cannot hold the ids of
+    `num_neurons` neurons exactly (half precision: above 2048 or 256 neurons)."""
+    dtype = tf.as_dtype(dtype)
+    exact = _EXACT_INTEGERS.get(dtype.name)
+    if exact is not None and num_neurons > exact:
+        raise ValueError(
+            f"{what}: packed sparse spikes of {num_neurons} neurons need a dtype that holds their ids "
+            f"exactly (up to {exact} in {dtype.name}); use float32"
+        )
+
+
 def pack_spikes(spikes: SparseSpikes) -> tf.Tensor:
     """SparseSpikes [..., K] -> one float tensor [..., 2K + 1]: ids | values | count.
 
@@ -474,6 +491,9 @@ class SparseSNNBlock(keras.layers.Layer):
 
     def call(self, inputs, states, training=None):
         states = tf.nest.flatten(states)
+        what = f"{type(self).__name__} {self.name!r}"
+        check_packable(self.input_dim, self.compute_dtype, f"{what}: the input")
+        check_packable(self.units, self.compute_dtype, f"{what}: the output")
         packed = tf.cast(inputs, self.compute_dtype)
         current = self.synapse(unpack_spikes(packed, self.input_capacity))
         n_neuron = len(self.neuron.state_size)

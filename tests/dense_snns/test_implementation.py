@@ -79,7 +79,7 @@ def test_configs_saved_with_earlier_names_still_load(cls, kwargs, old, new):
 
 
 def test_graphs_have_no_kernel():
-    with pytest.raises(ds.ImplementationError, match="cannot run GraphSNN .* no C\\+\\+ kernels for graphs"):
+    with pytest.raises(ds.ImplementationError, match="cannot run GraphSNN .* the graph's loop has no C\\+\\+ kernel"):
         GraphSNN(chain([3]), implementation="kernel")
 
 

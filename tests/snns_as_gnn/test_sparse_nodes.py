@@ -18,6 +18,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from dense_snns import keras
+from dense_snns.compat import TF_VERSION
 from dense_snns.layers import SNNDense
 from helpers import assert_close_to_scale, assert_same_spikes_and_close_gradients, outputs_and_gradients, ramp_loss
 from snns_as_gnn import GraphSNN, GraphSNNCell, SNNGraph
@@ -128,7 +129,10 @@ def test_without_the_kernels_pure_tensorflow_runs_the_same(products, implementat
     assert products and {chosen for _, chosen in products} == {"compiled"}
 
 
-def test_under_xla_and_in_float16_pure_tensorflow_runs(products, rng):
+@pytest.mark.skipif(
+    TF_VERSION < (2, 9), reason="XLA of TensorFlow 2.6 crashes now and then on a step with sparse nodes"
+)
+def test_under_xla_pure_tensorflow_runs(products, rng):
     # 5 units: a graph no other test compiles (equal graphs share their compiled loops)
     graph = SNNGraph.from_adjacency(SEED_GRAPH, units=5, inputs=[0], outputs=[4], neuron="lif")
     sparse_layer, dense_layer = pair(graph, 5)
@@ -136,8 +140,14 @@ def test_under_xla_and_in_float16_pure_tensorflow_runs(products, rng):
     want = dense_layer(x).numpy()
     got = tf.function(sparse_layer, jit_compile=True)(x).numpy()
     np.testing.assert_array_equal(got, want)
-    assert {chosen for _, chosen in products} == {"compiled"} and not sparse_layer.cell.uses_kernels(tf.float16)
-    half = GraphSNN(same_graph(graph, 5), dtype="mixed_float16")
+    assert {chosen for _, chosen in products} == {"compiled"}
+
+
+def test_in_float16_pure_tensorflow_runs(rng):
+    graph = SNNGraph.from_adjacency(SEED_GRAPH, units=5, inputs=[0], outputs=[4], neuron="lif", capacity=5)
+    half = GraphSNN(graph, dtype="mixed_float16")
+    assert not half.cell.uses_kernels(tf.float16)
+    x = tf.constant((rng.random((2, 5, 3)) < 0.5).astype(np.float32))
     assert half(x).dtype == tf.float16
 
 
@@ -256,7 +266,9 @@ def test_sparse_node_errors_name_the_node():
         [[], [0]], units=[3000, 4], inputs=[0], outputs=[1], neuron="lif", capacity=[10, None]
     )
     layer = GraphSNN(graph, dtype="mixed_float16")
-    with pytest.raises(ValueError, match=r"node 'node0': a sparse node of 3000 units .*\(up to 2048 in float16\)"):
+    with pytest.raises(
+        ValueError, match=r"node 'node0': packed sparse spikes of 3000 neurons .*\(up to 2048 in float16\)"
+    ):
         layer(tf.zeros([1, 2, 3]))
 
 

@@ -7,7 +7,7 @@ import tensorflow as tf
 import dense_snns as ds
 from dense_snns import keras
 from sparse_snns import SparseSpikes, from_dense, to_dense
-from sparse_snns.blocks import SparseSNNBlock, pack_spikes, unpack_spikes
+from sparse_snns.blocks import SparseSNNBlock, check_packable, pack_spikes, unpack_spikes
 
 from helpers import config_round_trip
 
@@ -68,3 +68,18 @@ def test_pack_round_trip_and_config():
     assert cell.state_size == [4, 5] and cell.output_size == 5
     with pytest.raises(ValueError, match="input_capacity"):
         SparseSNNBlock(4, input_dim=5, capacity=2, input_capacity=0)
+
+
+def test_half_precision_refuses_ids_it_cannot_hold():
+    # packed spikes keep neuron ids as floats of the compute dtype: float16 holds them up to 2048
+    wide_input = SparseSNNBlock(4, input_dim=3000, capacity=2, input_capacity=3, dtype="mixed_float16")
+    rnn = keras.layers.RNN(wide_input)
+    with pytest.raises(ValueError, match=r"SparseSNNBlock .*: the input: packed sparse spikes of 3000 neurons .*2048"):
+        rnn(tf.zeros([1, 2, 7]))
+    wide_output = SparseSNNBlock(300, input_dim=5, capacity=2, input_capacity=3, dtype="mixed_bfloat16")
+    with pytest.raises(ValueError, match=r"the output: packed sparse spikes of 300 neurons .*256 in bfloat16"):
+        keras.layers.RNN(wide_output)(tf.zeros([1, 2, 7]))
+    check_packable(2048, tf.float16, "2048 neurons")  # the largest that float16 holds
+    with pytest.raises(ValueError, match="2049 neurons: packed sparse spikes of 2049 neurons"):
+        check_packable(2049, tf.float16, "2049 neurons")
+    check_packable(2049, tf.float32, "float32")
