@@ -21,7 +21,9 @@ break-even activity is where it crosses 1 (interpolated in log-log).
 
 Whole training step (``--mode step``): N_in -> N_h LIF -> 20 leaky readout units, batch 32,
 T = 100, input Bernoulli(activity), loss: cross-entropy of the readout's max over time;
-forward + gradients of all trainable weights in one `tf.function`:
+forward + gradients of all trainable weights in one `tf.function` (``--self-recurrent``:
+hidden layers with recurrent weights, orthogonal with gain `RECURRENT_GAIN`; the sparse one
+feeds back its selection through a sparse product):
 
   dense:  `dense_snns.SNNDense(N_h, LIF)` (fused) + `LeakyReadout(20)` on the dense raster;
   sparse: `SparseSNNDense` + `SparseLeakyReadout(20)` on input spikes converted by
@@ -44,6 +46,7 @@ are fixed when it initialises). The C++ op is built (once, cached) before timing
     PYTHONPATH=. python benchmarks/bench_sparse.py --quick      # small sizes (~1 min)
     PYTHONPATH=. python benchmarks/bench_sparse.py --sizes 4096x4096 --activities 1,5 --threads 1
     PYTHONPATH=. python benchmarks/bench_sparse.py --mode step --step-sizes 700x256 --step-activities 5
+    PYTHONPATH=. python benchmarks/bench_sparse.py --mode step --self-recurrent --threads 1
 """
 
 from __future__ import annotations
@@ -97,6 +100,8 @@ STEP_FULL = {"step_sizes": "700x256,1024x1024,4096x4096", "step_activities": "0.
 STEP_QUICK = {"step_sizes": "700x256,1024x1024", "step_activities": "1,5"}
 #: Readout units of the whole-step model.
 READOUT_UNITS = 20
+#: Gain of the orthogonal recurrent kernel of the ``--self-recurrent`` whole-step model.
+RECURRENT_GAIN = 0.3
 #: The activity at which the dense step is timed (its cost does not depend on it).
 DENSE_STEP_ACTIVITY = 0.05
 
@@ -214,6 +219,11 @@ def step_threshold(n_in: int, n_hidden: int, activity: float) -> float:
     return 0.5 * current_std(n_in, n_hidden, activity) / current_std(700, 256, 0.05)
 
 
+def index_of(weights, weight) -> int:
+    """The position of `weight` in the list `weights` (variables compare by identity)."""
+    return next(i for i, w in enumerate(weights) if w is weight)
+
+
 def child_step(args) -> None:
     tf = configure_threads(args.threads)
     import numpy as np
@@ -255,7 +265,9 @@ def child_step(args) -> None:
             hidden = ds.SNNDense(
                 n_hidden,
                 neuron=neuron,
+                self_recurrent=args.self_recurrent,
                 kernel_initializer=keras.initializers.GlorotUniform(seed=1),
+                recurrent_initializer=keras.initializers.Orthogonal(RECURRENT_GAIN, seed=3),
                 implementation="compiled",
             )
             readout = ds.LeakyReadout(READOUT_UNITS, kernel_initializer=keras.initializers.GlorotUniform(seed=2))
@@ -270,16 +282,24 @@ def child_step(args) -> None:
             if int(tf.reduce_sum(in_dropped)):  # the capacity is 4 sigma above the mean: rare
                 k_in = int(tf.reduce_max(inputs.count + in_dropped))
                 inputs = sparse_snns.from_dense(x, k_in)
-            s_hidden = sparse_snns.SparseSNNDense(n_hidden, input_dim=n_in, capacity=k_hidden, neuron=neuron)
+            s_hidden = sparse_snns.SparseSNNDense(
+                n_hidden, input_dim=n_in, capacity=k_hidden, neuron=neuron, self_recurrent=args.self_recurrent
+            )
             s_readout = sparse_snns.SparseLeakyReadout(READOUT_UNITS, input_dim=n_hidden)
             s_readout(s_hidden(list(inputs)))
-            s_hidden.set_weights(hidden.get_weights())  # kernel, bias (and the LIF's own weights, if any)
+            s_hidden.synapse.kernel.assign(hidden.cell.kernel)
+            s_hidden.synapse.bias.assign(hidden.cell.bias)
+            if args.self_recurrent:
+                s_hidden.recurrent_kernel.assign(hidden.cell.recurrent_kernel)
             s_readout.set_weights(readout.get_weights())
             sparse_fn = train_step([s_hidden, s_readout], s_hidden.trainable_weights + s_readout.trainable_weights)
             sparse_out = sparse_fn(*inputs)
             dense_fn = train_step([hidden, readout], hidden.trainable_weights + readout.trainable_weights)
             dense_out = dense_fn(x)
             s_hidden(list(inputs))  # eagerly: the dropped count of these inputs
+            # the input kernel's gradient (the weight lists are in each layer's own order)
+            sparse_kernel_grad = sparse_out[1 + index_of(s_hidden.trainable_weights, s_hidden.synapse.kernel)]
+            dense_kernel_grad = dense_out[1 + index_of(hidden.trainable_weights, hidden.cell.kernel)]
             info[tag] = {
                 "threshold": threshold,
                 "hidden_rate": rate,
@@ -289,7 +309,9 @@ def child_step(args) -> None:
                 "dropped": int(tf.reduce_sum(s_hidden.last_dropped)),
                 "loss_dense": float(dense_out[0]),
                 "loss_sparse": float(sparse_out[0]),
-                "kernel_grad_rel_diff": float(tf.norm(sparse_out[1] - dense_out[1]) / (tf.norm(dense_out[1]) + 1e-30)),
+                "kernel_grad_rel_diff": float(
+                    tf.norm(sparse_kernel_grad - dense_kernel_grad) / (tf.norm(dense_kernel_grad) + 1e-30)
+                ),
             }
             if activity in activities:
                 entries.append((f"sparse@{tag}", lambda f=sparse_fn, i=inputs: f(*i), (), None))
@@ -303,6 +325,7 @@ def child_step(args) -> None:
         emit(
             {
                 "kind": "step",
+                "self_recurrent": args.self_recurrent,
                 "threads": args.threads,
                 "n_in": n_in,
                 "n_hidden": n_hidden,
@@ -463,8 +486,9 @@ def step_report(results: List[Dict[str, Any]]) -> Dict[str, Any]:
                     min(r["n"].values()),
                 ]
             )
+        recurrent = ", self-recurrent hidden layers" if results[0].get("self_recurrent") else ""
         print(
-            f"\n## whole training step, {threads} thread{'s' if threads > 1 else ''} (ms, medians; batch "
+            f"\n## whole training step{recurrent}, {threads} thread{'s' if threads > 1 else ''} (ms, medians; batch "
             f"{results[0]['batch']}, T = {results[0]['time']})\n"
         )
         print(
@@ -521,6 +545,11 @@ def main() -> None:
     )
     parser.add_argument("--step-sizes", default=None, help="whole-step sizes N_in x N_hidden, e.g. 700x256")
     parser.add_argument("--step-activities", default=None, help="whole-step input activities in percent")
+    parser.add_argument(
+        "--self-recurrent",
+        action="store_true",
+        help="whole step: self-recurrent hidden layers (orthogonal recurrent kernel, gain %g)" % RECURRENT_GAIN,
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="write all results to this file")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -593,7 +622,8 @@ def main() -> None:
                 str(args.budget),
                 "--seed",
                 str(args.seed),
-            ] + (["--no-tf"] if args.no_tf else [])
+            ]
+            cmd += (["--no-tf"] if args.no_tf else []) + (["--self-recurrent"] if args.self_recurrent else [])
             results += run_child(cmd, f"{mode}, {threads} thread{'s' if threads > 1 else ''}")
     good = [r for r in results if "median" in r and r.get("kind") != "step"]
     summary = report(good, parse_activities(args.activities)) if good else {}

@@ -5,13 +5,16 @@
 are selected into K = `capacity` slots (spikes first, then gradient-only entries near
 threshold). For LIF and CuBa-LIF the neuron recurrence runs in the C++ kernels with the
 selection inside each step (`dense_snns.ops.lif.select_recurrence`); otherwise in the
-compiled loop of `dense_snns.fused` (hand-written BPTT), followed by `select_spikes`. The
-backward pass reaches only the selected neurons: sparse BPTT.
+compiled loop of `dense_snns.fused` (hand-written BPTT), followed by `select_spikes`. A
+self-recurrent layer selects inside its loop (`SelectionStep`) and feeds its selection back
+through a sparse product, O(K) per row. The backward pass reaches only the selected neurons:
+sparse BPTT.
 """
 
 from __future__ import annotations
 
 import warnings
+from typing import Tuple
 
 import tensorflow as tf
 
@@ -42,6 +45,76 @@ class SparseBlockStep(fused.BlockStep):
         super().__init__(model, params, has_recurrent_kernel, has_bias, output="pre_spike")
 
 
+class SelectionStep:
+    """One step of a sparse block that selects its spikes inside the loop, for
+    `dense_snns.fused.compiled_recurrence`: the previous step's selection through the
+    recurrent kernel (`linear_product`, O(K) per row forward and backward; if any), the
+    neuron's pre-spike value (`dense_snns.fused.BlockStep`), then `select_spikes` into K slots.
+
+    States: the neuron's states [batch, units] each, then (with a recurrent kernel) the
+    previous selection packed (`pack_spikes`) [batch, 2K + 1], kept over masked steps.
+    Output: the selection packed, then the spikes of the step that did not fit,
+    [batch, 2K + 2] (`unpack_output`). Tensors (`tensors`): those of the `BlockStep`
+    (neuron parameters, then the bias if any), then the recurrent kernel [units, units].
+
+    `implementation` (``"kernel"`` or ``"compiled"``) runs the selection and the product in
+    the C++ ops or in pure TensorFlow (inside XLA). Equal by static content (`key`).
+    """
+
+    def __init__(
+        self,
+        model,
+        params,
+        capacity: int,
+        second_threshold,
+        has_recurrent_kernel: bool,
+        has_bias: bool,
+        implementation: str,
+    ):
+        self.block = fused.BlockStep(model, params, False, has_bias, output="pre_spike")
+        self.capacity = capacity
+        self.second_threshold = second_threshold
+        self.has_recurrent_kernel = bool(has_recurrent_kernel)
+        self.implementation = implementation
+        self.spike_fn = params.spike_fn  # static: part of the block step's key
+        # XLA of TensorFlow 2.6 crashes now and then in the backward loop of a step that
+        # selects (as a graph's sparse nodes): `fused` then runs it unjitted.
+        self.crashes_old_xla = True
+        self.key = ("selection", self.block.key, capacity, second_threshold, self.has_recurrent_kernel, implementation)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, SelectionStep) and self.key == other.key
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def tensors(self, params, bias=None, recurrent_kernel=None) -> list:
+        return self.block.split(params, None, bias) + ([recurrent_kernel] if self.has_recurrent_kernel else [])
+
+    def __call__(self, current, mask_t, states, tensors):
+        neuron_states = list(states)
+        if self.has_recurrent_kernel:
+            previous = neuron_states.pop()
+            recurrent = linear_product(unpack_spikes(previous, self.capacity), tensors[-1], None, self.implementation)
+            current = current + recurrent
+            tensors = tensors[:-1]
+        x, new_states = self.block(current, mask_t, neuron_states, tensors)  # silent at masked steps
+        selected, dropped = select_spikes(
+            x, self.capacity, self.second_threshold, self.spike_fn, implementation=self.implementation
+        )
+        packed = pack_spikes(selected)
+        if self.has_recurrent_kernel:
+            kept = packed if mask_t is None else tf.where(fused.broadcast_mask(mask_t, packed), packed, previous)
+            new_states = list(new_states) + [kept]
+        dropped = tf.stop_gradient(tf.cast(dropped, packed.dtype))[..., None]
+        return tf.concat([packed, dropped], axis=-1), list(new_states)
+
+    def unpack_output(self, outputs) -> Tuple[SparseSpikes, tf.Tensor]:
+        """(SparseSpikes [..., K], dropped int32 [...]) from outputs [..., 2K + 2]."""
+        packed, dropped = tf.split(outputs, [2 * self.capacity + 1, 1], axis=-1)
+        return unpack_spikes(packed, self.capacity), tf.cast(tf.round(dropped[..., 0]), tf.int32)
+
+
 @register(package="sparse_snns")
 class SparseSNNDense(StatefulLayer, keras.layers.Layer):
     """Fused sparse SNN layer: SparseLinear synapses, a neuron model, sparse spikes out.
@@ -55,8 +128,10 @@ class SparseSNNDense(StatefulLayer, keras.layers.Layer):
             K >= N the gradient is exactly the dense one) or a number <= 0 in
             membrane-minus-threshold units restricting the gradient-only entries.
         neuron: neuron model (name, neuron cell or config), default ``"cuba_lif"``.
-        self_recurrent: recurrent weights from the previous step's spikes (a dense product
-            inside the loop).
+        self_recurrent: recurrent weights [units, units] from the previous step's selected
+            spikes (a sparse product inside the loop, O(K) per row; its gradient reaches the
+            selected neurons only, as the output's: with K >= units exactly the dense
+            block's). The loop then selects each step's spikes inside it.
         strict: raise when spikes do not fit K (eager: ValueError; graph: assertion; compiled
             out under XLA).
         use_bias, kernel_initializer, recurrent_initializer, bias_initializer: as `SNNDense`.
@@ -65,12 +140,15 @@ class SparseSNNDense(StatefulLayer, keras.layers.Layer):
             TensorFlow: no custom op is built, used or needed by a saved model). With the C++
             ops, a LIF or CuBa-LIF neuron (a `Surrogate` spike function, a reset of the kernel
             table) without mask or self-recurrence runs in the C++ kernels with the selection
-            fused into each step; other neurons run the compiled loop, or with
+            fused into each step; a self-recurrent layer's loop selects and feeds back with
+            the C++ ops, without XLA; other neurons run the compiled loop, or with
             ``"reference"`` the plain loop.
-        jit_compile: compile the neuron loop with XLA, where it runs as a loop. Default True.
-        stateful: carry the neuron states (and the previous spikes of a self-recurrent layer),
-            [batch, units] each, from the end of a call to the start of the next (needs a fixed
-            batch size; see `dense_snns.stateful`).
+        jit_compile: compile the neuron loop with XLA, where it runs as a loop of pure
+            TensorFlow. Default True.
+        stateful: carry the neuron states, [batch, units] each (and the previous selection of
+            a self-recurrent layer, packed: [batch, 2K + 1], see `pack_spikes`), from the end
+            of a call to the start of the next (needs a fixed batch size; see
+            `dense_snns.stateful`).
 
     Input: sparse spikes ``[ids [B, T, K_in], values [B, T, K_in], count [B, T]]`` (a list or
     a `SparseSpikes`) or a dense raster [B, T, input_dim] (converted exactly). Output:
@@ -141,13 +219,21 @@ class SparseSNNDense(StatefulLayer, keras.layers.Layer):
             )
         if not self.neuron.built:
             self.neuron.build((None, self.units))
-        self._build_states(batch_of(input_shape), [(self.units,)] * self.num_states)
+        self._build_states(batch_of(input_shape), self.state_shapes)
         self.built = True
 
     @property
     def num_states(self) -> int:
-        """The neuron's states, then the previous spikes if self-recurrent."""
-        return len(self.neuron.state_size) + (1 if self.self_recurrent else 0)
+        """The neuron's states, then the previous selection if self-recurrent."""
+        return len(self.state_shapes)
+
+    @property
+    def state_shapes(self):
+        """Shapes (without batch) of the states: the neuron's [units] each, then (if
+        self-recurrent) the previous step's selection packed (`pack_spikes`), [2K + 1]."""
+        return [(self.units,)] * len(self.neuron.state_size) + (
+            [(2 * self.capacity + 1,)] if self.self_recurrent else []
+        )
 
     def _checked_input(self, inputs):
         """The input as checked sparse spikes [B, T, K_in] (a dense raster is converted, exactly),
@@ -186,31 +272,43 @@ class SparseSNNDense(StatefulLayer, keras.layers.Layer):
         # The kernels and the XLA loop read and write batch-major [B, T, N] sequences: no
         # transposes. Without XLA the loop is time-major, and transposing the small
         # [B, T, K] spikes (in and out) is cheaper than transposing the [B, T, N] currents.
-        time_axis = 1 if self.jit_compile or fused_selection else 0
+        # A self-recurrent layer selects inside its loop: with the C++ ops (faster on CPU than
+        # XLA's scatters of the pure-TF selection), which do not run inside XLA.
+        jit = self.jit_compile and not (self.self_recurrent and chosen == "kernel")
+        time_axis = 1 if jit or fused_selection else 0
         if time_axis == 0:
             spikes = swap_batch_time(spikes)
         currents = linear_product(spikes, kernel, None, chosen)  # all steps at once; the loop adds the bias
         dtype = currents.dtype
-        recurrent_kernel = tf.cast(self.recurrent_kernel, dtype) if self.self_recurrent else None
+        recurrent_kernel = None
+        if self.self_recurrent:
+            check_packable(self.units, dtype, self._what)  # its selection is fed back packed
+            recurrent_kernel = tf.cast(self.recurrent_kernel, dtype)
         bias = None if self.synapse.bias is None else tf.cast(self.synapse.bias, dtype)
         if self.stateful:
             states = carried
         else:
-            states = [tf.zeros_like(currents[0] if time_axis == 0 else currents[:, 0])] * self.num_states
+            zeros = tf.zeros_like(currents[0] if time_axis == 0 else currents[:, 0])
+            states = [zeros] * len(self.neuron.state_size)
+            if self.self_recurrent:
+                states.append(tf.zeros([tf.shape(zeros)[0], 2 * self.capacity + 1], dtype))
+        if mask is not None and time_axis == 0:
+            mask = tf.transpose(mask)
         if fused_selection:  # the neuron loop in the C++ kernels, each step's spikes selected inside it
             selected, final_states = self._kernel_recurrence(currents, states, params, bias)
+        elif self.self_recurrent:  # selection inside the loop: the selection is fed back
+            selected, final_states = self._selection_recurrence(
+                currents, states, params, bias, recurrent_kernel, mask, time_axis, chosen, jit
+            )
         else:
-            if mask is not None and time_axis == 0:
-                mask = tf.transpose(mask)
             # x: the neuron's pre-spike value (membrane minus threshold), laid out as the currents
             x, final_states = fused.fused_recurrence(
                 self.neuron.model,
                 currents,
                 states,
                 params,
-                recurrent_kernel,
                 mask=mask,
-                jit_compile=self.jit_compile,
+                jit_compile=jit,
                 time_axis=time_axis,
                 bias=bias,
                 checkpoint_every=fused.AUTO,
@@ -245,6 +343,32 @@ class SparseSNNDense(StatefulLayer, keras.layers.Layer):
         stand_in = tf.zeros([0, 0, self.units], dtype)
         return lif_ops.refusal(self.neuron.model, params, stand_in, 1, False, False) is None
 
+    def _selection_step(self, params, has_bias: bool, implementation: str) -> SelectionStep:
+        step = SelectionStep(
+            self.neuron.model,
+            params,
+            self.capacity,
+            self.second_threshold,
+            self.self_recurrent,
+            has_bias,
+            implementation,
+        )
+        return fused.shared_step(step)
+
+    def _selection_recurrence(self, currents, states, params, bias, recurrent_kernel, mask, time_axis, chosen, jit):
+        """((SparseSpikes, dropped), final states) from the loop that selects each step's
+        spikes inside it (`SelectionStep`): a self-recurrent layer feeds back its selection.
+        `chosen`: the C++ ops (`jit` is then False) or pure TensorFlow."""
+        step = self._selection_step(params, bias is not None, chosen)
+        tensors = step.tensors(params, bias, recurrent_kernel)
+        if self.synapse.implementation == "reference":
+            outputs, final_states = fused.reference_recurrence(step, currents, states, tensors, mask, time_axis)
+        else:
+            outputs, final_states = fused.compiled_recurrence(
+                step, currents, states, tensors, mask, jit, time_axis, checkpoint_every=fused.AUTO
+            )
+        return step.unpack_output(outputs), final_states
+
     def _kernel_recurrence(self, currents, states, params, bias):
         """((SparseSpikes [B, T, K], dropped [B, T]), final states) from the kernels'
         selecting recurrence (`dense_snns.ops.lif.select_recurrence`)."""
@@ -270,11 +394,11 @@ class SparseSNNDense(StatefulLayer, keras.layers.Layer):
                 current = tf.nn.bias_add(current, tf.cast(self.synapse.bias, dense.dtype))
             chosen = resolve(self.synapse.implementation, current.dtype, self._what)
         dtype = current.dtype
+        params = self.neuron.params(dtype)
+        step = self._selection_step(params, False, chosen)
         kernel = tf.cast(self.recurrent_kernel, dtype) if self.self_recurrent else None
-        _, new_states, x = self.neuron.model.block_update(current, list(states), self.neuron.params(dtype), kernel)
-        selected, _ = select_spikes(
-            x, self.capacity, self.second_threshold, self.neuron.spike_func, implementation=chosen
-        )
+        output, new_states = step(current, None, list(states), step.tensors(params, None, kernel))
+        selected, _ = step.unpack_output(output)
         return [selected.ids, selected.values, selected.count], new_states
 
     def compute_mask(self, inputs, mask=None):
@@ -387,9 +511,10 @@ def unpack_spikes(packed: tf.Tensor, capacity: int) -> SparseSpikes:
         raise ValueError(
             f"packed sparse spikes must have 2 * capacity + 1 = {2 * capacity + 1} features, got shape {packed.shape}"
         )
-    ids = tf.cast(tf.round(packed[..., :capacity]), tf.int32)
-    values = packed[..., capacity : 2 * capacity]
-    count = tf.cast(tf.round(packed[..., 2 * capacity]), tf.int32)
+    # A split, not slices: its gradient is one concat (a slice's, on CPU, a slow pad each).
+    ids, values, count = tf.split(packed, [capacity, capacity, 1], axis=-1)
+    ids = tf.cast(tf.round(ids), tf.int32)
+    count = tf.cast(tf.round(count[..., 0]), tf.int32)
     return SparseSpikes(ids, values, count)
 
 
