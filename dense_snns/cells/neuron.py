@@ -36,14 +36,14 @@ def zero_states(cell, inputs=None, batch_size=None, dtype=None) -> List[tf.Tenso
     """Zero initial states of `cell`, one [batch, size] tensor per entry of its state_size.
 
     Takes both Keras signatures (Keras 2 passes inputs/batch_size/dtype, Keras 3 only
-    batch_size). States are always floating: Keras 2 passes the dtype of integer or bool
-    spike inputs, which is replaced by the cell's compute dtype.
+    batch_size). States are in the cell's compute dtype, what its step computes in: Keras 2
+    passes the dtype of the RNN's inputs (integer or bool spikes; float32 for a cell of a
+    mixed-precision policy inside an RNN of the default one), which is not used.
     """
+    del dtype  # see the docstring
     if batch_size is None:
         batch_size = tf.shape(inputs)[0]
-    if dtype is None or not tf.as_dtype(dtype).is_floating:
-        dtype = cell.compute_dtype
-    return [tf.zeros([batch_size, size], dtype=dtype) for size in cell.state_size]
+    return [tf.zeros([batch_size, size], dtype=cell.compute_dtype) for size in cell.state_size]
 
 
 def _constructor_parameters(model: NeuronModel) -> List[inspect.Parameter]:

@@ -147,8 +147,39 @@ def test_get_initial_state_on_both_signatures():
     block = ds.SNNBlock(3, neuron="cuba_lif", self_recurrent=True)
     states = block.get_initial_state(batch_size=2)
     assert len(states) == 3 and all(s.shape == (2, 3) for s in states)
+    # Keras 2 passes the dtype of the RNN's inputs; the states are in the cell's compute dtype,
+    # which its step adds them to (float64 states beside float32 currents would fail there)
     states = block.get_initial_state(inputs=tf.zeros([4, 5]), batch_size=None, dtype=tf.float64)
-    assert all(s.shape == (4, 3) and s.dtype == tf.float64 for s in states)
+    assert all(s.shape == (4, 3) and s.dtype == tf.float32 for s in states)
+    wide = ds.SNNBlock(3, neuron="cuba_lif", dtype="float64")
+    assert all(s.dtype == tf.float64 for s in wide.get_initial_state(inputs=tf.zeros([4, 5]), dtype=tf.float32))
+
+
+@pytest.mark.parametrize("kind", ["neuron", "block", "sparse_block"])
+def test_mixed_precision_cell_inside_an_rnn_of_the_default_policy(rng, kind):
+    """The RNN passes float32 inputs (and, on Keras 2, asks for float32 states): the cell
+    computes in float16 all the same and trains."""
+    import sparse_snns as sp
+
+    x = tf.constant((rng.random((2, 6, 5)) < 0.5).astype(np.float32))
+    if kind == "neuron":
+        cell, inputs = ds.LIF(5, threshold=0.3, dtype="mixed_float16"), x
+    elif kind == "block":
+        cell, inputs = ds.SNNBlock(4, neuron="lif", self_recurrent=True, dtype="mixed_float16"), x
+    else:
+        cell = sp.SparseSNNBlock(
+            4, input_dim=5, capacity=2, input_capacity=5, self_recurrent=True, dtype="mixed_float16"
+        )
+        inputs = sp.pack_spikes(sp.from_dense(x, 5))
+    rnn = keras.layers.RNN(cell, return_sequences=True)
+    assert all(s.dtype == tf.float16 for s in cell.get_initial_state(inputs=x[:, 0], batch_size=2, dtype=tf.float32))
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        outputs = rnn(inputs)
+        loss = tf.reduce_sum(tf.cast(outputs, tf.float32))
+    assert outputs.shape[:2] == (2, 6) and np.all(np.isfinite(outputs.numpy()))
+    grads = tape.gradient(loss, rnn.trainable_weights + [inputs])
+    assert all(g is not None and np.all(np.isfinite(tf.convert_to_tensor(g).numpy())) for g in grads)
 
 
 # --- errors -----------------------------------------------------------------------------
