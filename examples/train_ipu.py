@@ -55,6 +55,8 @@ def stage_plan(model, stages):
 def fixed_batches(dataset, steps_per_execution):
     """The batches of `dataset` (fixed shape), as many as a multiple of `steps_per_execution`."""
     batches = int(dataset.cardinality())
+    if batches < 0:  # tf.data.UNKNOWN_CARDINALITY or INFINITE_CARDINALITY
+        raise SystemExit("the dataset's number of batches must be known and finite (e.g. no filter, no repeat())")
     usable = batches - batches % steps_per_execution
     if usable < steps_per_execution:
         raise SystemExit(

@@ -29,6 +29,7 @@ from typing import NamedTuple, Optional, Tuple
 import tensorflow as tf
 
 from .. import surrogates
+from ..validation import check_positive_int
 from ._build import OpLibrary, in_xla_context
 
 __all__ = [
@@ -197,6 +198,7 @@ def select_recurrence(model, currents: tf.Tensor, initial_states, params, bias, 
     kernel, which recomputes the membranes); gradients flow to currents, initial states and
     the parameters, as with `run`.
     """
+    capacity = check_positive_int(capacity, "capacity")
     library, dtype, channels, beta, bias = _prepare(currents, params.beta, bias)
     if currents.shape.rank != 3:
         raise ValueError(f"a selecting recurrence needs currents [batch, time, units], got shape {currents.shape}")

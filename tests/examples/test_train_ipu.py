@@ -36,3 +36,17 @@ def test_asking_for_ipus_without_the_sdk_says_what_is_missing(tmp_path, flag):
     example = helpers.load_example("train_ipu")
     with pytest.raises(SystemExit, match="Poplar SDK"):
         example.main(["--quick", flag, "--out", str(tmp_path)])
+
+
+def test_batches_must_be_a_known_multiple_of_steps_per_execution():
+    import tensorflow as tf
+
+    example = helpers.load_example("train_ipu")
+    batches = tf.data.Dataset.range(10)
+    assert int(example.fixed_batches(batches, 4).cardinality()) == 8
+    with pytest.raises(SystemExit, match="fewer than steps_per_execution=4"):
+        example.fixed_batches(batches.take(3), 4)
+    with pytest.raises(SystemExit, match="must be known and finite"):
+        example.fixed_batches(batches.filter(lambda b: b > 2), 4)
+    with pytest.raises(SystemExit, match="must be known and finite"):
+        example.fixed_batches(batches.repeat(), 4)

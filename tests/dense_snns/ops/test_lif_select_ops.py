@@ -175,3 +175,5 @@ def test_raw_op_checks_its_arguments():
         model = neurons.get("lif")
         params = model.params_from({}, spike_fn=surrogates.get("superspike"))
         lif_ops.select_recurrence(model, tf.zeros([2, 5, 2, 2]), [tf.zeros([2, 2, 2])], params, None, 2)
+    with pytest.raises(ValueError, match="capacity must be a positive integer, got capacity=0"):
+        lif_ops.select_recurrence(model, c, [v0], params, None, 0)
