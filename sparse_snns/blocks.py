@@ -344,6 +344,7 @@ class SparseSNNDense(StatefulLayer, keras.layers.Layer):
         return lif_ops.refusal(self.neuron.model, params, stand_in, 1, False, False) is None
 
     def _selection_step(self, params, has_bias: bool, implementation: str) -> SelectionStep:
+        """The layer's `SelectionStep` (an equal one with compiled loops, if any: `fused.shared_step`)."""
         step = SelectionStep(
             self.neuron.model,
             params,
@@ -396,7 +397,10 @@ class SparseSNNDense(StatefulLayer, keras.layers.Layer):
         dtype = current.dtype
         params = self.neuron.params(dtype)
         step = self._selection_step(params, False, chosen)
-        kernel = tf.cast(self.recurrent_kernel, dtype) if self.self_recurrent else None
+        kernel = None
+        if self.self_recurrent:
+            check_packable(self.units, dtype, self._what)
+            kernel = tf.cast(self.recurrent_kernel, dtype)
         output, new_states = step(current, None, list(states), step.tensors(params, None, kernel))
         selected, _ = step.unpack_output(output)
         return [selected.ids, selected.values, selected.count], new_states

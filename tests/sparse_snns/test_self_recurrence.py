@@ -8,8 +8,7 @@ import tensorflow as tf
 import dense_snns as ds
 from dense_snns import keras
 from dense_snns.ops import lif as lif_ops
-from sparse_snns import SparseSpikes, from_dense, to_dense
-from sparse_snns import blocks
+from sparse_snns import SparseSpikes, blocks, from_dense, to_dense
 from sparse_snns.blocks import SparseSNNBlock, SparseSNNDense, pack_spikes, unpack_spikes
 
 B, T, F, N, K = 3, 12, 9, 7, 3
@@ -34,6 +33,8 @@ def layers(second_threshold=None, capacity=K, threshold=0.3, **kwargs):
     rnn = keras.layers.RNN(cell, return_sequences=True)
     fused_layer.build()
     rnn.build((None, None, 2 * F + 1))
+    cell.synapse.kernel.assign(fused_layer.synapse.kernel)
+    cell.synapse.bias.assign(fused_layer.synapse.bias)
     cell.recurrent.kernel.assign(fused_layer.recurrent_kernel)
     return fused_layer, rnn
 
