@@ -503,7 +503,7 @@ def compiled_recurrence(
     if jit_compile and compat.TF_VERSION < (2, 9) and (old_xla_fails or getattr(step, "crashes_old_xla", False)):
         # XLA of TensorFlow before 2.9 (2.6: Graphcore's base) crashes the process on the
         # nested loops of a checkpointed backward pass and, now and then, on the backward
-        # loop of a step that declares `crashes_old_xla` (a graph's sparse nodes), and
+        # loop of a step that declares `crashes_old_xla` (steps that select spikes), and
         # refuses masked loops and the backward pass over a batch of 1 ("Dynamic degenerated
         # dimension"): there such loops run unjitted.
         jit_compile = False
@@ -583,7 +583,7 @@ class BlockStep:
     instead of taking passes of their own over [batch, time, units].
 
     `output`: ``"spikes"`` (the block's output) or ``"pre_spike"`` (the model's pre-spike
-    value, from which sparse blocks select their spikes after the loop;
+    value, from which sparse blocks select their spikes, after the loop or inside it;
     `SILENT_PRE_SPIKE` at masked steps).
 
     Equal by its static content (model, the non-tensor parameter values and their layout,

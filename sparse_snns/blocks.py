@@ -54,8 +54,9 @@ class SelectionStep:
     States: the neuron's states [batch, units] each, then (with a recurrent kernel) the
     previous selection packed (`pack_spikes`) [batch, 2K + 1], kept over masked steps.
     Output: the selection packed, then the spikes of the step that did not fit,
-    [batch, 2K + 2] (`unpack_output`). Tensors (`tensors`): those of the `BlockStep`
-    (neuron parameters, then the bias if any), then the recurrent kernel [units, units].
+    [batch, 2K + 2] (`unpack_output`). Tensors (`tensors`): the neuron parameters of the
+    `BlockStep`, the bias (if any; added before the recurrent current, as the cell
+    `SparseSNNBlock` adds it), then the recurrent kernel [units, units].
 
     `implementation` (``"kernel"`` or ``"compiled"``) runs the selection and the product in
     the C++ ops or in pure TensorFlow (inside XLA). Equal by static content (`key`).
@@ -71,7 +72,8 @@ class SelectionStep:
         has_bias: bool,
         implementation: str,
     ):
-        self.block = fused.BlockStep(model, params, False, has_bias, output="pre_spike")
+        self.block = fused.BlockStep(model, params, False, False, output="pre_spike")
+        self.has_bias = bool(has_bias)
         self.capacity = capacity
         self.second_threshold = second_threshold
         self.has_recurrent_kernel = bool(has_recurrent_kernel)
@@ -80,7 +82,15 @@ class SelectionStep:
         # XLA of TensorFlow 2.6 crashes now and then in the backward loop of a step that
         # selects (as a graph's sparse nodes): `fused` then runs it unjitted.
         self.crashes_old_xla = True
-        self.key = ("selection", self.block.key, capacity, second_threshold, self.has_recurrent_kernel, implementation)
+        self.key = (
+            "selection",
+            self.block.key,
+            self.has_bias,
+            capacity,
+            second_threshold,
+            self.has_recurrent_kernel,
+            implementation,
+        )
 
     def __eq__(self, other) -> bool:
         return isinstance(other, SelectionStep) and self.key == other.key
@@ -89,15 +99,22 @@ class SelectionStep:
         return hash(self.key)
 
     def tensors(self, params, bias=None, recurrent_kernel=None) -> list:
-        return self.block.split(params, None, bias) + ([recurrent_kernel] if self.has_recurrent_kernel else [])
+        return (
+            self.block.split(params, None)
+            + ([bias] if self.has_bias else [])
+            + ([recurrent_kernel] if self.has_recurrent_kernel else [])
+        )
 
     def __call__(self, current, mask_t, states, tensors):
-        neuron_states = list(states)
+        neuron_states, tensors = list(states), list(tensors)
+        recurrent_kernel = tensors.pop() if self.has_recurrent_kernel else None
+        if self.has_bias:
+            current = current + tensors.pop()
         if self.has_recurrent_kernel:
             previous = neuron_states.pop()
-            recurrent = linear_product(unpack_spikes(previous, self.capacity), tensors[-1], None, self.implementation)
-            current = current + recurrent
-            tensors = tensors[:-1]
+            current = current + linear_product(
+                unpack_spikes(previous, self.capacity), recurrent_kernel, None, self.implementation
+            )
         x, new_states = self.block(current, mask_t, neuron_states, tensors)  # silent at masked steps
         selected, dropped = select_spikes(
             x, self.capacity, self.second_threshold, self.spike_fn, implementation=self.implementation
@@ -130,8 +147,10 @@ class SparseSNNDense(StatefulLayer, keras.layers.Layer):
         neuron: neuron model (name, neuron cell or config), default ``"cuba_lif"``.
         self_recurrent: recurrent weights [units, units] from the previous step's selected
             spikes (a sparse product inside the loop, O(K) per row; its gradient reaches the
-            selected neurons only, as the output's: with K >= units exactly the dense
-            block's). The loop then selects each step's spikes inside it.
+            selected neurons only, as the output's: with K >= units and no second threshold
+            exactly the dense block's). The loop then selects each step's spikes inside it
+            and carries the selection packed (ids as floats of the compute dtype: in float16
+            at most 2048 units, in bfloat16 256; larger layers are refused there).
         strict: raise when spikes do not fit K (eager: ValueError; graph: assertion; compiled
             out under XLA).
         use_bias, kernel_initializer, recurrent_initializer, bias_initializer: as `SNNDense`.
@@ -144,7 +163,8 @@ class SparseSNNDense(StatefulLayer, keras.layers.Layer):
             the C++ ops, without XLA; other neurons run the compiled loop, or with
             ``"reference"`` the plain loop.
         jit_compile: compile the neuron loop with XLA, where it runs as a loop of pure
-            TensorFlow. Default True.
+            TensorFlow (not the loop of a self-recurrent layer that runs the C++ ops).
+            Default True.
         stateful: carry the neuron states, [batch, units] each (and the previous selection of
             a self-recurrent layer, packed: [batch, 2K + 1], see `pack_spikes`), from the end
             of a call to the start of the next (needs a fixed batch size; see
@@ -273,8 +293,12 @@ class SparseSNNDense(StatefulLayer, keras.layers.Layer):
         # transposes. Without XLA the loop is time-major, and transposing the small
         # [B, T, K] spikes (in and out) is cheaper than transposing the [B, T, N] currents.
         # A self-recurrent layer selects inside its loop: with the C++ ops (faster on CPU than
-        # XLA's scatters of the pure-TF selection), which do not run inside XLA.
-        jit = self.jit_compile and not (self.self_recurrent and chosen == "kernel")
+        # XLA's scatters of the pure-TF selection), which do not run inside XLA; with a GPU
+        # present (they run on the CPU only) in pure TensorFlow, as the other kernels decide.
+        loop_ops = chosen
+        if self.self_recurrent and chosen == "kernel" and tf.config.list_logical_devices("GPU"):
+            loop_ops = "compiled"
+        jit = self.jit_compile and not (self.self_recurrent and loop_ops == "kernel")
         time_axis = 1 if jit or fused_selection else 0
         if time_axis == 0:
             spikes = swap_batch_time(spikes)
@@ -298,7 +322,7 @@ class SparseSNNDense(StatefulLayer, keras.layers.Layer):
             selected, final_states = self._kernel_recurrence(currents, states, params, bias)
         elif self.self_recurrent:  # selection inside the loop: the selection is fed back
             selected, final_states = self._selection_recurrence(
-                currents, states, params, bias, recurrent_kernel, mask, time_axis, chosen, jit
+                currents, states, params, bias, recurrent_kernel, mask, time_axis, loop_ops, jit
             )
         else:
             # x: the neuron's pre-spike value (membrane minus threshold), laid out as the currents
@@ -396,13 +420,17 @@ class SparseSNNDense(StatefulLayer, keras.layers.Layer):
             chosen = resolve(self.synapse.implementation, current.dtype, self._what)
         dtype = current.dtype
         params = self.neuron.params(dtype)
-        step = self._selection_step(params, False, chosen)
-        kernel = None
-        if self.self_recurrent:
+        if self.self_recurrent:  # the loop's step: the selection is fed back packed
             check_packable(self.units, dtype, self._what)
-            kernel = tf.cast(self.recurrent_kernel, dtype)
-        output, new_states = step(current, None, list(states), step.tensors(params, None, kernel))
-        selected, _ = step.unpack_output(output)
+            step = self._selection_step(params, False, chosen)
+            tensors = step.tensors(params, None, tf.cast(self.recurrent_kernel, dtype))
+            output, new_states = step(current, None, list(states), tensors)
+            selected, _ = step.unpack_output(output)
+        else:
+            _, new_states, x = self.neuron.model.block_update(current, list(states), params)
+            selected, _ = select_spikes(
+                x, self.capacity, self.second_threshold, self.neuron.spike_func, implementation=chosen
+            )
         return [selected.ids, selected.values, selected.count], new_states
 
     def compute_mask(self, inputs, mask=None):

@@ -85,11 +85,11 @@ def test_full_capacity_equals_dense_block(rng, self_recurrent, neuron):
         )
 
 
-@pytest.mark.parametrize("jit_compile", [True, False])
-def test_masked_steps_and_both_loop_layouts_equal_dense_block(rng, jit_compile):
-    """The XLA loop runs batch-major, the plain one time-major (spikes transposed in and out):
-    both give the dense block's spikes and gradients, with padded steps masked, and report
-    `last_dropped` as [batch, time]."""
+@pytest.mark.parametrize("jit_compile, implementation", [(True, "compiled"), (False, "compiled"), (True, "auto")])
+def test_masked_steps_and_both_loop_layouts_equal_dense_block(rng, jit_compile, implementation):
+    """The XLA loop runs batch-major, the plain one time-major (spikes transposed in and out;
+    a self-recurrent layer's loop with the C++ ops is plain): all give the dense block's
+    spikes and gradients, with padded steps masked, and report `last_dropped` as [batch, time]."""
     x = raster(rng)
     mask = tf.constant(np.arange(T)[None, :] < np.array([[T], [T - 3], [4]]))
     dense, _ = pair(True)
@@ -100,6 +100,7 @@ def test_masked_steps_and_both_loop_layouts_equal_dense_block(rng, jit_compile):
         neuron=ds.NEURON_MODELS["lif"](N, threshold=0.3),
         self_recurrent=True,
         jit_compile=jit_compile,
+        implementation=implementation,
     )
     dense(x)
     sparse(x)

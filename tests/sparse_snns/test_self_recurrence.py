@@ -112,18 +112,56 @@ def test_kernel_and_compiled_loops_agree(rng, monkeypatch):
         np.testing.assert_allclose(g.numpy(), h.numpy(), rtol=1e-5, atol=1e-6 * np.abs(h.numpy()).max())
 
 
-def test_masked_steps_keep_the_states_and_the_fed_back_selection(rng):
+@pytest.mark.parametrize("implementation", ["auto", "compiled"])
+def test_masked_steps_keep_the_states_and_the_fed_back_selection(rng, implementation):
     """A sequence with masked steps in the middle equals the sequence without them."""
     x = raster(rng, (1, T, F))
     keep = np.ones(T, bool)
     keep[4:7] = False
-    layer, _ = layers()
+    layer, _ = layers(implementation=implementation)
     masked = layer(x, mask=tf.constant(keep[None]))
     compressed = layer(tf.boolean_mask(x, keep, axis=1))
     for got, want in zip(masked, compressed):
         np.testing.assert_array_equal(got.numpy()[:, keep], want.numpy())
     assert not masked[1].numpy()[:, ~keep].any()  # masked steps emit nothing
-    assert compressed[1].numpy()[:, 4:].any()  # what follows the masked steps spikes
+    # spikes before the gap are fed back after it, and the steps after it spike
+    assert masked[1].numpy()[:, 3].any() and masked[1].numpy()[:, 7:].any()
+
+
+def test_long_sequence_is_checkpointed_and_equals_the_cells(rng, checkpoint_choices):
+    """T = 300 in the XLA loop: every 32nd state kept ("auto"), the rest recomputed in the
+    backward pass, with the results of the RNN of cells."""
+    x = raster(rng, (2, 300, F))
+    layer, rnn = layers(implementation="compiled")
+    spikes = from_dense(x, F)
+    with tf.GradientTape(persistent=True) as tape:
+        out = layer(list(spikes))
+        expected = unpack_spikes(rnn(pack_spikes(spikes)), K)
+        weights = np.linspace(0.5, 1.5, N).astype(np.float32)
+        la = tf.reduce_sum(to_dense(SparseSpikes(*out), N) * weights)
+        lb = tf.reduce_sum(to_dense(expected, N) * weights)
+    assert 32 in checkpoint_choices
+    for got, want in zip(out, expected):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+    for mine, theirs in (
+        (layer.recurrent_kernel, rnn.cell.recurrent.kernel),
+        (layer.synapse.kernel, rnn.cell.synapse.kernel),
+    ):
+        g, h = tape.gradient(la, mine).numpy(), tape.gradient(lb, theirs).numpy()
+        np.testing.assert_allclose(g, h, rtol=1e-4, atol=1e-5 * np.abs(h).max())
+
+
+def test_mixed_precision_trains(rng):
+    x = raster(rng)
+    layer = SparseSNNDense(
+        N, input_dim=F, capacity=K, neuron=ds.LIF(N, threshold=0.3), self_recurrent=True, dtype="mixed_float16"
+    )
+    with tf.GradientTape() as tape:
+        ids, values, count = layer(x)
+        loss = tf.reduce_sum(tf.cast(values, tf.float32))
+    assert values.dtype == tf.float16 and int(tf.reduce_sum(count)) > 0
+    grads = tape.gradient(loss, layer.trainable_weights)
+    assert all(np.all(np.isfinite(g.numpy())) for g in grads) and np.abs(grads[0].numpy()).max() > 0
 
 
 def test_stateful_halves_equal_the_whole_and_carry_the_packed_selection(rng):
@@ -148,4 +186,10 @@ def test_half_precision_refuses_ids_it_cannot_hold():
     layer = SparseSNNDense(3000, input_dim=4, capacity=8, self_recurrent=True, dtype="mixed_float16")
     with pytest.raises(ValueError, match=r"SparseSNNDense .*: packed sparse spikes of 3000 neurons .*2048 in float16"):
         layer(tf.zeros([1, 2, 4]))
-    SparseSNNDense(3000, input_dim=4, capacity=8, dtype="mixed_float16")(tf.zeros([1, 2, 4]))  # nothing fed back
+    plain = SparseSNNDense(3000, input_dim=4, capacity=8, neuron="lif", dtype="mixed_float16")
+    plain(tf.zeros([1, 2, 4]))  # nothing fed back: any size
+    # its per-step form (streaming) keeps the ids as integers too: units 2990.. spike
+    plain.synapse.bias.assign(np.where(np.arange(3000) >= 2990, 2.0, -1.0).astype(np.float32))
+    (ids, values, count), _ = plain.step(tf.zeros([1, 4]), [tf.zeros([1, 3000], tf.float16)])
+    np.testing.assert_array_equal(ids.numpy(), [np.arange(2990, 2998)])
+    assert ids.dtype == tf.int32 and int(count[0]) == 8
