@@ -90,6 +90,18 @@ class StatefulLayer:
         # custom gradient would then treat as a captured variable, not as an input
         return [tf.cast(tf.convert_to_tensor(v), dtype) for v in self.state_variables]
 
+    @staticmethod
+    def _step_states(states, dtype) -> List[tf.Tensor]:
+        """The states given to `step` (as `state_variables`: float32 under a mixed-precision
+        policy) in the step's compute `dtype`."""
+        return [tf.cast(s, dtype) for s in states]
+
+    @staticmethod
+    def _in_given_dtypes(new_states, states) -> List[tf.Tensor]:
+        """`step`'s new states in the dtypes of the states it was given, so that a loop
+        carrying them (`dense_snns.streaming`) keeps its dtypes."""
+        return [tf.cast(new, tf.as_dtype(old.dtype)) for new, old in zip(new_states, states)]
+
     def _carry_states(self, final_states) -> None:
         for variable, state in zip(self.state_variables, final_states):
             variable.assign(tf.cast(state, variable.dtype))

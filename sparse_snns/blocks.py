@@ -420,18 +420,20 @@ class SparseSNNDense(StatefulLayer, keras.layers.Layer):
             chosen = resolve(self.synapse.implementation, current.dtype, self._what)
         dtype = current.dtype
         params = self.neuron.params(dtype)
+        given = list(states)
+        states = self._step_states(given, dtype)
         if self.self_recurrent:  # the loop's step: the selection is fed back packed
             check_packable(self.units, dtype, self._what)
             step = self._selection_step(params, False, chosen)
             tensors = step.tensors(params, None, tf.cast(self.recurrent_kernel, dtype))
-            output, new_states = step(current, None, list(states), tensors)
+            output, new_states = step(current, None, states, tensors)
             selected, _ = step.unpack_output(output)
         else:
-            _, new_states, x = self.neuron.model.block_update(current, list(states), params)
+            _, new_states, x = self.neuron.model.block_update(current, states, params)
             selected, _ = select_spikes(
                 x, self.capacity, self.second_threshold, self.neuron.spike_func, implementation=chosen
             )
-        return [selected.ids, selected.values, selected.count], new_states
+        return [selected.ids, selected.values, selected.count], self._in_given_dtypes(new_states, given)
 
     def compute_mask(self, inputs, mask=None):
         # The mask is consumed: masked steps carry no spike (every value is 0), so a sparse

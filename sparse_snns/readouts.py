@@ -137,8 +137,10 @@ class SparseLeakyReadout(StatefulLayer, keras.layers.Layer):
         current, bias, _, _ = self._current(inputs_t)
         if bias is not None:
             current = current + bias
-        membrane, new_states, _ = self.cell.model.block_update(current, list(states), self.cell.params(current.dtype))
-        return membrane, new_states
+        given = list(states)
+        states = self._step_states(given, current.dtype)
+        membrane, new_states, _ = self.cell.model.block_update(current, states, self.cell.params(current.dtype))
+        return membrane, self._in_given_dtypes(new_states, given)
 
     def call(self, inputs):
         # Batch-major throughout: the product of the [B, T] rows gives [B, T, units], which the

@@ -204,3 +204,29 @@ def test_a_sequential_model_and_its_states_file(rng, tmp_path):
     streaming.load_states(stream, tmp_path / "states.npz")
     np.testing.assert_array_equal(list(streaming.run_stream(stream, [x[:, 6:]], reset=False))[0], after)
     np.testing.assert_allclose(after, model(x).numpy()[:, 6:], rtol=1e-6, atol=1e-6)
+
+
+def test_mixed_precision_layers_step_with_their_float32_state_variables(rng):
+    """Under mixed_float16 the carried state variables are float32 and the layers compute in
+    float16: the state-only loop gives what one call on the whole sequence gives."""
+    import sparse_snns as sp
+
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        x = keras.Input((None, F))
+        h = ds.SNNDense(
+            6, neuron="lif", self_recurrent=True, kernel_initializer=keras.initializers.RandomNormal(0.4, 0.5, seed=1)
+        )(x)
+        h = sp.SparseSNNDense(5, input_dim=6, capacity=3, neuron="lif", self_recurrent=True)(h)
+        model = keras.Model(x, sp.SparseLeakyReadout(N, input_dim=5)(h))
+        stream = streaming.stateful_copy(model, B)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    data = (rng.random((B, 20, F)) < 0.5).astype(np.float32)
+    carried = [s for states in streaming.get_states(stream).values() for s in states]
+    assert len(carried) == 5 and all(s.dtype == np.float32 for s in carried)
+    got = list(streaming.run_stream(stream, pieces(data, 8), reduce="max", loop="steps"))[-1]
+    np.testing.assert_allclose(
+        np.asarray(got, np.float32), model(data).numpy().astype(np.float32).max(axis=1), rtol=1e-3
+    )
