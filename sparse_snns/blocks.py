@@ -556,8 +556,9 @@ def unpack_spikes(packed: tf.Tensor, capacity: int) -> SparseSpikes:
 class SparseSNNBlock(keras.layers.Layer):
     """The sparse SNN block as a Keras RNN cell, sparse in and out (packed, see `pack_spikes`).
 
-    Per step: I = SparseLinear(input spikes) (+ SparseLinear(own previous spikes, R) if
-    self-recurrent), the neuron step, then `select_spikes` into K slots.
+    Per step: I = SparseLinear(input spikes), then `SelectionStep` (the step of a
+    self-recurrent `SparseSNNDense`'s loop): + the previous selection through R if
+    self-recurrent, the neuron step, then `select_spikes` into K slots.
 
     Args:
         units, input_dim, capacity, second_threshold, neuron, self_recurrent, use_bias,
@@ -654,22 +655,18 @@ class SparseSNNBlock(keras.layers.Layer):
         check_packable(self.input_dim, self.compute_dtype, f"{what}: the input")
         check_packable(self.units, self.compute_dtype, f"{what}: the output")
         packed = tf.cast(inputs, self.compute_dtype)
-        current = self.synapse(unpack_spikes(packed, self.input_capacity))
-        n_neuron = len(self.neuron.state_size)
-        if self.self_recurrent:
-            current = current + self.recurrent(unpack_spikes(states[n_neuron], self.capacity))
-        _, neuron_states, pre_spike = self.neuron.model.update(
-            current, self.neuron.model.State(*states[:n_neuron]), self.neuron.params(current.dtype)
+        current = self.synapse(unpack_spikes(packed, self.input_capacity))  # with the bias
+        dtype = current.dtype
+        params = self.neuron.params(dtype)
+        # The step of the fused SparseSNNDense's loop: one implementation of the per-step rule.
+        chosen = resolve(self.synapse.implementation, dtype, what)
+        step = SelectionStep(
+            self.neuron.model, params, self.capacity, self.second_threshold, self.self_recurrent, False, chosen
         )
-        selected, _ = select_spikes(
-            pre_spike,
-            self.capacity,
-            self.second_threshold,
-            self.neuron.spike_func,
-            implementation=self.synapse.implementation,
-        )
-        output = pack_spikes(selected)
-        return output, list(neuron_states) + ([output] if self.self_recurrent else [])
+        recurrent_kernel = tf.cast(self.recurrent.kernel, dtype) if self.self_recurrent else None
+        output, new_states = step(current, None, states, step.tensors(params, None, recurrent_kernel))
+        selection, _ = tf.split(output, [2 * self.capacity + 1, 1], axis=-1)  # without the dropped count
+        return selection, new_states
 
     def get_config(self):
         config = super().get_config()
