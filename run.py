@@ -11,8 +11,11 @@ Only the Python standard library is needed to start it.
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 import venv
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -104,18 +107,88 @@ def test(args):
     run([ruff, "check", "--quiet", "--select", "F"] + paths + ["tests"])
     # One code format, settings in pyproject.toml (`ruff format .` applies it).
     run([ruff, "format", "--check", "--quiet", "."])
-    # pytest exits 5 when it collects no test: run() treats every non-zero code as failure.
+    # pytest exits 5 when it collects no test: a leg fails on every non-zero code.
     # The same hypothesis examples on every run (the profile is in tests/conftest.py).
     args = ["--hypothesis-profile=deterministic"] + args
-    print("=== test suite under Keras 3 ===", flush=True)
-    run([PY, "-m", "pytest", "-q"] + args, env=env_with(TF_USE_LEGACY_KERAS="0"))
-    print("=== test suite under Keras 2 (TF_USE_LEGACY_KERAS=1, tf-keras) ===", flush=True)
-    run([PY, "-m", "pytest", "-q"] + args, env=env_with(TF_USE_LEGACY_KERAS="1"))
-    print("=== test suite on Graphcore's TensorFlow base (Python 3.8, TensorFlow 2.6.3, Keras 2.6) ===", flush=True)
-    if install_tf26():
-        run([PY_TF26, "-m", "pytest", "-q"] + args, env=env_with())
-    else:
-        print("skipped: no Python 3.8 interpreter (python3.8 on the PATH or under pyenv)", flush=True)
+    legs = [
+        ("under Keras 3", [PY, "-m", "pytest", "-q"] + args, env_with(TF_USE_LEGACY_KERAS="0")),
+        (
+            "under Keras 2 (TF_USE_LEGACY_KERAS=1, tf-keras)",
+            [PY, "-m", "pytest", "-q"] + args,
+            env_with(TF_USE_LEGACY_KERAS="1"),
+        ),
+    ]
+    third = "on Graphcore's TensorFlow base (Python 3.8, TensorFlow 2.6.3, Keras 2.6)"
+    sys.exit(run_legs(legs, lambda: install_tf26() and (third, [PY_TF26, "-m", "pytest", "-q"] + args, env_with())))
+
+
+def parallel_legs() -> int:
+    """How many legs run at once: $DENSE_SNNS_TEST_JOBS, else one per core, up to 3. The suite
+    is mostly Python and TensorFlow's per-op overhead on one thread: two legs side by side on
+    two cores took 15 min each where one alone took 14; three on two cores were slower than
+    two and then one."""
+    value = os.environ.get("DENSE_SNNS_TEST_JOBS")
+    if value is not None:
+        if not value.isdigit() or int(value) < 1:
+            sys.exit(f"DENSE_SNNS_TEST_JOBS must be a positive integer, got {value!r}")
+        return int(value)
+    return max(1, min(3, os.cpu_count() or 1))
+
+
+def run_legs(legs, last):
+    """Runs the test legs (title, command, env), `parallel_legs()` at a time, each into a log that
+    is printed when it ends; `last()` (called while the first legs run) gives one more leg, or
+    a false value to skip it. Returns 0 if every leg passed, else the first failing code."""
+    jobs = parallel_legs()
+    logs = tempfile.mkdtemp(prefix="dense_snns_test_")
+    pending, running, codes = list(legs), [], []
+    extra_asked, started = False, 0
+    try:
+        while pending or running or not extra_asked:
+            while pending and len(running) < jobs:
+                title, cmd, env = pending.pop(0)
+                path = os.path.join(logs, f"leg{started}.log")
+                started += 1
+                with open(path, "w") as log:
+                    process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                print(f"=== started: test suite {title} (pid {process.pid}, log {path}) ===", flush=True)
+                running.append((title, cmd, process, path, time.time()))
+            if not extra_asked:
+                extra_asked = True
+                leg = last()
+                if leg:
+                    pending.append(leg)
+                else:
+                    print(
+                        "=== skipped: the third leg (no Python 3.8 interpreter: python3.8 on the PATH "
+                        "or under pyenv) ===",
+                        flush=True,
+                    )
+                continue
+            time.sleep(1)
+            for entry in [e for e in running if e[2].poll() is not None]:
+                running.remove(entry)
+                title, cmd, process, path, start = entry
+                print(f"=== test suite {title} ===\n+ {' '.join(cmd)}", flush=True)
+                with open(path) as log:
+                    shutil.copyfileobj(log, sys.stdout)
+                verdict = "passed" if process.returncode == 0 else f"FAILED (exit code {process.returncode})"
+                print(f"=== {verdict}: test suite {title}, {time.time() - start:.0f} s ===", flush=True)
+                codes.append(process.returncode)
+    finally:
+        # Ctrl-C or an error here: stop the legs still running (pytest's own handlers stop
+        # what their tests started), at last by force.
+        for _, _, process, _, _ in running:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        for _, _, process, _, _ in running:
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    shutil.rmtree(logs, ignore_errors=True)
+    return next((code for code in codes if code != 0), 0)
 
 
 if __name__ == "__main__":
