@@ -194,8 +194,8 @@ def select_recurrence(model, currents: tf.Tensor, initial_states, params, bias, 
     spikes (and NaN membranes) in increasing index, then the other units (all, or with
     second_threshold: those with membrane - threshold > second_threshold) as gradient-only
     entries. No [B, T, N] tensor is written forward. The gradient of the values is the
-    spike function's surrogate at the selected units (scattered into the dense gradient
-    kernel, which recomputes the membranes); gradients flow to currents, initial states and
+    spike function's surrogate at the selected units (the gradient kernel, which recomputes
+    the membranes, reads it from the slots); gradients flow to currents, initial states and
     the parameters, as with `run`.
     """
     capacity = check_positive_int(capacity, "capacity")
@@ -226,9 +226,8 @@ def select_recurrence(model, currents: tf.Tensor, initial_states, params, bias, 
         def grad(d_values, *d_finals):
             d_values = tf.zeros_like(values) if d_values is None else d_values
             d_finals = [tf.zeros_like(s) if g is None else g for s, g in zip(args[:n_states], d_finals)]
-            d_spikes = library.dense_snns_scatter_slots(ids, count, d_values, units=channels)
-            kernel = library.dense_snns_cuba_lif_grad if cuba else library.dense_snns_lif_grad
-            return kernel(currents, *args, d_spikes, *d_finals, scale, **grad_attrs)
+            kernel = library.dense_snns_cuba_lif_select_grad if cuba else library.dense_snns_lif_select_grad
+            return kernel(currents, *args, ids, count, d_values, *d_finals, scale, **grad_attrs)
 
         return (values, *finals), grad
 

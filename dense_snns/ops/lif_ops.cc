@@ -27,7 +27,10 @@
 // and tile of units, the tile's membranes x[t] (and CuBa-LIF's currents i[t]) are recomputed
 // from the currents into a scratch buffer that stays in cache, then walked back from t = S-1
 // to 0, carrying dL/dv (and dL/di);
-// dI overwrites the spike gradient's buffer when possible. Parameter gradients ((alpha,)
+// dI overwrites the spike gradient's buffer when possible. The selecting forward's gradient
+// (the *SelectGrad ops) takes the gradient of the selected values as slots (ids, count,
+// values) and fills each row of dL/ds into dI's row just before the walk reads it, in cache:
+// no dense [B, S, M] spike gradient is written and read back. Parameter gradients ((alpha,)
 // beta, threshold, bias) are summed per batch element, then over the batch and the positions
 // sharing a channel. Work is split over batch elements and tiles on the intra-op threads.
 //
@@ -237,7 +240,25 @@ struct TileGrad {
   T* dbeta;
   T* dth;
   T* dbias;
+  // With ids (the selecting ops' gradient): dL/ds given as slots, fill[t] = values at ids[t]
+  // for k < count[t] ([S, K] and [S] of this batch element), each row of `di` (then == gs)
+  // filled from them just before the walk reads it; ids are absolute, the tile starts at m0.
+  const i32* ids;
+  const i32* count;
+  const T* fill;
+  i64 slots;
+  i64 m0;
 };
+
+// row[0:n] = the slots of units [m0, m0 + n) (ids and values of `count` slots), 0 elsewhere.
+template <typename T>
+DSNN_INLINE void FillFromSlots(T* row, i64 n, i64 m0, const i32* ids, const T* values, i64 count) {
+  std::fill(row, row + n, T(0));
+  for (i64 k = 0; k < count; ++k) {
+    const i64 i = ids[k] - m0;
+    if (i >= 0 && i < n) row[i] = values[k];
+  }
+}
 
 // The reverse-time walk of one tile (see TileGrad), carrying dL/dv (and dL/dsyn).
 template <typename T, int VB, int R, int G, bool CUBA>
@@ -260,6 +281,7 @@ DSNN_INLINE void BackwardTile(bool stop, const TileGrad<T>& a, T scale_value, i6
     const T* i_prev = CUBA ? (t > 0 ? a.keep_i + (t - 1) * n : a.i0) : nullptr;
     const T* g_row = a.gs + t * stride;
     T* d_row = a.di + t * stride;
+    if (a.ids != nullptr) FillFromSlots(d_row, n, a.m0, a.ids + t * a.slots, a.fill + t * a.slots, a.count[t]);
     i64 i = 0;
     if (G != kSigmoid) {
       for (; i + W::kLanes <= n; i += W::kLanes) {
@@ -511,6 +533,11 @@ struct GradArgs {
   T* di0;       // [B, M] (CuBa-LIF)
   T* sums;      // [B, P, M] per batch element: (dalpha,) dbeta, dthreshold, dbias
   T scale;
+  // dL/dspikes as slots instead of gs (then gs == di; see TileGrad): [B, S, K], [B, S].
+  const i32* ids = nullptr;
+  const i32* count = nullptr;
+  const T* fill = nullptr;
+  i64 slots = 0;
 };
 
 template <typename T, int VB, int R, int G, bool CUBA>
@@ -531,9 +558,27 @@ DSNN_INLINE void GradTile(bool stop, const GradArgs<T>& a, const Problem& p, i64
   if (CUBA) std::copy(a.gi + state, a.gi + state + n, gi);
   T* sums = a.sums + b * (CUBA ? 4 : 3) * M + m0;
   T* first = CUBA ? sums + M : sums;  // dbeta
-  const TileGrad<T> g{keep,  keep_i, a.q.v0 + state, CUBA ? a.q.i0 + state : nullptr, a.gs + offset, a.di + offset,
-                      gv,    gi,     alpha,          a.q.beta + m0,                    a.q.th + m0,   CUBA ? sums : nullptr,
-                      first, first + M, first + 2 * M};
+  const bool slots = a.ids != nullptr;
+  const TileGrad<T> g{keep,
+                      keep_i,
+                      a.q.v0 + state,
+                      CUBA ? a.q.i0 + state : nullptr,
+                      a.gs + offset,
+                      a.di + offset,
+                      gv,
+                      gi,
+                      alpha,
+                      a.q.beta + m0,
+                      a.q.th + m0,
+                      CUBA ? sums : nullptr,
+                      first,
+                      first + M,
+                      first + 2 * M,
+                      slots ? a.ids + b * S * a.slots : nullptr,
+                      slots ? a.count + b * S : nullptr,
+                      slots ? a.fill + b * S * a.slots : nullptr,
+                      a.slots,
+                      m0};
   BackwardTile<T, VB, R, G, CUBA>(stop, g, a.scale, S, n, M);
 }
 
@@ -894,9 +939,46 @@ static i64 GradTileUnits(i64 units, i64 steps, i64 bytes) {
   return std::max<i64>(1, std::min(units, tile));
 }
 
-// Inputs after the forward ones: d_spikes, (d_final_i,) d_final_v, scale. Outputs:
-// d_currents, (d_initial_i,) d_initial_v, (d_alpha,) d_beta, d_threshold, d_bias.
-template <typename T, bool CUBA>
+// Checks the spike gradient given as slots (inputs ids, count, d_values from `first`) against
+// currents [B, S, N]: ids and d_values [B, S, K], count [B, S] in [0, K], the filled ids in [0, N).
+static dsnn::Status CheckSlots(OpKernelContext* ctx, int first) {
+  const Tensor& currents = ctx->input(0);
+  const Tensor& ids = ctx->input(first);
+  const Tensor& count = ctx->input(first + 1);
+  const Tensor& values = ctx->input(first + 2);
+  if (currents.dims() != 3) {
+    return errors::InvalidArgument("`currents` must have rank 3 [batch, time, units] with slots, got shape ",
+                                   currents.shape().DebugString());
+  }
+  if (ids.dims() != 3 || ids.dim_size(0) != currents.dim_size(0) || ids.dim_size(1) != currents.dim_size(1)) {
+    return errors::InvalidArgument("`ids` must have shape [batch, time, K] of `currents` ", currents.shape().DebugString(),
+                                   ", got ", ids.shape().DebugString());
+  }
+  if (values.shape() != ids.shape()) {
+    return errors::InvalidArgument("`d_values` must have the shape of `ids` ", ids.shape().DebugString(), ", got ",
+                                   values.shape().DebugString());
+  }
+  if (count.dims() != 2 || count.dim_size(0) != ids.dim_size(0) || count.dim_size(1) != ids.dim_size(1)) {
+    return errors::InvalidArgument("`count` must have shape [batch, time] of `ids`, got ", count.shape().DebugString());
+  }
+  const i64 rows = count.NumElements(), K = ids.dim_size(2), N = currents.dim_size(2);
+  const i32* id = ids.flat<i32>().data();
+  const i32* cnt = count.flat<i32>().data();
+  for (i64 r = 0; r < rows; ++r) {
+    if (cnt[r] < 0 || cnt[r] > K) return errors::InvalidArgument("`count` must be in [0, ", K, "], got ", cnt[r]);
+    for (i64 k = 0; k < cnt[r]; ++k) {
+      if (id[r * K + k] < 0 || id[r * K + k] >= N) {
+        return errors::InvalidArgument("`ids` out of range: ", id[r * K + k], " is not in [0, ", N, ")");
+      }
+    }
+  }
+  return dsnn::OkStatus();
+}
+
+// Inputs after the forward ones: d_spikes [B, S, ...] (or with SLOTS, for the selecting ops:
+// ids, count, d_values, the gradient of their values), (d_final_i,) d_final_v, scale.
+// Outputs: d_currents, (d_initial_i,) d_initial_v, (d_alpha,) d_beta, d_threshold, d_bias.
+template <typename T, bool CUBA, bool SLOTS>
 class GradOp : public OpKernel {
  public:
   explicit GradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
@@ -910,13 +992,15 @@ class GradOp : public OpKernel {
 
   void Compute(OpKernelContext* ctx) override {
     typedef Inputs<CUBA> In;
-    const int d_spikes_index = In::kExtra, d_final_i_index = In::kExtra + 1, d_final_v_index = In::kExtra + (CUBA ? 2 : 1);
+    const int d_spikes_index = In::kExtra, d_final_i_index = In::kExtra + (SLOTS ? 3 : 1);
+    const int d_final_v_index = d_final_i_index + (CUBA ? 1 : 0);
     const int scale_index = d_final_v_index + 1;
     Problem p;
     std::vector<std::vector<T>> rows;
     GradArgs<T> a;
     OP_REQUIRES_OK(ctx, In::template Read<T>(ctx, &p, &rows, &a.q));
-    OP_REQUIRES_OK(ctx, CheckSameShape(ctx, d_spikes_index, "d_spikes", 0, "currents"));
+    OP_REQUIRES_OK(ctx, SLOTS ? CheckSlots(ctx, d_spikes_index)
+                              : CheckSameShape(ctx, d_spikes_index, "d_spikes", 0, "currents"));
     if (CUBA) OP_REQUIRES_OK(ctx, CheckSameShape(ctx, d_final_i_index, "d_final_i", 1, "initial_i"));
     OP_REQUIRES_OK(ctx, CheckSameShape(ctx, d_final_v_index, "d_final_v", In::kV0, "initial_v"));
     const Tensor& scale = ctx->input(scale_index);
@@ -925,12 +1009,23 @@ class GradOp : public OpKernel {
     const T scale_value = scale.scalar<T>()();
     OP_REQUIRES(ctx, scale_value > T(0), errors::InvalidArgument("`scale` must be > 0, got ", scale_value));
     Tensor* d_currents = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->forward_input_or_allocate_output({d_spikes_index}, 0, ctx->input(0).shape(), &d_currents));
+    if (SLOTS) {  // each row is filled from the slots just before the walk reads it
+      OP_REQUIRES_OK(ctx, ctx->allocate_output(0, ctx->input(0).shape(), &d_currents));
+    } else {
+      OP_REQUIRES_OK(ctx,
+                     ctx->forward_input_or_allocate_output({d_spikes_index}, 0, ctx->input(0).shape(), &d_currents));
+    }
     T *d_i0 = nullptr, *d_v0 = nullptr;
     OP_REQUIRES_OK(ctx, (FinalStates<T, CUBA>(ctx, 1, &d_i0, &d_v0)));
     const int params = CUBA ? 4 : 3;
     std::vector<T> sums(static_cast<size_t>(params * p.batch * p.units), T(0));
-    a.gs = ctx->input(d_spikes_index).flat<T>().data();
+    a.gs = SLOTS ? d_currents->flat<T>().data() : ctx->input(d_spikes_index).flat<T>().data();
+    if (SLOTS) {
+      a.ids = ctx->input(d_spikes_index).flat<i32>().data();
+      a.count = ctx->input(d_spikes_index + 1).flat<i32>().data();
+      a.fill = ctx->input(d_spikes_index + 2).flat<T>().data();
+      a.slots = ctx->input(d_spikes_index).dim_size(2);
+    }
     a.gi = CUBA ? ctx->input(d_final_i_index).flat<T>().data() : nullptr;
     a.gv = ctx->input(d_final_v_index).flat<T>().data();
     a.di = d_currents->flat<T>().data();
@@ -1025,56 +1120,6 @@ class LeakyGradOp : public OpKernel {
   }
 };
 
-// The gradient of the selecting forward ops' values as the dense spike gradient of the
-// gradient kernels: out [B, S, N] = 0, then out[b, s, ids[b, s, k]] = d_values[b, s, k] for
-// the filled slots k < count[b, s] (their ids are distinct).
-template <typename T>
-class ScatterSlotsOp : public OpKernel {
- public:
-  explicit ScatterSlotsOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("units", &units_));
-    OP_REQUIRES(ctx, units_ >= 0, errors::InvalidArgument("`units` must be >= 0, got ", units_));
-  }
-
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor& ids = ctx->input(0);
-    const Tensor& count = ctx->input(1);
-    const Tensor& values = ctx->input(2);
-    OP_REQUIRES(ctx, ids.dims() == 3,
-                errors::InvalidArgument("`ids` must have rank 3 [batch, time, K], got shape ", ids.shape().DebugString()));
-    OP_REQUIRES(ctx, values.shape() == ids.shape(),
-                errors::InvalidArgument("`d_values` must have the shape of `ids` ", ids.shape().DebugString(), ", got ",
-                                        values.shape().DebugString()));
-    OP_REQUIRES(ctx, count.dims() == 2 && count.dim_size(0) == ids.dim_size(0) && count.dim_size(1) == ids.dim_size(1),
-                errors::InvalidArgument("`count` must have shape [batch, time] of `ids`, got ",
-                                        count.shape().DebugString()));
-    const i64 rows = ids.dim_size(0) * ids.dim_size(1), K = ids.dim_size(2), N = units_;
-    Tensor* out = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({ids.dim_size(0), ids.dim_size(1), N}), &out));
-    const i32* id = ids.flat<i32>().data();
-    const i32* cnt = count.flat<i32>().data();
-    const T* val = values.flat<T>().data();
-    T* o = out->flat<T>().data();
-    for (i64 r = 0; r < rows; ++r) {
-      const i64 c = cnt[r];
-      OP_REQUIRES(ctx, c >= 0 && c <= K, errors::InvalidArgument("`count` must be in [0, ", K, "], got ", c));
-      for (i64 k = 0; k < c; ++k) {
-        OP_REQUIRES(ctx, id[r * K + k] >= 0 && id[r * K + k] < N,
-                    errors::InvalidArgument("`ids` out of range: ", id[r * K + k], " is not in [0, ", N, ")"));
-      }
-    }
-    RunParts(ctx, rows, N + 4 * K, [&](i64 r0, i64 r1) {
-      std::fill(o + r0 * N, o + r1 * N, T(0));
-      for (i64 r = r0; r < r1; ++r) {
-        for (i64 k = 0; k < cnt[r]; ++k) o[r * N + id[r * K + k]] = val[r * K + k];
-      }
-    });
-  }
-
- private:
-  int units_ = 0;
-};
-
 template <typename T>
 using LifForwardOp = ForwardOp<T, false>;
 template <typename T>
@@ -1084,9 +1129,13 @@ using LifSelectOp = SelectForwardOp<T, false>;
 template <typename T>
 using CubaLifSelectOp = SelectForwardOp<T, true>;
 template <typename T>
-using LifGradOp = GradOp<T, false>;
+using LifGradOp = GradOp<T, false, false>;
 template <typename T>
-using CubaLifGradOp = GradOp<T, true>;
+using CubaLifGradOp = GradOp<T, true, false>;
+template <typename T>
+using LifSelectGradOp = GradOp<T, false, true>;
+template <typename T>
+using CubaLifSelectGradOp = GradOp<T, true, true>;
 
 }  // namespace dense_snns_lif
 
@@ -1236,22 +1285,56 @@ REGISTER_OP("DenseSnnsCubaLifSelect")
     .SetShapeFn([](InferenceContext* c) { return SelectionShapes(c, 2); })
     .Doc("DenseSnnsCubaLifForward with each step's spikes selected into Ke = min(capacity, units) slots.");
 
-REGISTER_OP("DenseSnnsScatterSlots")
+REGISTER_OP("DenseSnnsLifSelectGrad")
+    .Input("currents: T")
+    .Input("initial_v: T")
+    .Input("beta: T")
+    .Input("threshold: T")
+    .Input("bias: T")
     .Input("ids: int32")
     .Input("count: int32")
     .Input("d_values: T")
-    .Output("d_spikes: T")
+    .Input("d_final_v: T")
+    .Input("scale: T")
+    .Output("d_currents: T")
+    .Output("d_initial_v: T")
+    .Output("d_beta: T")
+    .Output("d_threshold: T")
+    .Output("d_bias: T")
     .Attr("T: {float, double}")
-    .Attr("units: int >= 0")
-    .SetShapeFn([](InferenceContext* c) {
-      ::tensorflow::shape_inference::ShapeHandle ids;
-      TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 3, &ids));
-      int units = 0;
-      TF_RETURN_IF_ERROR(c->GetAttr("units", &units));
-      c->set_output(0, c->MakeShape({c->Dim(ids, 0), c->Dim(ids, 1), c->MakeDim(units)}));
-      return dsnn::OkStatus();
-    })
-    .Doc("The dense spike gradient [B, S, units] of the selecting ops: d_values at their ids, 0 elsewhere.");
+    .Attr("reset: string")
+    .Attr("stop_reset_grad: bool")
+    .Attr("surrogate: string")
+    .SetShapeFn(SameAsInputs)
+    .Doc("DenseSnnsLifGrad with the spike gradient given as DenseSnnsLifSelect's slots: d_values at ids, 0 elsewhere.");
+
+REGISTER_OP("DenseSnnsCubaLifSelectGrad")
+    .Input("currents: T")
+    .Input("initial_i: T")
+    .Input("initial_v: T")
+    .Input("alpha: T")
+    .Input("beta: T")
+    .Input("threshold: T")
+    .Input("bias: T")
+    .Input("ids: int32")
+    .Input("count: int32")
+    .Input("d_values: T")
+    .Input("d_final_i: T")
+    .Input("d_final_v: T")
+    .Input("scale: T")
+    .Output("d_currents: T")
+    .Output("d_initial_i: T")
+    .Output("d_initial_v: T")
+    .Output("d_alpha: T")
+    .Output("d_beta: T")
+    .Output("d_threshold: T")
+    .Output("d_bias: T")
+    .Attr("T: {float, double}")
+    .Attr("reset: string")
+    .Attr("stop_reset_grad: bool")
+    .Attr("surrogate: string")
+    .SetShapeFn(SameAsInputs)
+    .Doc("DenseSnnsCubaLifGrad with the spike gradient given as DenseSnnsCubaLifSelect's slots: d_values at ids, 0 elsewhere.");
 
 REGISTER_OP("DenseSnnsLeakyForward")
     .Input("currents: T")
@@ -1295,6 +1378,7 @@ DSNN_LIF_REGISTER("DenseSnnsCubaLifForward", dense_snns_lif::CubaLifForwardOp)
 DSNN_LIF_REGISTER("DenseSnnsCubaLifGrad", dense_snns_lif::CubaLifGradOp)
 DSNN_LIF_REGISTER("DenseSnnsLifSelect", dense_snns_lif::LifSelectOp)
 DSNN_LIF_REGISTER("DenseSnnsCubaLifSelect", dense_snns_lif::CubaLifSelectOp)
-DSNN_LIF_REGISTER("DenseSnnsScatterSlots", dense_snns_lif::ScatterSlotsOp)
+DSNN_LIF_REGISTER("DenseSnnsLifSelectGrad", dense_snns_lif::LifSelectGradOp)
+DSNN_LIF_REGISTER("DenseSnnsCubaLifSelectGrad", dense_snns_lif::CubaLifSelectGradOp)
 DSNN_LIF_REGISTER("DenseSnnsLeakyForward", dense_snns_lif::LeakyForwardOp)
 DSNN_LIF_REGISTER("DenseSnnsLeakyGrad", dense_snns_lif::LeakyGradOp)

@@ -120,6 +120,20 @@ def test_every_surrogate_in_float32(rng, model, surrogate):
     assert kernel[3].numpy().max() > 0  # some spikes
 
 
+@pytest.mark.parametrize("model, scale, capacity", [("lif", 0.3, 60), ("cuba_lif", 0.15, 140)])
+def test_gradient_of_long_rows_in_tiles(rng, model, scale, capacity):
+    """600 steps of 1100 units: the gradient kernel walks tiles narrower than the row (448
+    units for LIF in float64, 224 for CuBa-LIF), each filling its part of a step's spike
+    gradient from the slots of the whole row. Currents scaled so that selected ids reach the
+    last tile and some steps overflow."""
+    model = neurons.get(model)
+    currents, states, values, bias = problem(rng, model, (2, 600, 1100), np.float64)
+    kernel, reference = both(model, currents * scale, states, values, bias * scale, capacity)
+    assert_equal_selection(kernel, reference, capacity, 1e-10)
+    ids, total = kernel[0].numpy(), kernel[3].numpy()
+    assert (ids >= 880).any() and (total > capacity).any() and (total < capacity).any()
+
+
 def test_overflow_is_counted_and_nan_is_selected(rng):
     """spike_total counts every spike, also those that do not fit; a NaN membrane takes a slot
     as a spike with value NaN, in index order."""
@@ -167,10 +181,38 @@ def test_raw_op_checks_its_arguments():
         )
     with pytest.raises(tf.errors.InvalidArgumentError, match="`second_threshold` must be a scalar"):
         library.dense_snns_lif_select(c, v0, ones, ones, none, [0.0], reset="zero", capacity=2)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="`ids` out of range"):
-        library.dense_snns_scatter_slots(tf.fill([1, 1, 2], 9), tf.fill([1, 1], 2), tf.ones([1, 1, 2]), units=4)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="`count` must be in \\[0, 2\\]"):
-        library.dense_snns_scatter_slots(tf.zeros([1, 1, 2], tf.int32), tf.fill([1, 1], 3), tf.ones([1, 1, 2]), units=4)
+    grad_attrs = dict(reset="zero", stop_reset_grad=True, surrogate="superspike")
+
+    def select_grad(ids, count, d_values, currents=tf.zeros([1, 1, 4])):
+        v0 = tf.zeros([currents.shape[0], 4])
+        return library.dense_snns_lif_select_grad(
+            currents, v0, ones, ones, none, ids, count, d_values, v0, 1.0, **grad_attrs
+        )
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match="`ids` out of range: 9 is not in \\[0, 4\\)"):
+        select_grad(tf.fill([1, 1, 2], 9), tf.fill([1, 1], 2), tf.ones([1, 1, 2]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="`count` must be in \\[0, 2\\], got 3"):
+        select_grad(tf.zeros([1, 1, 2], tf.int32), tf.fill([1, 1], 3), tf.ones([1, 1, 2]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="`ids` must have shape \\[batch, time, K\\]"):
+        select_grad(tf.zeros([2, 1, 2], tf.int32), tf.fill([2, 1], 1), tf.ones([2, 1, 2]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="`d_values` must have the shape of `ids`"):
+        select_grad(tf.zeros([1, 1, 2], tf.int32), tf.fill([1, 1], 1), tf.ones([1, 1, 3]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="`count` must have shape \\[batch, time\\]"):
+        select_grad(tf.zeros([1, 1, 2], tf.int32), tf.fill([1, 2], 1), tf.ones([1, 1, 2]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="`currents` must have rank 3"):
+        library.dense_snns_lif_select_grad(
+            tf.zeros([1, 1, 2, 2]),
+            tf.zeros([1, 2, 2]),
+            tf.ones([2]),
+            tf.ones([2]),
+            none,
+            tf.zeros([1, 1, 2], tf.int32),
+            tf.fill([1, 1], 1),
+            tf.ones([1, 1, 2]),
+            tf.zeros([1, 2, 2]),
+            1.0,
+            **grad_attrs,
+        )
     with pytest.raises(ValueError, match="currents \\[batch, time, units\\]"):
         model = neurons.get("lif")
         params = model.params_from({}, spike_fn=surrogates.get("superspike"))
