@@ -34,6 +34,7 @@ from tensorflow.compiler.tf2xla.python import xla as _xla
 from . import compat
 from . import implementation as implementation_choice
 from . import neurons
+from .ops import in_xla_context
 from .ops import lif as lif_ops
 
 
@@ -161,9 +162,41 @@ def _moved(tensors, devices):
     return out
 
 
+def _deferred(step) -> Tuple[int, ...]:
+    """The positions of the step tensors whose gradient the step defers (see
+    `_step_vjp`): none unless the step declares `deferred_tensors`, and none on TensorFlow
+    before 2.9, whose XLA crashes the process (an abort or a segmentation fault, seen on
+    2.6.3 in a Keras training step) on the backward loop that records them."""
+    if compat.TF_VERSION < (2, 9):
+        return ()
+    return tuple(getattr(step, "deferred_tensors", ()))
+
+
 def _step_vjp(step, current, mask_t, states, tensors, d_output, d_states):
     """Recompute one step and return the gradients of its inputs: (d_current, d_states,
-    d_tensors), given those of its outputs."""
+    d_tensors, records), given those of its outputs.
+
+    A step that declares `deferred_tensors` (positions in `tensors`) uses each of those
+    tensors W only in products y = f(x, W) linear in W, and when called with ``record=[]``
+    cuts W's gradient there and appends ``(position, parts of x, y)`` per product: d_tensors
+    then holds the other tensors' gradients only, and records the pairs (parts of x, dL/dy),
+    from which `step.deferred_gradient` gives W's gradient once for all steps after the loop
+    (one large product instead of a [N_in, N_out] gradient and its sum at every step)."""
+    deferred = _deferred(step)
+    recorded = [] if deferred else None
+
+    def call(current, states, tensors):
+        if recorded is None:
+            return step(current, mask_t, states, tensors)
+        return step(current, mask_t, states, tensors, record=recorded)
+
+    def split(grads):
+        n = len(states)
+        d_tensors = [g for j, g in enumerate(grads[1 + n : 1 + n + len(tensors)]) if j not in deferred]
+        d_products = grads[1 + n + len(tensors) :]
+        records = [(parts, dy) for (_, parts, _), dy in zip(recorded or [], d_products)]
+        return grads[0], grads[1 : 1 + n], d_tensors, records
+
     if getattr(step, "state_devices", None):
         # A step over several devices: `tf.gradients` puts each gradient op on the device of
         # its forward op (a tape would put them all on the loop's device). It differentiates
@@ -176,25 +209,24 @@ def _step_vjp(step, current, mask_t, states, tensors, d_output, d_states):
                 sources.append(tf.identity(tensor))
         n = len(states)
         current, states, tensors = sources[0], sources[1 : 1 + n], sources[1 + n :]
-        out, new_states = step(current, mask_t, states, tensors)
+        out, new_states = call(current, states, tensors)
         grads = tf.gradients(
             [out] + new_states,
-            sources,
+            sources + [y for _, _, y in recorded or []],
             grad_ys=[d_output] + d_states,
             unconnected_gradients=tf.UnconnectedGradients.ZERO,
         )
-        return grads[0], grads[1 : 1 + n], grads[1 + n :]
+        return split(grads)
     with tf.GradientTape() as tape:
         tape.watch([current] + states + list(tensors))
-        out, new_states = step(current, mask_t, states, tensors)
+        out, new_states = call(current, states, tensors)
     grads = tape.gradient(
         [out] + new_states,
-        [current] + states + list(tensors),
+        [current] + states + list(tensors) + [y for _, _, y in recorded or []],
         output_gradients=[d_output] + d_states,
         unconnected_gradients=tf.UnconnectedGradients.ZERO,
     )
-    n = len(states)
-    return grads[0], grads[1 : 1 + n], grads[1 + n :]
+    return split(grads)
 
 
 def _forward(step, currents, mask, initial_states, tensors, time_axis=0, every=None):
@@ -275,7 +307,9 @@ def _forward(step, currents, mask, initial_states, tensors, time_axis=0, every=N
 def _backward(step, currents, mask, stored, tensors, d_outputs, d_final, time_axis=0, every=None):
     """Reverse-time loop: the vector-Jacobian product of each step, recomputed from its
     stored input state (with `every` = k, the states of each segment of k steps are first
-    recomputed from its stored first state)."""
+    recomputed from its stored first state). The gradients of a step's deferred tensors
+    (see `_step_vjp`) are computed from the records of all steps after the loop, or with
+    `every` from those of each segment after it (records of k steps: memory stays O(k))."""
     series = _TimeSeries(time_axis)
     steps = num_steps(currents, time_axis)
     batch = tf.shape(currents)[1 - time_axis]
@@ -284,6 +318,8 @@ def _backward(step, currents, mask, stored, tensors, d_outputs, d_final, time_ax
 
     state_devices = _placed(step, "state_devices", len(stored))
     tensor_devices = _placed(step, "tensor_devices", len(tensors))
+    deferred = _deferred(step)
+    kept = [j for j in range(len(tensors)) if j not in deferred]
 
     def mask_at(t):
         return None if mask is None else series.read(mask, t)
@@ -296,77 +332,131 @@ def _backward(step, currents, mask, stored, tensors, d_outputs, d_final, time_ax
                 states.append(array[t] if isinstance(array, tf.Tensor) else array.read(t))
         return states
 
-    def reverse(t, states, d_states, d_tensors, d_currents):
-        d_current, new_d_states, d_step_tensors = _step_vjp(
+    def reverse(t, states, d_states, d_tensors, d_currents, records, first):
+        """Step t back; `d_tensors` holds the sums of the kept tensors, `records` are written
+        at t - first."""
+        d_current, new_d_states, d_step_tensors, step_records = _step_vjp(
             step, series.read(currents, t), mask_at(t), states, tensors, series.read(d_outputs, t), list(d_states)
         )
         for new, old in zip(new_d_states, d_states):  # keep a static batch size the loop entered with
             new.set_shape(old.shape)
         d_states = new_d_states
         summed = []
-        for acc, g, device in zip(d_tensors, d_step_tensors, tensor_devices):
-            with _on(device):
+        for acc, g, j in zip(d_tensors, d_step_tensors, kept):
+            with _on(tensor_devices[j]):
                 summed.append(acc + g)
-        return t - 1, d_states, summed, series.write(d_currents, t, d_current)
+        written = []
+        for arrays, (parts, dy), position in zip(records, step_records, record_positions):
+            with _on(tensor_devices[position]):
+                written.append([array.write(t - first, value) for array, value in zip(arrays, list(parts) + [dy])])
+        return t - 1, d_states, summed, series.write(d_currents, t, d_current), written
 
-    zeros = []
-    for tensor, device in zip(tensors, tensor_devices):
-        with _on(device):
-            zeros.append(tf.zeros_like(tensor))
     d_final = _moved(d_final, state_devices)
     stored = _moved(stored, state_devices)
     tensors = _moved(tensors, tensor_devices)
+    # Each record of a step: (position, parts of x, y), shaped after a probe call of the step
+    # (not run: nothing uses its results). A TensorArray per part and one for dL/dy.
+    record_positions, record_specs = [], []
+    if deferred:
+        probe = []
+        step(current_0, mask_at(0), read(stored, 0), tensors, record=probe)
+        for position, parts, y in probe:
+            record_positions.append(position)
+            record_specs.append([(v.dtype, v.shape) for v in list(parts) + [y]])
+
+    def new_records(size):
+        records = []
+        for specs, position in zip(record_specs, record_positions):
+            with _on(tensor_devices[position]):
+                records.append([tf.TensorArray(dtype, size=size, element_shape=shape) for dtype, shape in specs])
+        return records
+
+    def add_deferred(sums, records):
+        """`sums` (a gradient per deferred position) plus the products over `records`."""
+        sums = list(sums)
+        for arrays, position in zip(records, record_positions):
+            with _on(tensor_devices[position]):
+                # [steps, batch, ...] -> [steps * batch, ...]: the rows of all steps in one product
+                *parts, dy = [_merge_time_and_batch(a.stack()) for a in arrays]
+                k = deferred.index(position)
+                sums[k] = sums[k] + step.deferred_gradient(position, parts, dy, tensors[position])
+        return sums
+
+    def zeros_at(positions):
+        zeros = []
+        for j in positions:
+            with _on(tensor_devices[j]):
+                zeros.append(tf.zeros_like(tensors[j]))
+        return zeros
+
     if every is None:
 
-        def body(t, d_states, d_tensors, d_currents):
-            return reverse(t, read(stored, t), d_states, d_tensors, d_currents)
+        def body(t, d_states, d_tensors, d_currents, records):
+            return reverse(t, read(stored, t), d_states, d_tensors, d_currents, records, 0)
 
-        _, d_initial, d_tensors, d_currents = tf.while_loop(
+        _, d_initial, d_kept, d_currents, records = tf.while_loop(
             lambda t, *_: t >= 0,
             body,
-            [steps - 1, list(d_final), zeros, d_currents],
+            [steps - 1, list(d_final), zeros_at(kept), d_currents, new_records(steps)],
             maximum_iterations=steps,
         )
+        d_deferred = add_deferred(zeros_at(deferred), records)
     else:
         segments = (steps + every - 1) // every
 
-        def segment(i, d_states, d_tensors, d_currents):
+        def segment(i, d_states, d_tensors, d_deferred, d_currents):
             start, end = i * every, tf.minimum((i + 1) * every, steps)
 
-            def recompute(t, states, kept):
+            def recompute(t, states, kept_states):
                 written = []
-                for array, state, device in zip(kept, states, state_devices):
+                for array, state, device in zip(kept_states, states, state_devices):
                     with _on(device):
                         written.append(array.write(t - start, state))
                 _, states = step(series.read(currents, t), mask_at(t), states, tensors)
                 return t + 1, states, written
 
-            kept = []
+            kept_states = []
             for array, device in zip(stored, state_devices):
                 with _on(device):
-                    kept.append(tf.TensorArray(array.dtype, size=every, element_shape=array.shape[1:]))
-            _, _, kept = tf.while_loop(
+                    kept_states.append(tf.TensorArray(array.dtype, size=every, element_shape=array.shape[1:]))
+            _, _, kept_states = tf.while_loop(
                 lambda t, *_: t < end,
                 recompute,
-                [start, read(stored, i), kept],
+                [start, read(stored, i), kept_states],
                 maximum_iterations=every,
             )
 
-            def body(t, d_states, d_tensors, d_currents):
-                return reverse(t, read(kept, t - start), d_states, d_tensors, d_currents)
+            def body(t, d_states, d_tensors, d_currents, records):
+                return reverse(t, read(kept_states, t - start), d_states, d_tensors, d_currents, records, start)
 
-            _, d_states, d_tensors, d_currents = tf.while_loop(
-                lambda t, *_: t >= start, body, [end - 1, d_states, d_tensors, d_currents], maximum_iterations=every
+            # The last segment may be shorter. XLA needs arrays of a constant size: there the
+            # unwritten steps stay zeros (x = 0, dL/dy = 0: they add nothing).
+            size = every if in_xla_context() else end - start
+            _, d_states, d_tensors, d_currents, records = tf.while_loop(
+                lambda t, *_: t >= start,
+                body,
+                [end - 1, d_states, d_tensors, d_currents, new_records(size)],
+                maximum_iterations=every,
             )
-            return i - 1, d_states, d_tensors, d_currents
+            return i - 1, d_states, d_tensors, add_deferred(d_deferred, records), d_currents
 
-        _, d_initial, d_tensors, d_currents = tf.while_loop(
+        _, d_initial, d_kept, d_deferred, d_currents = tf.while_loop(
             lambda i, *_: i >= 0,
             segment,
-            [segments - 1, list(d_final), zeros, d_currents],
+            [segments - 1, list(d_final), zeros_at(kept), zeros_at(deferred), d_currents],
             maximum_iterations=segments,
         )
-    return series.finish(d_currents, current_0, steps), d_initial, d_tensors
+    d_tensors = dict(zip(kept, d_kept))
+    d_tensors.update(zip(deferred, d_deferred))
+    return series.finish(d_currents, current_0, steps), d_initial, [d_tensors[j] for j in range(len(tensors))]
+
+
+def _merge_time_and_batch(sequence: tf.Tensor) -> tf.Tensor:
+    """[T, batch, ...] -> [T * batch, ...], keeping the static trailing sizes."""
+    trailing = sequence.shape[2:]
+    if trailing.is_fully_defined():
+        return tf.reshape(sequence, [-1] + trailing.as_list())
+    return tf.reshape(sequence, tf.concat([[-1], tf.shape(sequence)[2:]], 0))
 
 
 def check_checkpoint_every(value, allow_auto: bool = False):
@@ -586,6 +676,10 @@ class BlockStep:
     value, from which sparse blocks select their spikes, after the loop or inside it;
     `SILENT_PRE_SPIKE` at masked steps).
 
+    The recurrent kernel R is a deferred tensor (see `_step_vjp`): the backward loop
+    records the previous spikes and the gradient of their recurrent current, and R's
+    gradient is one matmul over all steps (or each checkpointed segment) after the loop.
+
     Equal by its static content (model, the non-tensor parameter values and their layout,
     options): equal steps may share compiled loops (`shared_step`).
     """
@@ -606,6 +700,7 @@ class BlockStep:
         self.has_recurrent_kernel = bool(has_recurrent_kernel)
         self.has_bias = bool(has_bias)
         self.output = output
+        self.deferred_tensors = (len(self.tensor_positions),) if self.has_recurrent_kernel else ()
         self.key = (model, self.static_leaves, self.tensor_positions, self.has_recurrent_kernel, self.has_bias, output)
 
     def split(self, params, recurrent_kernel, bias=None) -> List[tf.Tensor]:
@@ -627,12 +722,31 @@ class BlockStep:
         bias = rest.pop(0) if self.has_bias else None
         return params, kernel, bias
 
-    def __call__(self, current, mask_t, states, tensors):
+    def __call__(self, current, mask_t, states, tensors, record=None):
+        """(output, new states); with `record` (a list) and a recurrent kernel, the kernel gets
+        no gradient here and the recurrent product is recorded (see `_step_vjp`)."""
         params, kernel, bias = self.unpack(tensors)
         if bias is not None:
             current = current + bias
-        spikes, new_states, pre_spike = masked_block_update(self.model, current, mask_t, states, params, kernel)
+        if kernel is None or record is None:
+            spikes, new_states, pre_spike = masked_block_update(self.model, current, mask_t, states, params, kernel)
+        else:
+            # The model's update with R, its recurrent current written out (the same sum).
+            *neuron_states, previous = states
+            recurrent = tf.matmul(previous, tf.stop_gradient(kernel))
+            record.append((self.deferred_tensors[0], (previous,), recurrent))
+            spikes, new_states, pre_spike = masked_block_update(
+                self.model, current + recurrent, mask_t, neuron_states, params, None
+            )
+            # The spikes state: masked steps keep the previous spikes (spikes are 0 there).
+            kept = spikes if mask_t is None else tf.where(broadcast_mask(mask_t, spikes), spikes, previous)
+            new_states = list(new_states) + [kept]
         return (spikes if self.output == "spikes" else pre_spike), new_states
+
+    def deferred_gradient(self, position: int, parts, d_output: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+        """R's gradient [units, units] from the previous spikes [M, units] and the gradient
+        of the recurrent current [M, units] of M = steps x batch rows."""
+        return tf.matmul(parts[0], d_output, transpose_a=True)
 
     def __eq__(self, other) -> bool:
         return isinstance(other, BlockStep) and self.key == other.key

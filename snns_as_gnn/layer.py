@@ -28,7 +28,8 @@ from dense_snns.stateful import StatefulLayer
 from dense_snns.validation import as_numeric_tensor, check_features, check_mask, check_rank, check_sequence, check_steps
 
 from sparse_snns.blocks import check_packable, pack_spikes, unpack_spikes
-from sparse_snns.linear import linear_product
+from sparse_snns.format import SparseSpikes
+from sparse_snns.linear import linear_product, linear_weight_gradient
 from sparse_snns.rowops import scatter
 from sparse_snns.selection import select_spikes
 
@@ -138,6 +139,11 @@ class GraphStep:
     target device) group (`event_groups`), the biases (in node order, if any) and the
     tensor-valued neuron parameters of every node.
 
+    The edge kernels are `deferred_tensors` of the fused loops: in the backward loop each
+    step records its products' inputs (spikes, or selections) and the gradients of their
+    outputs, and each kernel's gradient is one product over all steps after the loop
+    (`deferred_gradient`), instead of a [N_in, N_out] gradient summed at every step.
+
     It keeps no reference to the cell, only the cell's static content, which is its `key`:
     equal graph layers share one step and its compiled loops (`dense_snns.fused.shared_step`).
     """
@@ -178,6 +184,7 @@ class GraphStep:
                     by_device.setdefault(self.devices[target[k]], []).append(k)
             self.event_groups.extend((i, device, edges) for device, edges in by_device.items())
         self.dense_edges = [k for k, (s, _) in enumerate(graph.edges) if self.capacities[graph.index(s)] is None]
+        self.deferred_tensors = tuple(range(len(self.dense_edges) + len(self.event_groups)))
         # Over several TensorFlow devices the compiled loops keep each node's stored states and
         # weight gradients on the node's device (`dense_snns.fused`); IPU shards are one device.
         self.state_devices = self.tensor_devices = None
@@ -237,7 +244,19 @@ class GraphStep:
         total = previous[..., -1:] + tf.stop_gradient(tf.cast(dropped, x.dtype))[..., None]
         return selected, tf.concat([pack_spikes(selected), total], axis=-1)
 
-    def __call__(self, current, mask_t, states, tensors):
+    def deferred_gradient(self, position: int, parts, d_output: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+        """The gradient [N_in, N_out] of the kernel at `position` of the step's tensors from
+        the records of all steps: its input rows `parts` (spikes [M, N_in], or a selection's
+        ids, values, count [M, K], [M]) and d_output [M, N_out] (M = steps x batch)."""
+        if position < len(self.dense_edges):
+            return tf.matmul(parts[0], d_output, transpose_a=True)
+        return linear_weight_gradient(SparseSpikes(*parts), d_output, kernel, self.chosen)
+
+    def __call__(self, current, mask_t, states, tensors, record=None):
+        """(output, new states) of one step. With `record` (a list), the edge kernels get no
+        gradient here and each product appends (position, input parts, output) to it (see
+        `dense_snns.fused._step_vjp`)."""
+        cut = tf.stop_gradient if record is not None else lambda kernel: kernel  # on the device using it
         kernels = dict(zip(self.dense_edges, tensors))
         offset = len(self.dense_edges)
         side_by_side = tensors[offset : offset + len(self.event_groups)]
@@ -261,9 +280,11 @@ class GraphStep:
                 with self._device(i):
                     selections[i] = unpack_spikes(node_states[i][-1][..., :-1], capacity)
         sent = {}
-        for (i, device, edges), kernel in zip(self.event_groups, side_by_side):
+        for g, ((i, device, edges), kernel) in enumerate(zip(self.event_groups, side_by_side)):
             with device_names.device_scope(device):
-                currents = linear_product(selections[i], kernel, None, self.chosen)
+                currents = linear_product(selections[i], cut(kernel), None, self.chosen)
+                if record is not None:
+                    record.append((len(self.dense_edges) + g, tuple(selections[i]), currents))
                 widths = [self.units[self.graph.index(self.graph.edges[k][1])] for k in edges]
                 sent.update(zip(edges, tf.split(currents, widths, axis=-1)))
         new_states, spikes_out = [], {}
@@ -275,7 +296,12 @@ class GraphStep:
                 node_current = external.get(i)
                 for s in self.sources[i]:
                     k = self.edge_index[(s, i)]
-                    contribution = sent[k] if k in sent else tf.matmul(node_states[s][-1], kernels[k])
+                    if k in sent:
+                        contribution = sent[k]
+                    else:
+                        contribution = tf.matmul(node_states[s][-1], cut(kernels[k]))
+                        if record is not None:
+                            record.append((self.dense_edges.index(k), (node_states[s][-1],), contribution))
                     node_current = contribution if node_current is None else node_current + contribution
                 if node_current is None:  # a node without sources or input stays silent
                     node_current = tf.zeros([tf.shape(node_states[i][-1])[0], self.units[i]], self.dtype)

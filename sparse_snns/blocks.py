@@ -27,7 +27,7 @@ from dense_snns.validation import check_mask, check_positive_int, check_sequence
 
 from ._checks import batch_of, check_implementation, resolve
 from .format import SparseSpikes, as_spikes, finish_selection, from_dense, swap_batch_time, to_dense
-from .linear import SparseLinear, linear_product
+from .linear import SparseLinear, linear_product, linear_weight_gradient
 from .selection import select_spikes
 
 
@@ -60,6 +60,10 @@ class SelectionStep:
 
     `implementation` (``"kernel"`` or ``"compiled"``) runs the selection and the product in
     the C++ ops or in pure TensorFlow (inside XLA). Equal by static content (`key`).
+
+    The recurrent kernel is a deferred tensor of the fused loops (`dense_snns.fused._step_vjp`):
+    its gradient is one sparse weight gradient over the recorded selections of all steps (or
+    of each checkpointed segment) after the backward loop.
     """
 
     def __init__(
@@ -79,6 +83,9 @@ class SelectionStep:
         self.has_recurrent_kernel = bool(has_recurrent_kernel)
         self.implementation = implementation
         self.spike_fn = params.spike_fn  # static: part of the block step's key
+        # The recurrent kernel's position in `tensors`: after the neuron parameters and the bias.
+        position = len(self.block.tensor_positions) + int(self.has_bias)
+        self.deferred_tensors = (position,) if self.has_recurrent_kernel else ()
         # XLA of TensorFlow 2.6 crashes now and then in the backward loop of a step that
         # selects (as a graph's sparse nodes): `fused` then runs it unjitted.
         self.crashes_old_xla = True
@@ -105,16 +112,21 @@ class SelectionStep:
             + ([recurrent_kernel] if self.has_recurrent_kernel else [])
         )
 
-    def __call__(self, current, mask_t, states, tensors):
+    def __call__(self, current, mask_t, states, tensors, record=None):
+        """(output, new states); with `record` (a list) the recurrent kernel gets no gradient
+        here and its product is recorded (see `dense_snns.fused._step_vjp`)."""
         neuron_states, tensors = list(states), list(tensors)
         recurrent_kernel = tensors.pop() if self.has_recurrent_kernel else None
         if self.has_bias:
             current = current + tensors.pop()
         if self.has_recurrent_kernel:
             previous = neuron_states.pop()
-            current = current + linear_product(
-                unpack_spikes(previous, self.capacity), recurrent_kernel, None, self.implementation
-            )
+            fed_back = unpack_spikes(previous, self.capacity)
+            kernel = recurrent_kernel if record is None else tf.stop_gradient(recurrent_kernel)
+            recurrent = linear_product(fed_back, kernel, None, self.implementation)
+            if record is not None:
+                record.append((self.deferred_tensors[0], tuple(fed_back), recurrent))
+            current = current + recurrent
         x, new_states = self.block(current, mask_t, neuron_states, tensors)  # silent at masked steps
         selected, dropped = select_spikes(
             x, self.capacity, self.second_threshold, self.spike_fn, implementation=self.implementation
@@ -125,6 +137,11 @@ class SelectionStep:
             new_states = list(new_states) + [kept]
         dropped = tf.stop_gradient(tf.cast(dropped, packed.dtype))[..., None]
         return tf.concat([packed, dropped], axis=-1), list(new_states)
+
+    def deferred_gradient(self, position: int, parts, d_output: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+        """The recurrent kernel's gradient [units, units] from the fed-back selections (ids,
+        values, count of M = steps x batch rows) and the gradient of their current [M, units]."""
+        return linear_weight_gradient(SparseSpikes(*parts), d_output, kernel, self.implementation)
 
     def unpack_output(self, outputs) -> Tuple[SparseSpikes, tf.Tensor]:
         """(SparseSpikes [..., K], dropped int32 [...]) from outputs [..., 2K + 2]."""

@@ -70,6 +70,7 @@ __all__ = [
     "check_values",
     "in_xla_context",
     "linear_product",
+    "linear_weight_gradient",
     "sparse_linear",
 ]
 
@@ -299,6 +300,24 @@ def linear_product(spikes: SparseSpikes, kernel, bias, chosen: str) -> tf.Tensor
     output = tf.reshape(flat, _shape_list(ids)[:-1] + [n_out])
     output.set_shape(out_shape)
     return output
+
+
+@tf.autograph.experimental.do_not_convert
+def linear_weight_gradient(spikes: SparseSpikes, d_output: tf.Tensor, kernel, chosen: str) -> tf.Tensor:
+    """The kernel's gradient [N_in, N_out] of `linear_product(spikes, kernel, None, chosen)`
+    given d_output [M, N_out], for flat spikes [M, K] (no checks): sum over the rows m and
+    entries k < count[m] of values[m, k] * d_output[m] into row ids[m, k]. The product need
+    not have run: this is its weight gradient alone (for example over many steps at once)."""
+    ids, values, count = spikes
+    if chosen == "kernel":
+        return event_ops.event_weight_gradient(ids, values, count, d_output, kernel)
+    k = int(ids.shape[-1])
+    rows = _chunk_rows(k, kernel.shape[1])
+    single = isinstance(ids.shape[0], int) and ids.shape[0] <= rows
+    valid = valid_mask(count, k)
+    safe_ids = tf.where(valid, ids, tf.zeros_like(ids))
+    masked = tf.where(valid, values, tf.zeros_like(values))
+    return _scatter_rows(safe_ids, masked, d_output, tf.shape(kernel)[0], rows, single)
 
 
 # --------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ __all__ = [
     "OP_DTYPES",
     "event_linear",
     "event_matmul",
+    "event_weight_gradient",
     "events_of",
     "load",
     "load_error",
@@ -81,13 +82,18 @@ def event_linear(ids: tf.Tensor, values: tf.Tensor, count: tf.Tensor, kernel: tf
 
         def grad(dy):
             dy = tf.convert_to_tensor(dy)
-            d_kernel = lib.dense_snns_sparse_linear_grad_weights(ids, values, count, dy, kernel)
+            d_kernel = event_weight_gradient(ids, values, count, dy, kernel)
             d_values = lib.dense_snns_sparse_linear_grad_values(ids, count, kernel, dy)
             return d_values, d_kernel
 
         return output, grad
 
     return linear(values, kernel)
+
+
+def event_weight_gradient(ids, values, count, dy: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+    """The kernel gradient [N_in, N_out] of `event_linear` given dy [M, N_out] (no checks)."""
+    return load().dense_snns_sparse_linear_grad_weights(ids, values, count, dy, kernel)
 
 
 def events_of(x: tf.Tensor):

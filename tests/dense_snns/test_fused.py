@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 import dense_snns as ds
-from dense_snns import fused, neurons
+from dense_snns import compat, fused, neurons
 
 from helpers import assert_close_to_scale
 
@@ -57,6 +57,75 @@ def test_compiled_recurrence_equals_the_reference_loop(rng, time_axis, jit_compi
     want = run(fused.reference_recurrence, step, currents, states, w, mask=mask, time_axis=time_axis)
     for g, r in zip(got, want):
         assert_close_to_scale(g, r, 1e-12)
+
+
+class DeferredProductStep:
+    """out = tanh(c + h @ W + v * h), h' = out: W's gradient deferred (computed after the loop
+    from the recorded h and d(h @ W)); v's summed in the loop; U deferred but used by no
+    product (its gradient is 0)."""
+
+    deferred_tensors = (0, 2)
+
+    def __init__(self):
+        self.deferred_calls = 0
+
+    def __call__(self, current, mask_t, states, tensors, record=None):
+        (h,) = states
+        w, v, _ = tensors
+        if record is not None:
+            w = tf.stop_gradient(w)
+        y = tf.matmul(h, w)
+        if record is not None:
+            record.append((0, (h,), y))
+        out = tf.tanh(current + y + v * h)
+        if mask_t is not None:
+            keep = fused.broadcast_mask(mask_t, out)
+            out = tf.where(keep, out, h)
+        return out, [out]
+
+    def deferred_gradient(self, position, parts, d_output, tensor):
+        self.deferred_calls += 1
+        assert position == 0 and parts[0].shape.rank == 2 and d_output.shape.rank == 2
+        return tf.matmul(parts[0], d_output, transpose_a=True)
+
+
+@pytest.mark.parametrize("time_axis", [0, 1])
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("checkpoint_every", [None, 3])
+@pytest.mark.parametrize("masked", [False, True])
+def test_deferred_tensor_gradients_equal_autodiff(rng, time_axis, jit_compile, checkpoint_every, masked):
+    """A step's deferred tensors get the gradient of the reference loop's autodiff: one
+    product over the records of all steps (also checkpointed, masked, batch-major, XLA)."""
+    steps, batch, units = 7, 3, 4
+    shape = (steps, batch, units) if time_axis == 0 else (batch, steps, units)
+    currents = tf.constant(rng.normal(0.0, 0.5, shape))
+    h0 = tf.constant(rng.normal(size=(batch, units)))
+    tensors = [tf.constant(rng.normal(0.0, 0.4, (units, units))), tf.constant(rng.uniform(0.2, 0.6, units))]
+    tensors.append(tf.constant(rng.normal(size=(2, 5))))
+    mask = None
+    if masked:
+        mask = np.arange(steps)[None, :] < np.array([[steps], [steps - 2], [1]])
+        mask = tf.constant(mask if time_axis == 1 else mask.T)
+    results = []
+    for recurrence, kwargs in [
+        (fused.compiled_recurrence, dict(jit_compile=jit_compile, checkpoint_every=checkpoint_every)),
+        (fused.reference_recurrence, {}),
+    ]:
+        step = DeferredProductStep()
+        with tf.GradientTape() as tape:
+            tape.watch([currents, h0] + tensors)
+            outputs, (final,) = recurrence(step, currents, [h0], tensors, mask=mask, time_axis=time_axis, **kwargs)
+            loss = tf.reduce_sum(outputs * tf.cos(currents)) + tf.reduce_sum(final**2)
+        results.append([outputs, final] + tape.gradient(loss, [currents, h0] + tensors))
+        if recurrence is fused.compiled_recurrence:
+            # W's gradient: one product after the loop (not deferred before TensorFlow 2.9,
+            # whose XLA crashes on the recording loop)
+            assert step.deferred_calls == (1 if compat.TF_VERSION >= (2, 9) else 0)
+    for got, want in zip(*results):
+        if want is None:  # U: the reference loop does not use it
+            np.testing.assert_array_equal(got, np.zeros((2, 5)))
+        else:
+            assert_close_to_scale(got, want, 1e-12)
 
 
 @pytest.mark.parametrize("time_axis", [0, 1])

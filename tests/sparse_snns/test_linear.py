@@ -346,6 +346,24 @@ def test_kernel_gradient_is_dense_tensor_not_indexed_slices(rng, implementation)
 
 
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("rows", [5, 2000])
+def test_weight_gradient_alone_equals_the_products_gradient(rng, implementation, rows):
+    """`linear_weight_gradient` (the kernel's gradient without the product, as the fused
+    loops use it over many steps at once) == autodiff of the product; padding ignored; 2000
+    rows are more than one row chunk of the pure-TF path."""
+    spikes = random_spikes(rng, (rows,), 40, 6, 0.1)
+    kernel = tf.constant(rng.normal(size=(40, 24)).astype(np.float32))
+    upstream = tf.constant(rng.normal(size=(rows, 24)).astype(np.float32))
+    with tf.GradientTape() as tape:
+        tape.watch(kernel)
+        loss = tf.reduce_sum(upstream * sparse_linear(spikes, kernel, implementation=implementation))
+    want = tape.gradient(loss, kernel)
+    got = linear.linear_weight_gradient(spikes, upstream, kernel, implementation)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert np.abs(want.numpy()).max() > 0.1
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 def test_no_gradient_to_ids_and_count(rng, implementation):
     spikes = random_spikes(rng, (8,), 20, 5, 0.2)
     ids = tf.cast(spikes.ids, tf.float32)  # a float copy that could be watched
