@@ -29,7 +29,7 @@ from dense_snns.validation import as_numeric_tensor, check_features, check_mask,
 
 from sparse_snns.blocks import check_packable, pack_spikes, unpack_spikes
 from sparse_snns.format import SparseSpikes
-from sparse_snns.linear import linear_product, linear_weight_gradient
+from sparse_snns.linear import linear_product, linear_weight_gradient, loop_kernel, stepped_kernel
 from sparse_snns.rowops import scatter
 from sparse_snns.selection import select_spikes
 
@@ -137,7 +137,8 @@ class GraphStep:
     otherwise in pure TensorFlow. The tensors are, in order: the kernels of the edges out of
     dense nodes (in `graph.edges` order), the kernels side by side of each (sparse node,
     target device) group (`event_groups`), the biases (in node order, if any) and the
-    tensor-valued neuron parameters of every node.
+    tensor-valued neuron parameters of every node. In a loop the side-by-side kernels of the
+    C++ products are packed (`sparse_snns.linear.loop_kernel`).
 
     The edge kernels are `deferred_tensors` of the fused loops: in the backward loop each
     step records its products' inputs (spikes, or selections) and the gradients of their
@@ -213,9 +214,10 @@ class GraphStep:
     def __hash__(self) -> int:
         return hash(self.key)
 
-    def tensors(self, cell: "GraphSNNCell", dtype) -> List[tf.Tensor]:
+    def tensors(self, cell: "GraphSNNCell", dtype, loop: bool = False) -> List[tf.Tensor]:
         """The step's tensors (order in the class docstring), each made on the device that uses
-        it: a copy per call, not per step."""
+        it: a copy per call, not per step. For a `loop` over many steps the side-by-side
+        kernels of the C++ products are packed once (`sparse_snns.linear.loop_kernel`)."""
         graph = self.graph
         kernels = []
         for k in self.dense_edges:
@@ -224,7 +226,8 @@ class GraphStep:
         # Side by side once per call (not per step); gradients flow back through the concat.
         for _, device, edges in self.event_groups:
             with device_names.device_scope(device):
-                kernels.append(tf.concat([tf.cast(cell.edge_kernels[k], dtype) for k in edges], axis=1))
+                side_by_side = tf.concat([tf.cast(cell.edge_kernels[k], dtype) for k in edges], axis=1)
+                kernels.append(loop_kernel(side_by_side, self.chosen) if loop else side_by_side)
         biases, params = [], []
         for i, name in enumerate(graph.node_names):
             with self._device(i):
@@ -250,6 +253,7 @@ class GraphStep:
         ids, values, count [M, K], [M]) and d_output [M, N_out] (M = steps x batch)."""
         if position < len(self.dense_edges):
             return tf.matmul(parts[0], d_output, transpose_a=True)
+        kernel = stepped_kernel(kernel, d_output.shape[-1])
         return linear_weight_gradient(SparseSpikes(*parts), d_output, kernel, self.chosen)
 
     def __call__(self, current, mask_t, states, tensors, record=None):
@@ -282,10 +286,10 @@ class GraphStep:
         sent = {}
         for g, ((i, device, edges), kernel) in enumerate(zip(self.event_groups, side_by_side)):
             with device_names.device_scope(device):
-                currents = linear_product(selections[i], cut(kernel), None, self.chosen)
+                widths = [self.units[self.graph.index(self.graph.edges[k][1])] for k in edges]
+                currents = linear_product(selections[i], stepped_kernel(cut(kernel), sum(widths)), None, self.chosen)
                 if record is not None:
                     record.append((len(self.dense_edges) + g, tuple(selections[i]), currents))
-                widths = [self.units[self.graph.index(self.graph.edges[k][1])] for k in edges]
                 sent.update(zip(edges, tf.split(currents, widths, axis=-1)))
         new_states, spikes_out = [], {}
         for i, step in enumerate(self.node_steps):
@@ -585,7 +589,7 @@ class GraphSNN(StatefulLayer, keras.layers.Layer):
             states = self._carried_states(x.shape[0], dtype, x.shape)
         else:
             states = self.cell.get_initial_state(batch_size=tf.shape(x)[0], dtype=dtype)
-        tensors = step.tensors(self.cell, dtype)
+        tensors = step.tensors(self.cell, dtype, loop=True)
         mask = None if mask is None else check_mask(what, mask, x)
         if self.implementation == "reference":
             outputs, final_states = fused.reference_recurrence(step, currents, states, tensors, mask, time_axis=1)

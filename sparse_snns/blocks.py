@@ -27,7 +27,7 @@ from dense_snns.validation import check_mask, check_positive_int, check_sequence
 
 from ._checks import batch_of, check_implementation, resolve
 from .format import SparseSpikes, as_spikes, finish_selection, from_dense, swap_batch_time, to_dense
-from .linear import SparseLinear, linear_product, linear_weight_gradient
+from .linear import SparseLinear, linear_product, linear_weight_gradient, loop_kernel, stepped_kernel
 from .selection import select_spikes
 
 
@@ -105,7 +105,11 @@ class SelectionStep:
     def __hash__(self) -> int:
         return hash(self.key)
 
-    def tensors(self, params, bias=None, recurrent_kernel=None) -> list:
+    def tensors(self, params, bias=None, recurrent_kernel=None, loop: bool = False) -> list:
+        """The step's tensors; for a `loop` over many steps the recurrent kernel of the C++
+        product is packed once (`sparse_snns.linear.loop_kernel`)."""
+        if self.has_recurrent_kernel and loop:
+            recurrent_kernel = loop_kernel(recurrent_kernel, self.implementation)
         return (
             self.block.split(params, None)
             + ([bias] if self.has_bias else [])
@@ -123,7 +127,7 @@ class SelectionStep:
             previous = neuron_states.pop()
             fed_back = unpack_spikes(previous, self.capacity)
             kernel = recurrent_kernel if record is None else tf.stop_gradient(recurrent_kernel)
-            recurrent = linear_product(fed_back, kernel, None, self.implementation)
+            recurrent = linear_product(fed_back, stepped_kernel(kernel, current.shape[-1]), None, self.implementation)
             if record is not None:
                 record.append((self.deferred_tensors[0], tuple(fed_back), recurrent))
             current = current + recurrent
@@ -141,6 +145,7 @@ class SelectionStep:
     def deferred_gradient(self, position: int, parts, d_output: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
         """The recurrent kernel's gradient [units, units] from the fed-back selections (ids,
         values, count of M = steps x batch rows) and the gradient of their current [M, units]."""
+        kernel = stepped_kernel(kernel, d_output.shape[-1])
         return linear_weight_gradient(SparseSpikes(*parts), d_output, kernel, self.implementation)
 
     def unpack_output(self, outputs) -> Tuple[SparseSpikes, tf.Tensor]:
@@ -402,7 +407,7 @@ class SparseSNNDense(StatefulLayer, keras.layers.Layer):
         spikes inside it (`SelectionStep`): a self-recurrent layer feeds back its selection.
         `chosen`: the C++ ops (`jit` is then False) or pure TensorFlow."""
         step = self._selection_step(params, bias is not None, chosen)
-        tensors = step.tensors(params, bias, recurrent_kernel)
+        tensors = step.tensors(params, bias, recurrent_kernel, loop=True)
         if self.synapse.implementation == "reference":
             outputs, final_states = fused.reference_recurrence(step, currents, states, tensors, mask, time_axis)
         else:

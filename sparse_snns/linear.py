@@ -64,6 +64,7 @@ from .format import SparseSpikes, as_spikes
 __all__ = [
     "IMPLEMENTATIONS",
     "CheckedSpikes",
+    "PackedKernel",
     "SparseLinear",
     "check_inputs",
     "check_spikes",
@@ -71,7 +72,9 @@ __all__ = [
     "in_xla_context",
     "linear_product",
     "linear_weight_gradient",
+    "loop_kernel",
     "sparse_linear",
+    "stepped_kernel",
 ]
 
 #: Elements of the gathered [rows, K, N_out] block of the pure-TF path above which it works
@@ -272,9 +275,35 @@ def sparse_linear(spikes, kernel, bias=None, implementation: str = "auto") -> tf
     return linear_product(checked.spikes, checked.kernel, checked.bias, checked.chosen)
 
 
+class PackedKernel(NamedTuple):
+    """A kernel [N_in, N_out] in the C++ kernels' packed layout (`dense_snns.ops.events.pack_kernel`)
+    and its N_out, for `linear_product` and `linear_weight_gradient` with ``chosen="kernel"``.
+    A loop that multiplies by one kernel at every step packs it once per call (`loop_kernel`)
+    instead of the kernels packing it at every product."""
+
+    packed: tf.Tensor  # [blocks, N_in, width]
+    n_out: int
+
+
+def loop_kernel(kernel: tf.Tensor, chosen: str) -> tf.Tensor:
+    """What a loop passes as a step tensor for `kernel` [N_in, N_out]: packed once
+    ([blocks, N_in, width]) for the C++ kernels (a static shape needed), else the kernel.
+    The step turns it back into a kernel argument with `stepped_kernel`."""
+    if chosen == "kernel" and kernel.shape.rank == 2 and kernel.shape.is_fully_defined():
+        return event_ops.pack_kernel(kernel)
+    return kernel
+
+
+def stepped_kernel(tensor: tf.Tensor, n_out: int):
+    """The kernel argument of `linear_product` from a step tensor made by `loop_kernel` (or a
+    plain kernel [N_in, N_out]): a `PackedKernel` if it is packed (rank 3), else the tensor."""
+    return PackedKernel(tensor, int(n_out)) if tensor.shape.rank == 3 else tensor
+
+
 @tf.autograph.experimental.do_not_convert
 def linear_product(spikes: SparseSpikes, kernel, bias, chosen: str) -> tf.Tensor:
-    """`sparse_linear` on what `check_spikes` returned (no checks): [..., N_out]."""
+    """`sparse_linear` on what `check_spikes` returned (no checks): [..., N_out]. `kernel` may
+    be a `PackedKernel` (then `chosen` must be ``"kernel"``)."""
     ids, values, count = spikes
     k = int(ids.shape[-1])
     flatten = ids.shape.rank != 2
@@ -285,18 +314,23 @@ def linear_product(spikes: SparseSpikes, kernel, bias, chosen: str) -> tf.Tensor
     else:
         flat_ids, flat_values, flat_count = ids, values, count
 
-    if chosen == "kernel":
+    if isinstance(kernel, PackedKernel):
+        flat = event_ops.event_linear_packed(flat_ids, flat_values, flat_count, kernel.packed, kernel.n_out)
+        out_features = tf.TensorShape([kernel.n_out])
+    elif chosen == "kernel":
         flat = event_ops.event_linear(flat_ids, flat_values, flat_count, kernel)
+        out_features = kernel.shape[1:]
     else:
         flat = _tf_linear(flat_ids, flat_values, flat_count, kernel)
+        out_features = kernel.shape[1:]
     if bias is not None:
         flat = tf.nn.bias_add(flat, bias)
     if not flatten:
         return flat
-    out_shape = ids.shape[:-1].concatenate(kernel.shape[1:])
+    out_shape = ids.shape[:-1].concatenate(out_features)
     if out_shape.is_fully_defined():
         return tf.reshape(flat, out_shape.as_list())
-    n_out = kernel.shape[1] if kernel.shape[1] is not None else tf.shape(kernel)[1]
+    n_out = out_features[0] if out_features[0] is not None else tf.shape(kernel)[1]
     output = tf.reshape(flat, _shape_list(ids)[:-1] + [n_out])
     output.set_shape(out_shape)
     return output
@@ -307,8 +341,11 @@ def linear_weight_gradient(spikes: SparseSpikes, d_output: tf.Tensor, kernel, ch
     """The kernel's gradient [N_in, N_out] of `linear_product(spikes, kernel, None, chosen)`
     given d_output [M, N_out], for flat spikes [M, K] (no checks): sum over the rows m and
     entries k < count[m] of values[m, k] * d_output[m] into row ids[m, k]. The product need
-    not have run: this is its weight gradient alone (for example over many steps at once)."""
+    not have run: this is its weight gradient alone (for example over many steps at once).
+    For a `PackedKernel` the gradient of its packed tensor (packed likewise)."""
     ids, values, count = spikes
+    if isinstance(kernel, PackedKernel):
+        return event_ops.packed_weight_gradient(ids, values, count, d_output, int(kernel.packed.shape[1]))
     if chosen == "kernel":
         return event_ops.event_weight_gradient(ids, values, count, d_output, kernel)
     k = int(ids.shape[-1])

@@ -1,16 +1,21 @@
 // CPU kernels of event-driven products: y[m, :] = sum_{k < count[m]} values[m, k] * W[ids[m, k], :]
 // (sparse_snns' SparseLinear; dense_snns' layers on the events of a dense input).
 //
-// Five ops (float32 and float64):
+// Seven ops (float32 and float64):
 //   DenseSnnsSparseLinear             (ids, values, count, weights) -> output [M, N_out]
 //   DenseSnnsSparseLinearGradWeights  (ids, values, count, grad, weights) -> grad_weights [N_in, N_out]
 //   DenseSnnsSparseLinearGradValues   (ids, count, weights, grad) -> grad_values [M, K]
+//   DenseSnnsSparseLinearPacked       (ids, values, count, packed; n_out) -> output [M, N_out]
+//   DenseSnnsSparseLinearPackedGradValues (ids, count, packed, grad) -> grad_values [M, K]
 //   DenseSnnsDenseToEvents            (x [M, N_in]) -> the nonzero entries of each row as
 //                                     (ids, values, count) with K = the largest count (>= 1)
 //   DenseSnnsNonzeroFraction          (x [M, N_in]) -> the fraction of nonzero entries of a
 //                                     sample of rows (float scalar)
 //
 // ids int32 [M, K], values [M, K], count int32 [M], weights [N_in, N_out], grad [M, N_out].
+// `packed` [blocks, N_in, width] is W already in the kernels' packed layout, packed[b, i, j] =
+// W[i, b * width + j] (zero past N_out), width 1, 2 or 4 cache lines: a loop that runs the
+// product with one W at every step packs it once instead of at every call.
 // Entries k >= count[m] are padding and are never read (their ids may hold anything); the
 // values gradient is 0 there. The weight gradient is a dense [N_in, N_out] tensor.
 //
@@ -31,6 +36,7 @@
 //                 gather from packed dY into registers, each dW element written once (no
 //                 zero fill, no read-modify-write scatter);
 //   values grad   dv[m, k] = sum over blocks of dot(dY[m, block], Wpack[ids[m, k]]).
+// The *Packed ops read the blocks from `packed` instead of packing them (same micro-kernels).
 // Work is split among TensorFlow's intra-op threads: forward by column ranges (and row
 // ranges when there are few columns), weight gradient by column ranges only (every thread
 // owns disjoint columns of dW starting on a 64-byte line: no races, no atomics, no false
@@ -164,6 +170,56 @@ REGISTER_OP("DenseSnnsSparseLinearGradValues")
 Values gradient: grad_values[m, k] = dot(grad[m, :], weights[ids[m, k], :]) for k < count[m], else 0.
 )doc");
 
+static dsnn::Status PackedForwardShape(InferenceContext* c) {
+  DimensionHandle m, k;
+  TF_RETURN_IF_ERROR(SpikeDims(c, 0, 1, 2, &m, &k));
+  ShapeHandle packed;
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(3), 3, &packed));
+  int n_out = 0;
+  TF_RETURN_IF_ERROR(c->GetAttr("n_out", &n_out));
+  c->set_output(0, c->Matrix(m, n_out));
+  return dsnn::OkStatus();
+}
+
+static dsnn::Status PackedGradValuesShape(InferenceContext* c) {
+  DimensionHandle m, k;
+  TF_RETURN_IF_ERROR(SpikeDims(c, 0, -1, 1, &m, &k));
+  ShapeHandle packed, grad;
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(2), 3, &packed));
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(3), 2, &grad));
+  DimensionHandle unused;
+  TF_RETURN_IF_ERROR(c->Merge(c->Dim(grad, 0), m, &unused));
+  c->set_output(0, c->Matrix(m, k));
+  return dsnn::OkStatus();
+}
+
+REGISTER_OP("DenseSnnsSparseLinearPacked")
+    .Input("ids: int32")
+    .Input("values: T")
+    .Input("count: int32")
+    .Input("packed: T")
+    .Output("output: T")
+    .Attr("n_out: int >= 0")
+    .Attr("T: {float, double}")
+    .SetShapeFn(PackedForwardShape)
+    .Doc(R"doc(
+DenseSnnsSparseLinear with the weights packed: packed [blocks, N_in, width], packed[b, i, j] =
+weights[i, b * width + j]; output [M, n_out].
+)doc");
+
+REGISTER_OP("DenseSnnsSparseLinearPackedGradValues")
+    .Input("ids: int32")
+    .Input("count: int32")
+    .Input("packed: T")
+    .Input("grad: T")
+    .Output("grad_values: T")
+    .Attr("T: {float, double}")
+    .SetShapeFn(PackedGradValuesShape)
+    .Doc(R"doc(
+DenseSnnsSparseLinearGradValues with the weights packed (see DenseSnnsSparseLinearPacked);
+grad [M, N_out].
+)doc");
+
 // ------------------------------------------------------------------------------------------
 // argument checks
 // ------------------------------------------------------------------------------------------
@@ -198,6 +254,41 @@ static dsnn::Status CheckShapes(const Tensor& ids, const Tensor* values, const T
 // count[m] in [0, K] and ids[m, k] in [0, N_in) for k < count[m]; returns sum(count).
 static dsnn::Status CheckValues(const Tensor& ids, const Tensor& count, i64 n_in, i64* total) {
   return spikes_common::CheckValues(ids, count, n_in, "N_in", "the first dimension of the kernel", total);
+}
+
+// packed [blocks, N_in, width]: width 1, 2 or 4 cache lines, blocks = ceil(n_out / width);
+// ids [M, K], count [M], values [M, K] and grad [M, n_out] if given.
+template <typename T>
+static dsnn::Status CheckPackedShapes(const Tensor& ids, const Tensor* values, const Tensor& count,
+                                      const Tensor& packed, i64 n_out, const Tensor* grad) {
+  TF_RETURN_IF_ERROR(spikes_common::CheckSpikeShapes(ids, count));
+  const i64 m = ids.dim_size(0);
+  if (m > static_cast<i64>(INT32_MAX)) {
+    return tensorflow::errors::InvalidArgument("`ids` has ", m, " rows; at most 2^31 - 1 are supported");
+  }
+  if (values != nullptr && values->shape() != ids.shape()) {
+    return tensorflow::errors::InvalidArgument("`values` must have the shape of `ids` ",
+                                               ids.shape().DebugString(), ", got ",
+                                               values->shape().DebugString());
+  }
+  const i64 lanes = 64 / static_cast<i64>(sizeof(T));
+  if (packed.dims() != 3 || !(packed.dim_size(2) == lanes || packed.dim_size(2) == 2 * lanes ||
+                              packed.dim_size(2) == 4 * lanes)) {
+    return tensorflow::errors::InvalidArgument("`packed` must have shape [blocks, N_in, width] with width ", lanes,
+                                               ", ", 2 * lanes, " or ", 4 * lanes, " (1, 2 or 4 cache lines), got ",
+                                               packed.shape().DebugString());
+  }
+  const i64 width = packed.dim_size(2);
+  if (packed.dim_size(0) != (n_out + width - 1) / width) {
+    return tensorflow::errors::InvalidArgument("`packed` must have ceil(N_out / width) = ", (n_out + width - 1) / width,
+                                               " blocks for N_out = ", n_out, ", got shape ",
+                                               packed.shape().DebugString());
+  }
+  if (grad != nullptr && (grad->dims() != 2 || grad->dim_size(0) != m)) {
+    return tensorflow::errors::InvalidArgument("`grad` must have shape [M, N_out] with M = ", m, ", got ",
+                                               grad->shape().DebugString());
+  }
+  return dsnn::OkStatus();
 }
 
 // ------------------------------------------------------------------------------------------
@@ -563,6 +654,38 @@ DSNN_INLINE void GradValuesColumns(const Spikes& s, const T* w, const T* grad, i
   }
 }
 
+// Forward over the packed blocks [b0, b1) (nv lines wide each) for rows [r0, r1).
+template <typename T, int VB>
+DSNN_INLINE void ForwardPackedBlocks(const Spikes& s, const T* values, const T* packed, i64 n_in, i64 n_out,
+                                     int nv, i64 b0, i64 b1, i64 r0, i64 r1, T* out) {
+  const i64 width = nv * Line<T>::kLanes;
+  for (i64 b = b0; b < b1; ++b) {
+    const T* src = packed + b * n_in * width;
+    const int valid = static_cast<int>(std::min(width, n_out - b * width));
+    switch (nv) {
+      case 4: ForwardBlock<T, VB, 4>(s, values, src, width, r0, r1, out + b * width, n_out, valid); break;
+      case 2: ForwardBlock<T, VB, 2>(s, values, src, width, r0, r1, out + b * width, n_out, valid); break;
+      default: ForwardBlock<T, VB, 1>(s, values, src, width, r0, r1, out + b * width, n_out, valid); break;
+    }
+  }
+}
+
+// Values gradient over all packed blocks for rows [r0, r1).
+template <typename T, int VB>
+DSNN_INLINE void GradValuesPackedBlocks(const Spikes& s, const T* packed, const T* grad, i64 n_in, i64 n_out,
+                                        int nv, i64 r0, i64 r1, T* dv) {
+  const i64 width = nv * Line<T>::kLanes;
+  for (i64 b = 0; b * width < n_out; ++b) {
+    const T* src = packed + b * n_in * width;
+    const int valid = static_cast<int>(std::min(width, n_out - b * width));
+    switch (nv) {
+      case 4: GradValuesBlock<T, VB, 4>(s, src, width, grad + b * width, n_out, r0, r1, dv, valid); break;
+      case 2: GradValuesBlock<T, VB, 2>(s, src, width, grad + b * width, n_out, r0, r1, dv, valid); break;
+      default: GradValuesBlock<T, VB, 1>(s, src, width, grad + b * width, n_out, r0, r1, dv, valid); break;
+    }
+  }
+}
+
 // Packing pays off when the rows of W are used more than about once: at least N_in / 2 events.
 static bool WorthPacking(i64 events, i64 n_in) { return 2 * events >= n_in; }
 
@@ -592,6 +715,17 @@ static bool WorthPacking(i64 events, i64 n_in) { return 2 * events >= n_in; }
                                      i64 n_out, i64 r0, i64 r1, int block_lines, bool pack,       \
                                      T* scratch, T* dv) {                                         \
     GradValuesColumns<T, VB>(s, w, grad, n_in, n_out, r0, r1, block_lines, pack, scratch, dv);    \
+  }                                                                                               \
+  template <typename T>                                                                           \
+  ATTRIBUTES void ForwardPacked##SUFFIX(const Spikes& s, const T* values, const T* packed,         \
+                                        i64 n_in, i64 n_out, int nv, i64 b0, i64 b1, i64 r0,      \
+                                        i64 r1, T* out) {                                         \
+    ForwardPackedBlocks<T, VB>(s, values, packed, n_in, n_out, nv, b0, b1, r0, r1, out);          \
+  }                                                                                               \
+  template <typename T>                                                                           \
+  ATTRIBUTES void GradValuesPacked##SUFFIX(const Spikes& s, const T* packed, const T* grad,        \
+                                           i64 n_in, i64 n_out, int nv, i64 r0, i64 r1, T* dv) {  \
+    GradValuesPackedBlocks<T, VB>(s, packed, grad, n_in, n_out, nv, r0, r1, dv);                  \
   }
 
 DSNN_ENTRIES(Generic, static, 16)
@@ -854,6 +988,103 @@ class SparseLinearGradValuesOp : public OpKernel {
   }
 };
 
+template <typename T>
+class SparseLinearPackedOp : public OpKernel {
+ public:
+  explicit SparseLinearPackedOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("n_out", &n_out_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& ids = ctx->input(0);
+    const Tensor& values = ctx->input(1);
+    const Tensor& count = ctx->input(2);
+    const Tensor& packed = ctx->input(3);
+    const i64 n_out = n_out_;
+    OP_REQUIRES_OK(ctx, CheckPackedShapes<T>(ids, &values, count, packed, n_out, nullptr));
+    const i64 m_rows = ids.dim_size(0);
+    const i64 n_in = packed.dim_size(1);
+    const i64 blocks = packed.dim_size(0);
+    i64 total = 0;
+    OP_REQUIRES_OK(ctx, CheckValues(ids, count, n_in, &total));
+
+    Tensor* output = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({m_rows, n_out}), &output));
+    if (m_rows == 0 || n_out == 0) return;
+
+    const Spikes s{ids.flat<i32>().data(), count.flat<i32>().data(), ids.dim_size(1)};
+    const T* v = values.flat<T>().data();
+    const T* w = packed.flat<T>().data();
+    T* out = output->flat<T>().data();
+    const int nv = static_cast<int>(packed.dim_size(2) / Line<T>::kLanes);
+
+    // parts = block parts x row parts, as in SparseLinearOp
+    const i64 threads = (total * n_out < kMinParallelWork) ? 1 : NumThreads(ctx);
+    const i64 col_parts = std::min(threads, blocks);
+    const i64 row_parts = std::min(m_rows, std::max<i64>(1, threads / col_parts));
+    const i64 parts = col_parts * row_parts;
+    const i64 cost = std::max<i64>(1, (total + m_rows) * n_out / parts);
+    RunParts(ctx, parts, cost, [&](i64 begin, i64 end) {
+      for (i64 p = begin; p < end; ++p) {
+        const i64 cp = p / row_parts, rp = p % row_parts;
+        const i64 b0 = blocks * cp / col_parts, b1 = blocks * (cp + 1) / col_parts;
+        const i64 r0 = m_rows * rp / row_parts, r1 = m_rows * (rp + 1) / row_parts;
+        if (b0 < b1 && r0 < r1) {
+          DSNN_DISPATCH(ForwardPacked, s, v, w, n_in, n_out, nv, b0, b1, r0, r1, out)
+        }
+      }
+    });
+  }
+
+ private:
+  int n_out_ = 0;
+};
+
+template <typename T>
+class SparseLinearPackedGradValuesOp : public OpKernel {
+ public:
+  explicit SparseLinearPackedGradValuesOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    const Tensor& ids = ctx->input(0);
+    const Tensor& count = ctx->input(1);
+    const Tensor& packed = ctx->input(2);
+    const Tensor& grad = ctx->input(3);
+    OP_REQUIRES(ctx, grad.dims() == 2,
+                tensorflow::errors::InvalidArgument("`grad` must have rank 2 [M, N_out], got shape ",
+                                                    grad.shape().DebugString()));
+    const i64 n_out = grad.dim_size(1);
+    OP_REQUIRES_OK(ctx, CheckPackedShapes<T>(ids, nullptr, count, packed, n_out, &grad));
+    const i64 m_rows = ids.dim_size(0);
+    const i64 k_cap = ids.dim_size(1);
+    const i64 n_in = packed.dim_size(1);
+    i64 total = 0;
+    OP_REQUIRES_OK(ctx, CheckValues(ids, count, n_in, &total));
+
+    Tensor* output = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({m_rows, k_cap}), &output));
+    T* dv = output->flat<T>().data();
+    std::fill(dv, dv + m_rows * k_cap, T(0));
+    if (m_rows == 0 || k_cap == 0 || n_out == 0) return;
+
+    const Spikes s{ids.flat<i32>().data(), count.flat<i32>().data(), k_cap};
+    const T* w = packed.flat<T>().data();
+    const T* g = grad.flat<T>().data();
+    const int nv = static_cast<int>(packed.dim_size(2) / Line<T>::kLanes);
+    const i64 threads = (total * n_out < kMinParallelWork) ? 1 : NumThreads(ctx);
+    const i64 parts = std::min(threads, m_rows);
+    const i64 cost = std::max<i64>(1, (total + m_rows) * n_out / parts);
+    RunParts(ctx, parts, cost, [&](i64 begin, i64 end) {
+      for (i64 p = begin; p < end; ++p) {
+        const i64 r0 = m_rows * p / parts, r1 = m_rows * (p + 1) / parts;
+        if (r0 < r1) {
+          DSNN_DISPATCH(GradValuesPacked, s, w, g, n_in, n_out, nv, r0, r1, dv)
+        }
+      }
+    });
+  }
+};
+
 // ------------------------------------------------------------------------------------------
 // dense rows -> events
 // ------------------------------------------------------------------------------------------
@@ -1024,7 +1255,13 @@ class NonzeroFractionOp : public OpKernel {
       SparseLinearGradWeightsOp<T>);                                                              \
   REGISTER_KERNEL_BUILDER(                                                                        \
       Name("DenseSnnsSparseLinearGradValues").Device(DEVICE_CPU).TypeConstraint<T>("T"),          \
-      SparseLinearGradValuesOp<T>);
+      SparseLinearGradValuesOp<T>);                                                               \
+  REGISTER_KERNEL_BUILDER(                                                                        \
+      Name("DenseSnnsSparseLinearPacked").Device(DEVICE_CPU).TypeConstraint<T>("T"),              \
+      SparseLinearPackedOp<T>);                                                                   \
+  REGISTER_KERNEL_BUILDER(                                                                        \
+      Name("DenseSnnsSparseLinearPackedGradValues").Device(DEVICE_CPU).TypeConstraint<T>("T"),    \
+      SparseLinearPackedGradValuesOp<T>);
 
 DENSE_SNNS_REGISTER(float)
 DENSE_SNNS_REGISTER(double)

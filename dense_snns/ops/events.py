@@ -3,7 +3,8 @@
     y[m, :] = sum_{k < count[m]} values[m, k] * W[ids[m, k], :]
 
 `event_linear(ids, values, count, kernel)` takes the events (`sparse_snns`' SparseLinear
-runs on it); `event_matmul(x, kernel)` is ``x @ kernel`` for a dense x [M, N_in] computed over
+runs on it); `event_linear_packed` the same with the kernel already in the kernels' packed
+layout (`pack_kernel`: a loop that multiplies by one kernel at every step packs it once); `event_matmul(x, kernel)` is ``x @ kernel`` for a dense x [M, N_in] computed over
 its nonzero entries only: the kernel `DenseSnnsDenseToEvents` lists them per row (no
 capacity, nothing dropped: K is the largest count of the call), then the same product
 runs. Exact for any values (zeros contribute nothing to a product), equal to the dense
@@ -29,6 +30,7 @@ __all__ = [
     "LIBRARY",
     "OP_DTYPES",
     "event_linear",
+    "event_linear_packed",
     "event_matmul",
     "event_weight_gradient",
     "events_of",
@@ -36,6 +38,9 @@ __all__ = [
     "load_error",
     "nonzero_fraction",
     "op_available",
+    "pack_kernel",
+    "packed_weight_gradient",
+    "packed_width",
     "refusal",
 ]
 
@@ -89,6 +94,58 @@ def event_linear(ids: tf.Tensor, values: tf.Tensor, count: tf.Tensor, kernel: tf
         return output, grad
 
     return linear(values, kernel)
+
+
+#: The kernels' column blocks are at most 4 cache lines wide, and narrower when a block of all
+#: N_in rows would exceed this many bytes (it must stay in L2; `event_linear_ops.cc`).
+PACK_BUDGET_BYTES = 1 << 20
+
+
+def packed_width(n_in: int, dtype) -> int:
+    """Columns per block of `pack_kernel` for N_in rows: 4, 2 or 1 cache lines of 64 bytes,
+    the widest whose block of N_in rows fits PACK_BUDGET_BYTES (the kernels' own choice)."""
+    lines = 4
+    while lines > 1 and n_in * 64 * lines > PACK_BUDGET_BYTES:
+        lines //= 2
+    return lines * 64 // tf.as_dtype(dtype).size
+
+
+def pack_kernel(kernel: tf.Tensor) -> tf.Tensor:
+    """kernel [N_in, N_out] (static shape) -> packed [blocks, N_in, width], packed[b, i, j] =
+    kernel[i, b * width + j], zeros past N_out (width: `packed_width`). Plain TensorFlow ops
+    (a pad and a transpose), so gradients flow back through it."""
+    n_in, n_out = (int(d) for d in kernel.shape)
+    width = packed_width(n_in, kernel.dtype)
+    blocks = -(-n_out // width)
+    padded = tf.pad(kernel, [[0, 0], [0, blocks * width - n_out]])
+    return tf.transpose(tf.reshape(padded, [n_in, blocks, width]), [1, 0, 2])
+
+
+def event_linear_packed(ids: tf.Tensor, values: tf.Tensor, count: tf.Tensor, packed: tf.Tensor, n_out: int):
+    """`event_linear` with the kernel packed (`pack_kernel`; N_out = `n_out`): [M, N_out].
+    Gradients to values and to `packed` (in the packed layout)."""
+    lib = load()
+    n_in = int(packed.shape[1])
+
+    @tf.custom_gradient
+    def linear(values, packed):
+        output = lib.dense_snns_sparse_linear_packed(ids, values, count, packed, n_out=n_out)
+
+        def grad(dy):
+            dy = tf.convert_to_tensor(dy)
+            d_values = lib.dense_snns_sparse_linear_packed_grad_values(ids, count, packed, dy)
+            return d_values, packed_weight_gradient(ids, values, count, dy, n_in)
+
+        return output, grad
+
+    return linear(values, packed)
+
+
+def packed_weight_gradient(ids, values, count, dy: tf.Tensor, n_in: int) -> tf.Tensor:
+    """The gradient of the packed kernel of `event_linear_packed` given dy [M, N_out], in the
+    packed layout (no checks)."""
+    shape_only = tf.zeros([n_in, int(dy.shape[-1])], dy.dtype)  # the op reads only its shape
+    return pack_kernel(event_weight_gradient(ids, values, count, dy, shape_only))
 
 
 def event_weight_gradient(ids, values, count, dy: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:

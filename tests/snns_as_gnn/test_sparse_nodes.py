@@ -24,6 +24,7 @@ from helpers import assert_close_to_scale, assert_same_spikes_and_close_gradient
 from snns_as_gnn import GraphSNN, GraphSNNCell, SNNGraph
 from snns_as_gnn import layer as graph_layer
 from sparse_snns import SparseSNNDense, SparseSpikes, to_dense
+from sparse_snns.linear import PackedKernel
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SEED_GRAPH = [[1], [0, 2, 3], [1, 2], [1, 2, 3], [3, 4]]
@@ -47,13 +48,15 @@ def pair(graph, capacity, **kwargs):
 
 @pytest.fixture
 def products(monkeypatch):
-    """The sparse products built (kernel shape, implementation), one per sparse node, device
-    and step function built."""
+    """The sparse products built (kernel shape [N_in, N_out], implementation, the kernel
+    packed once per call), one per sparse node, device and step function built."""
     calls = []
     original = graph_layer.linear_product
 
     def counted(spikes, kernel, bias, chosen):
-        calls.append((tuple(kernel.shape), chosen))
+        packed = isinstance(kernel, PackedKernel)
+        shape = (int(kernel.packed.shape[1]), kernel.n_out) if packed else tuple(kernel.shape)
+        calls.append((shape, chosen, packed))
         return original(spikes, kernel, bias, chosen)
 
     monkeypatch.setattr(graph_layer, "linear_product", counted)
@@ -114,7 +117,7 @@ def test_each_sparse_node_runs_one_sparse_product_per_step_into_all_its_targets(
         outputs_and_gradients(sparse_layer, x), outputs_and_gradients(dense_layer, x)
     )
     # node1 feeds nodes 0, 2, 3 (4 + 6 + 7 units); node3 feeds 1, 3, 4; node4 itself.
-    assert sorted(set(products)) == [((5, 17), "kernel"), ((7, 20), "kernel"), ((8, 8), "kernel")]
+    assert sorted(set(products)) == [((5, 17), "kernel", True), ((7, 20), "kernel", True), ((8, 8), "kernel", True)]
 
 
 @pytest.mark.parametrize("implementation", ["compiled", "reference"])
@@ -126,7 +129,7 @@ def test_without_the_kernels_pure_tensorflow_runs_the_same(products, implementat
     assert_same_spikes_and_close_gradients(
         outputs_and_gradients(sparse_layer, x), outputs_and_gradients(dense_layer, x)
     )
-    assert products and {chosen for _, chosen in products} == {"compiled"}
+    assert products and {(chosen, packed) for _, chosen, packed in products} == {("compiled", False)}
 
 
 @pytest.mark.skipif(
@@ -140,7 +143,7 @@ def test_under_xla_pure_tensorflow_runs(products, rng):
     want = dense_layer(x).numpy()
     got = tf.function(sparse_layer, jit_compile=True)(x).numpy()
     np.testing.assert_array_equal(got, want)
-    assert {chosen for _, chosen in products} == {"compiled"}
+    assert {(chosen, packed) for _, chosen, packed in products} == {("compiled", False)}
 
 
 def test_in_float16_pure_tensorflow_runs(rng):

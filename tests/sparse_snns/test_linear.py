@@ -163,6 +163,10 @@ for key in sorted(k[len("kernel_"):] for k in data if k.startswith("kernel_")):
     out["y_" + key] = lib.dense_snns_sparse_linear(ids, values, count, kernel).numpy()
     out["dw_" + key] = lib.dense_snns_sparse_linear_grad_weights(ids, values, count, grad, kernel).numpy()
     out["dv_" + key] = lib.dense_snns_sparse_linear_grad_values(ids, count, kernel, grad).numpy()
+    packed = events.pack_kernel(kernel)
+    n_out = kernel.shape[1]
+    out["yp_" + key] = lib.dense_snns_sparse_linear_packed(ids, values, count, packed, n_out=n_out).numpy()
+    out["dvp_" + key] = lib.dense_snns_sparse_linear_packed_grad_values(ids, count, packed, grad).numpy()
 np.savez(sys.argv[2], **out)
 """
 
@@ -171,7 +175,8 @@ np.savez(sys.argv[2], **out)
 def test_every_instruction_set_matches_dense(rng, tmp_path):
     """The kernels are compiled once per instruction set (SSE2, AVX2, AVX-512) and the best one
     runs: each one the CPU has is run in a child process (DENSE_SNNS_ISA) against the dense
-    product, for widths with whole lines, padded remainders and the unpacked scalar tail."""
+    product, for widths with whole lines, padded remainders and the unpacked scalar tail; the
+    products with a packed kernel too."""
     import subprocess
     import sys
 
@@ -221,6 +226,8 @@ def test_every_instruction_set_matches_dense(rng, tmp_path):
             np.testing.assert_allclose(out["y_" + key], y, rtol=tol, atol=tol, err_msg=f"{isa} {key}")
             np.testing.assert_allclose(out["dw_" + key], d_kernel, rtol=tol, atol=tol, err_msg=f"{isa} {key}")
             np.testing.assert_allclose(out["dv_" + key], d_values, rtol=tol, atol=tol, err_msg=f"{isa} {key}")
+            np.testing.assert_allclose(out["yp_" + key], y, rtol=tol, atol=tol, err_msg=f"{isa} {key} packed")
+            np.testing.assert_allclose(out["dvp_" + key], d_values, rtol=tol, atol=tol, err_msg=f"{isa} {key} packed")
 
 
 @needs_op
@@ -239,6 +246,83 @@ def test_op_multithreaded_matches_large_layer(rng):
     for a, e in zip(actual, expected):
         if e is not None:
             np.testing.assert_allclose(a.numpy(), e, rtol=1e-4, atol=1e-4)
+    packed, plain = packed_and_plain_products(spikes, tf.constant(kernel), upstream)
+    for a, b in zip(packed, plain):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def packed_and_plain_products(spikes, kernel, upstream):
+    """(output, d_values, d_kernel) of sum(upstream * product) with the kernel packed
+    (`PackedKernel`, its gradient back through `pack_kernel`) and plain, both on the C++ ops."""
+    results = []
+    for packed in (True, False):
+        with tf.GradientTape() as tape:
+            tape.watch([spikes.values, kernel])
+            argument = linear.PackedKernel(event_ops.pack_kernel(kernel), int(kernel.shape[1])) if packed else kernel
+            y = linear.linear_product(spikes, argument, None, "kernel")
+            loss = tf.reduce_sum(upstream * y)
+        results.append([y] + tape.gradient(loss, [spikes.values, kernel]))
+    return results
+
+
+@needs_op
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=st.integers(1, 9),
+    n_in=st.sampled_from([1, 7, 40, 300, 4097, 8193]),
+    n_out=st.integers(1, 140),
+    capacity=st.integers(1, 10),
+    density=st.sampled_from([0.0, 0.05, 0.3, 1.0]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    seed=st.integers(0, 2**16),
+)
+def test_products_with_a_packed_kernel_equal_the_plain_ones(rows, n_in, n_out, capacity, density, dtype, seed):
+    """Every block width (4 lines, 2 above 4096 inputs, 1 above 8192, float32 and float64), a
+    padded last block, rows without events: output, values gradient and the kernel's gradient
+    through the packing equal those of the plain kernel."""
+    rng = np.random.default_rng(seed)
+    spikes = random_spikes(rng, (rows,), n_in, capacity, density, dtype)
+    kernel = tf.constant(rng.normal(size=(n_in, n_out)).astype(dtype))
+    upstream = tf.constant(rng.normal(size=(rows, n_out)).astype(dtype))
+    packed, plain = packed_and_plain_products(spikes, kernel, upstream)
+    for a, b in zip(packed, plain):
+        assert a.shape == b.shape
+        assert_close(a.numpy(), b.numpy(), dtype)
+
+
+@needs_op
+def test_pack_kernel_layout_and_width():
+    kernel = np.arange(5 * 70, dtype=np.float32).reshape(5, 70)
+    packed = event_ops.pack_kernel(tf.constant(kernel)).numpy()
+    assert packed.shape == (2, 5, 64)  # 4 lines of 16 floats; 70 columns: 2 blocks, the last padded
+    np.testing.assert_array_equal(packed[0], kernel[:, :64])
+    np.testing.assert_array_equal(packed[1, :, :6], kernel[:, 64:])
+    assert not packed[1, :, 6:].any()
+    # a block of all N_in rows stays within 1 MiB: narrower blocks for more inputs
+    assert [event_ops.packed_width(n, tf.float32) for n in (4096, 4097, 8193)] == [64, 32, 16]
+    assert [event_ops.packed_width(n, tf.float64) for n in (4096, 4097, 8193)] == [32, 16, 8]
+
+
+@needs_op
+def test_packed_weight_gradient_alone_is_the_packed_gradient(rng):
+    spikes = random_spikes(rng, (30,), 40, 6, 0.1)
+    kernel = tf.constant(rng.normal(size=(40, 70)).astype(np.float32))
+    upstream = tf.constant(rng.normal(size=(30, 70)).astype(np.float32))
+    packed = linear.PackedKernel(event_ops.pack_kernel(kernel), 70)
+    got = linear.linear_weight_gradient(spikes, upstream, packed, "kernel")
+    want = event_ops.pack_kernel(linear.linear_weight_gradient(spikes, upstream, kernel, "kernel"))
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    assert np.abs(want.numpy()).max() > 0.1
+
+
+def test_loop_kernel_packs_only_for_the_kernels():
+    kernel = tf.ones([6, 20])
+    assert linear.loop_kernel(kernel, "compiled") is kernel
+    assert linear.stepped_kernel(kernel, 20) is kernel
+    if _OP:
+        packed = linear.loop_kernel(kernel, "kernel")
+        assert packed.shape == (1, 6, 64)
+        assert linear.stepped_kernel(packed, 20) == linear.PackedKernel(packed, 20)
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -444,6 +528,35 @@ def test_raw_op_validates_arguments():
         lib.dense_snns_sparse_linear(ids, values, tf.constant([1, 1, 1]), kernel)
     with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="grad|Dimensions"):
         lib.dense_snns_sparse_linear_grad_weights(ids, values, count, tf.ones([2, 6]), kernel)
+
+
+@needs_op
+def test_raw_packed_ops_validate_arguments():
+    lib = event_ops.load()
+    ids, values, count, kernel = small_case()
+    packed = event_ops.pack_kernel(kernel)  # [1, 4, 64]
+    grad = tf.ones([2, 5])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"`ids` out of range: ids\[0, 1\] = 7"):
+        lib.dense_snns_sparse_linear_packed(tf.constant([[0, 7, 1], [2, 0, 0]]), values, count, packed, n_out=5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"`count` must be in \[0, K=3\].*count\[0\] = 4"):
+        lib.dense_snns_sparse_linear_packed_grad_values(ids, tf.constant([4, 1]), packed, grad)
+    with pytest.raises(
+        tf.errors.InvalidArgumentError, match=r"width 16, 32 or 64 \(1, 2 or 4 cache lines\), got \[1,4,48\]"
+    ):
+        lib.dense_snns_sparse_linear_packed(ids, values, count, tf.ones([1, 4, 48]), n_out=5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"ceil\(N_out / width\) = 2 blocks for N_out = 70"):
+        lib.dense_snns_sparse_linear_packed(ids, values, count, packed, n_out=70)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"ceil\(N_out / width\) = 2 blocks for N_out = 65"):
+        lib.dense_snns_sparse_linear_packed_grad_values(ids, count, packed, tf.ones([2, 65]))
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="grad|Dimensions"):
+        lib.dense_snns_sparse_linear_packed_grad_values(ids, count, packed, tf.ones([3, 5]))
+    with pytest.raises((tf.errors.InvalidArgumentError, ValueError), match="values|Dimensions"):
+        lib.dense_snns_sparse_linear_packed(ids, tf.ones([2, 4]), count, packed, n_out=5)
+    with pytest.raises(
+        (tf.errors.InvalidArgumentError, ValueError),
+        match=r"`packed` must have shape \[blocks, N_in, width\].*got \[4,5\]|rank 3",
+    ):
+        lib.dense_snns_sparse_linear_packed(ids, values, count, kernel, n_out=5)
 
 
 def test_dtype_and_structure_errors():
