@@ -114,6 +114,15 @@ def stop_recording():
     return stop()
 
 
+def tape_recording() -> bool:
+    """Whether a gradient tape is active (TensorFlow's own; not in its public API)."""
+    try:
+        from tensorflow.python.eager.record import could_possibly_record
+    except ImportError:  # TensorFlow before 2.13
+        from tensorflow.python.eager.tape import could_possibly_record
+    return could_possibly_record()
+
+
 def tf_function(fn, jit_compile=None, reduce_retracing: bool = False):
     """`tf.function(fn, jit_compile=..., reduce_retracing=...)`; TensorFlow before 2.9 (2.6,
     Graphcore's base) names `reduce_retracing` `experimental_relax_shapes`."""

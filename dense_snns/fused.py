@@ -172,7 +172,28 @@ def _deferred(step) -> Tuple[int, ...]:
     return tuple(getattr(step, "deferred_tensors", ()))
 
 
-def _step_vjp(step, current, mask_t, states, tensors, d_output, d_states):
+def _replays(step) -> bool:
+    """Whether the backward pass replays the step's products from the forward's outputs (see
+    `_step_vjp`): a step with deferred tensors that declares ``replays_products``."""
+    return bool(_deferred(step)) and bool(getattr(step, "replays_products", False))
+
+
+def replayed_product(output: tf.Tensor, source: tf.Tensor, source_gradient) -> tf.Tensor:
+    """`output`, a product y = f(x, W) saved by the forward loop, as a function of `source`
+    (the differentiable part of x) whose gradient is ``source_gradient(dL/dy)``: what a step
+    called with `replay` returns for a product instead of computing it again."""
+
+    @tf.custom_gradient
+    def product(source):
+        def grad(dy):
+            return source_gradient(tf.convert_to_tensor(dy))
+
+        return tf.identity(output), grad
+
+    return product(source)
+
+
+def _step_vjp(step, current, mask_t, states, tensors, d_output, d_states, replay=None):
     """Recompute one step and return the gradients of its inputs: (d_current, d_states,
     d_tensors, records), given those of its outputs.
 
@@ -181,13 +202,20 @@ def _step_vjp(step, current, mask_t, states, tensors, d_output, d_states):
     cuts W's gradient there and appends ``(position, parts of x, y)`` per product: d_tensors
     then holds the other tensors' gradients only, and records the pairs (parts of x, dL/dy),
     from which `step.deferred_gradient` gives W's gradient once for all steps after the loop
-    (one large product instead of a [N_in, N_out] gradient and its sum at every step)."""
+    (one large product instead of a [N_in, N_out] gradient and its sum at every step).
+
+    A step that declares ``replays_products`` (`_replays`) takes ``replay``, the outputs y of
+    its recorded products at this step as the forward loop computed them (in record order),
+    and returns them (`replayed_product`, with the gradient to the product's input) instead of
+    computing the products again."""
     deferred = _deferred(step)
     recorded = [] if deferred else None
 
     def call(current, states, tensors):
         if recorded is None:
             return step(current, mask_t, states, tensors)
+        if replay:
+            return step(current, mask_t, states, tensors, record=recorded, replay=replay)
         return step(current, mask_t, states, tensors, record=recorded)
 
     def split(grads):
@@ -229,13 +257,17 @@ def _step_vjp(step, current, mask_t, states, tensors, d_output, d_states):
     return split(grads)
 
 
-def _forward(step, currents, mask, initial_states, tensors, time_axis=0, every=None):
-    """Forward loop. Returns (outputs, stored states, final states): the states entering
-    every step ([T, batch, ...] each) or, with `every` = k, only those entering steps 0, k,
-    2k, ... ([ceil(T/k), batch, ...] each)."""
+def _forward(step, currents, mask, initial_states, tensors, time_axis=0, every=None, save=False):
+    """Forward loop. Returns (outputs, stored states, final states, saved products): the
+    states entering every step ([T, batch, ...] each) or, with `every` = k, only those
+    entering steps 0, k, 2k, ... ([ceil(T/k), batch, ...] each); with `save` (and no
+    `every`) the outputs of the step's recorded products at every step ([T, batch, ...]
+    each, for the backward pass to replay: `_step_vjp`), else none."""
     series = _TimeSeries(time_axis)
     steps = num_steps(currents, time_axis)
     batch = tf.shape(currents)[1 - time_axis]
+    save = save and every is None and _replays(step)
+    tensor_devices = _placed(step, "tensor_devices", len(tensors))
 
     def mask_at(t):
         return None if mask is None else series.read(mask, t)
@@ -245,12 +277,20 @@ def _forward(step, currents, mask, initial_states, tensors, time_axis=0, every=N
         return t + 1, states, series.write(outputs, t, out)
 
     # The output's shape and dtype come from one traced step (a graph's output differs from
-    # its currents).
+    # its currents), and so do those of the saved products.
     devices = _placed(step, "state_devices", len(initial_states))
     initial_states = _moved(initial_states, devices)
-    tensors = _moved(tensors, _placed(step, "tensor_devices", len(tensors)))
-    probe, _ = step(series.read(currents, 0), mask_at(0), list(initial_states), tensors)
+    tensors = _moved(tensors, tensor_devices)
+    probe_records = [] if save else None
+    if save:
+        probe, _ = step(series.read(currents, 0), mask_at(0), list(initial_states), tensors, record=probe_records)
+    else:
+        probe, _ = step(series.read(currents, 0), mask_at(0), list(initial_states), tensors)
     outputs = series.new(probe, steps, batch)
+    saved = []
+    for position, _, y in probe_records or []:
+        with _on(tensor_devices[position]):
+            saved.append(tf.TensorArray(y.dtype, size=steps, element_shape=y.shape))
 
     def new_arrays(size):
         arrays = []
@@ -269,14 +309,22 @@ def _forward(step, currents, mask, initial_states, tensors, time_axis=0, every=N
     if every is None:
         stored = new_arrays(steps)
 
-        def body(t, states, outputs, stored):
+        def body(t, states, outputs, stored, saved):
             stored = store(stored, t, states)
-            return advance(t, states, outputs) + (stored,)
+            if not save:
+                return advance(t, states, outputs) + (stored, saved)
+            records = []
+            out, states = step(series.read(currents, t), mask_at(t), states, tensors, record=records)
+            written = []
+            for array, (position, _, y) in zip(saved, records):
+                with _on(tensor_devices[position]):
+                    written.append(array.write(t, y))
+            return t + 1, states, series.write(outputs, t, out), stored, written
 
-        _, final_states, outputs, stored = tf.while_loop(
+        _, final_states, outputs, stored, saved = tf.while_loop(
             lambda t, *_: t < steps,
             body,
-            [tf.constant(0), list(initial_states), outputs, stored],
+            [tf.constant(0), list(initial_states), outputs, stored, saved],
             maximum_iterations=steps,
         )
     else:
@@ -301,15 +349,21 @@ def _forward(step, currents, mask, initial_states, tensors, time_axis=0, every=N
     for array, device in zip(stored, devices):
         with _on(device):
             stacked.append(array.stack())
-    return series.finish(outputs, probe, steps), stacked, final_states
+    saved_stacked = []
+    for array, (position, _, _) in zip(saved, probe_records or []):
+        with _on(tensor_devices[position]):
+            saved_stacked.append(array.stack())
+    return series.finish(outputs, probe, steps), stacked, final_states, saved_stacked
 
 
-def _backward(step, currents, mask, stored, tensors, d_outputs, d_final, time_axis=0, every=None):
+def _backward(step, currents, mask, stored, tensors, d_outputs, d_final, time_axis=0, every=None, saved=()):
     """Reverse-time loop: the vector-Jacobian product of each step, recomputed from its
     stored input state (with `every` = k, the states of each segment of k steps are first
     recomputed from its stored first state). The gradients of a step's deferred tensors
     (see `_step_vjp`) are computed from the records of all steps after the loop, or with
-    `every` from those of each segment after it (records of k steps: memory stays O(k))."""
+    `every` from those of each segment after it (records of k steps: memory stays O(k)).
+    A step that replays its products (`_replays`) takes them from `saved` (the forward's),
+    or with `every` from the recomputation of the segment, instead of computing them again."""
     series = _TimeSeries(time_axis)
     steps = num_steps(currents, time_axis)
     batch = tf.shape(currents)[1 - time_axis]
@@ -332,11 +386,18 @@ def _backward(step, currents, mask, stored, tensors, d_outputs, d_final, time_ax
                 states.append(array[t] if isinstance(array, tf.Tensor) else array.read(t))
         return states
 
-    def reverse(t, states, d_states, d_tensors, d_currents, records, first):
+    def reverse(t, states, d_states, d_tensors, d_currents, records, first, replay=None):
         """Step t back; `d_tensors` holds the sums of the kept tensors, `records` are written
-        at t - first."""
+        at t - first; `replay`: the step's product outputs at t, if replayed."""
         d_current, new_d_states, d_step_tensors, step_records = _step_vjp(
-            step, series.read(currents, t), mask_at(t), states, tensors, series.read(d_outputs, t), list(d_states)
+            step,
+            series.read(currents, t),
+            mask_at(t),
+            states,
+            tensors,
+            series.read(d_outputs, t),
+            list(d_states),
+            replay,
         )
         for new, old in zip(new_d_states, d_states):  # keep a static batch size the loop entered with
             new.set_shape(old.shape)
@@ -389,10 +450,20 @@ def _backward(step, currents, mask, stored, tensors, d_outputs, d_final, time_ax
                 zeros.append(tf.zeros_like(tensors[j]))
         return zeros
 
+    def saved_at(arrays, t):
+        """Element t of each saved product, read on the device of its kernel."""
+        values = []
+        for array, position in zip(arrays, record_positions):
+            with _on(tensor_devices[position]):
+                values.append(array[t] if isinstance(array, tf.Tensor) else array.read(t))
+        return values
+
     if every is None:
+        saved = list(saved)
 
         def body(t, d_states, d_tensors, d_currents, records):
-            return reverse(t, read(stored, t), d_states, d_tensors, d_currents, records, 0)
+            replay = saved_at(saved, t) if saved else None
+            return reverse(t, read(stored, t), d_states, d_tensors, d_currents, records, 0, replay)
 
         _, d_initial, d_kept, d_currents, records = tf.while_loop(
             lambda t, *_: t >= 0,
@@ -403,31 +474,46 @@ def _backward(step, currents, mask, stored, tensors, d_outputs, d_final, time_ax
         d_deferred = add_deferred(zeros_at(deferred), records)
     else:
         segments = (steps + every - 1) // every
+        replays = _replays(step)
 
         def segment(i, d_states, d_tensors, d_deferred, d_currents):
             start, end = i * every, tf.minimum((i + 1) * every, steps)
 
-            def recompute(t, states, kept_states):
+            def recompute(t, states, kept_states, kept_products):
                 written = []
                 for array, state, device in zip(kept_states, states, state_devices):
                     with _on(device):
                         written.append(array.write(t - start, state))
-                _, states = step(series.read(currents, t), mask_at(t), states, tensors)
-                return t + 1, states, written
+                if not replays:
+                    _, states = step(series.read(currents, t), mask_at(t), states, tensors)
+                    return t + 1, states, written, kept_products
+                products = []
+                _, states = step(series.read(currents, t), mask_at(t), states, tensors, record=products)
+                written_products = []
+                for array, (position, _, y) in zip(kept_products, products):
+                    with _on(tensor_devices[position]):
+                        written_products.append(array.write(t - start, y))
+                return t + 1, states, written, written_products
 
             kept_states = []
             for array, device in zip(stored, state_devices):
                 with _on(device):
                     kept_states.append(tf.TensorArray(array.dtype, size=every, element_shape=array.shape[1:]))
-            _, _, kept_states = tf.while_loop(
+            kept_products = []
+            for specs, position in zip(record_specs if replays else [], record_positions):
+                with _on(tensor_devices[position]):
+                    dtype, shape = specs[-1]  # the product's output y
+                    kept_products.append(tf.TensorArray(dtype, size=every, element_shape=shape))
+            _, _, kept_states, kept_products = tf.while_loop(
                 lambda t, *_: t < end,
                 recompute,
-                [start, read(stored, i), kept_states],
+                [start, read(stored, i), kept_states, kept_products],
                 maximum_iterations=every,
             )
 
             def body(t, d_states, d_tensors, d_currents, records):
-                return reverse(t, read(kept_states, t - start), d_states, d_tensors, d_currents, records, start)
+                replay = saved_at(kept_products, t - start) if replays else None
+                return reverse(t, read(kept_states, t - start), d_states, d_tensors, d_currents, records, start, replay)
 
             # The last segment may be shorter. XLA needs arrays of a constant size: there the
             # unwritten steps stay zeros (x = 0, dL/dy = 0: they add nothing).
@@ -618,6 +704,9 @@ def _resolved_recurrence(step, currents, initial_states, tensors, mask, jit_comp
         return tf.transpose(outputs, [1, 0] + list(range(2, outputs.shape.rank))), final_states
     forward, backward = _compiled_loops(step, jit_compile)
     n_states = len(initial_states)
+    # The forward keeps the products' outputs for the backward pass to replay only where a
+    # gradient tape records (training); without one (inference) it keeps no more than before.
+    save_products = _replays(step) and checkpoint_every is None and compat.tape_recording()
 
     @tf.custom_gradient
     def run(currents, *args):
@@ -632,7 +721,9 @@ def _resolved_recurrence(step, currents, initial_states, tensors, mask, jit_comp
                 cut.append(tf.stop_gradient(a))
         states, step_tensors = cut[:n_states], cut[n_states:]
         with compat.stop_recording():
-            outputs, stored, final_states = forward(currents, mask, states, step_tensors, time_axis, checkpoint_every)
+            outputs, stored, final_states, saved = forward(
+                currents, mask, states, step_tensors, time_axis, checkpoint_every, save_products
+            )
         output_shape, output_dtype = tf.shape(outputs), outputs.dtype
 
         def grad(d_outputs, *d_final):
@@ -644,7 +735,7 @@ def _resolved_recurrence(step, currents, initial_states, tensors, mask, jit_comp
             free = tf.compat.v1.colocate_with(None, ignore_existing=True) if placed else contextlib.nullcontext()
             with free:
                 d_currents, d_initial, d_tensors = backward(
-                    currents, mask, stored, step_tensors, d_outputs, d_final, time_axis, checkpoint_every
+                    currents, mask, stored, step_tensors, d_outputs, d_final, time_axis, checkpoint_every, saved
                 )
             return [d_currents] + list(d_initial) + list(d_tensors)
 

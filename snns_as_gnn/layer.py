@@ -29,7 +29,13 @@ from dense_snns.validation import as_numeric_tensor, check_features, check_mask,
 
 from sparse_snns.blocks import check_packable, pack_spikes, unpack_spikes
 from sparse_snns.format import SparseSpikes
-from sparse_snns.linear import linear_product, linear_weight_gradient, loop_kernel, stepped_kernel
+from sparse_snns.linear import (
+    linear_product,
+    linear_values_gradient,
+    linear_weight_gradient,
+    loop_kernel,
+    stepped_kernel,
+)
 from sparse_snns.rowops import scatter
 from sparse_snns.selection import select_spikes
 
@@ -186,6 +192,9 @@ class GraphStep:
             self.event_groups.extend((i, device, edges) for device, edges in by_device.items())
         self.dense_edges = [k for k, (s, _) in enumerate(graph.edges) if self.capacities[graph.index(s)] is None]
         self.deferred_tensors = tuple(range(len(self.dense_edges) + len(self.event_groups)))
+        # With the C++ products the backward pass replays the forward's product outputs
+        # (`fused._step_vjp`) instead of computing them again.
+        self.replays_products = self.chosen == "kernel"
         # Over several TensorFlow devices the compiled loops keep each node's stored states and
         # weight gradients on the node's device (`dense_snns.fused`); IPU shards are one device.
         self.state_devices = self.tensor_devices = None
@@ -256,9 +265,11 @@ class GraphStep:
         kernel = stepped_kernel(kernel, d_output.shape[-1])
         return linear_weight_gradient(SparseSpikes(*parts), d_output, kernel, self.chosen)
 
-    def __call__(self, current, mask_t, states, tensors, record=None):
+    def __call__(self, current, mask_t, states, tensors, record=None, replay=None):
         """(output, new states) of one step. With `record` (a list), the edge kernels get no
-        gradient here and each product appends (position, input parts, output) to it (see
+        gradient here and each product appends (position, input parts, output) to it; with
+        `replay` too (the outputs of the products in record order, as the forward loop
+        computed them), the products are not computed again (see
         `dense_snns.fused._step_vjp`)."""
         cut = tf.stop_gradient if record is not None else lambda kernel: kernel  # on the device using it
         kernels = dict(zip(self.dense_edges, tensors))
@@ -287,7 +298,16 @@ class GraphStep:
         for g, ((i, device, edges), kernel) in enumerate(zip(self.event_groups, side_by_side)):
             with device_names.device_scope(device):
                 widths = [self.units[self.graph.index(self.graph.edges[k][1])] for k in edges]
-                currents = linear_product(selections[i], stepped_kernel(cut(kernel), sum(widths)), None, self.chosen)
+                argument = stepped_kernel(cut(kernel), sum(widths))
+                if replay is not None:
+                    selection = selections[i]
+                    currents = fused.replayed_product(
+                        replay[len(record)],
+                        selection.values,
+                        lambda dy, s=selection, k=argument: linear_values_gradient(s, dy, k),
+                    )
+                else:
+                    currents = linear_product(selections[i], argument, None, self.chosen)
                 if record is not None:
                     record.append((len(self.dense_edges) + g, tuple(selections[i]), currents))
                 sent.update(zip(edges, tf.split(currents, widths, axis=-1)))
@@ -302,6 +322,13 @@ class GraphStep:
                     k = self.edge_index[(s, i)]
                     if k in sent:
                         contribution = sent[k]
+                    elif replay is not None:
+                        contribution = fused.replayed_product(
+                            replay[len(record)],
+                            node_states[s][-1],
+                            lambda dy, w=kernels[k]: tf.matmul(dy, w, transpose_b=True),
+                        )
+                        record.append((self.dense_edges.index(k), (node_states[s][-1],), contribution))
                     else:
                         contribution = tf.matmul(node_states[s][-1], cut(kernels[k]))
                         if record is not None:

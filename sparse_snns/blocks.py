@@ -27,7 +27,14 @@ from dense_snns.validation import check_mask, check_positive_int, check_sequence
 
 from ._checks import batch_of, check_implementation, resolve
 from .format import SparseSpikes, as_spikes, finish_selection, from_dense, swap_batch_time, to_dense
-from .linear import SparseLinear, linear_product, linear_weight_gradient, loop_kernel, stepped_kernel
+from .linear import (
+    SparseLinear,
+    linear_product,
+    linear_values_gradient,
+    linear_weight_gradient,
+    loop_kernel,
+    stepped_kernel,
+)
 from .selection import select_spikes
 
 
@@ -86,6 +93,8 @@ class SelectionStep:
         # The recurrent kernel's position in `tensors`: after the neuron parameters and the bias.
         position = len(self.block.tensor_positions) + int(self.has_bias)
         self.deferred_tensors = (position,) if self.has_recurrent_kernel else ()
+        # With the C++ product the backward pass replays the forward's recurrent currents.
+        self.replays_products = self.has_recurrent_kernel and implementation == "kernel"
         # XLA of TensorFlow 2.6 crashes now and then in the backward loop of a step that
         # selects (as a graph's sparse nodes): `fused` then runs it unjitted.
         self.crashes_old_xla = True
@@ -116,9 +125,10 @@ class SelectionStep:
             + ([recurrent_kernel] if self.has_recurrent_kernel else [])
         )
 
-    def __call__(self, current, mask_t, states, tensors, record=None):
+    def __call__(self, current, mask_t, states, tensors, record=None, replay=None):
         """(output, new states); with `record` (a list) the recurrent kernel gets no gradient
-        here and its product is recorded (see `dense_snns.fused._step_vjp`)."""
+        here and its product is recorded, and with `replay` ([its output as the forward loop
+        computed it]) not computed again (see `dense_snns.fused._step_vjp`)."""
         neuron_states, tensors = list(states), list(tensors)
         recurrent_kernel = tensors.pop() if self.has_recurrent_kernel else None
         if self.has_bias:
@@ -127,7 +137,13 @@ class SelectionStep:
             previous = neuron_states.pop()
             fed_back = unpack_spikes(previous, self.capacity)
             kernel = recurrent_kernel if record is None else tf.stop_gradient(recurrent_kernel)
-            recurrent = linear_product(fed_back, stepped_kernel(kernel, current.shape[-1]), None, self.implementation)
+            argument = stepped_kernel(kernel, current.shape[-1])
+            if replay is not None:
+                recurrent = fused.replayed_product(
+                    replay[0], fed_back.values, lambda dy: linear_values_gradient(fed_back, dy, argument)
+                )
+            else:
+                recurrent = linear_product(fed_back, argument, None, self.implementation)
             if record is not None:
                 record.append((self.deferred_tensors[0], tuple(fed_back), recurrent))
             current = current + recurrent

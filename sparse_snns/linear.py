@@ -71,6 +71,7 @@ __all__ = [
     "check_values",
     "in_xla_context",
     "linear_product",
+    "linear_values_gradient",
     "linear_weight_gradient",
     "loop_kernel",
     "sparse_linear",
@@ -355,6 +356,18 @@ def linear_weight_gradient(spikes: SparseSpikes, d_output: tf.Tensor, kernel, ch
     safe_ids = tf.where(valid, ids, tf.zeros_like(ids))
     masked = tf.where(valid, values, tf.zeros_like(values))
     return _scatter_rows(safe_ids, masked, d_output, tf.shape(kernel)[0], rows, single)
+
+
+@tf.autograph.experimental.do_not_convert
+def linear_values_gradient(spikes: SparseSpikes, d_output: tf.Tensor, kernel) -> tf.Tensor:
+    """The values' gradient [M, K] of `linear_product(spikes, kernel, None, "kernel")` given
+    d_output [M, N_out], for flat spikes [M, K] (no checks; the C++ ops: `kernel` a tensor
+    or a `PackedKernel`): dot(d_output[m], kernel[ids[m, k]]) for k < count[m], else 0."""
+    ids, _, count = spikes
+    lib = event_ops.load()
+    if isinstance(kernel, PackedKernel):
+        return lib.dense_snns_sparse_linear_packed_grad_values(ids, count, kernel.packed, d_output)
+    return lib.dense_snns_sparse_linear_grad_values(ids, count, kernel, d_output)
 
 
 # --------------------------------------------------------------------------------------------

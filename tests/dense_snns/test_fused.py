@@ -128,6 +128,77 @@ def test_deferred_tensor_gradients_equal_autodiff(rng, time_axis, jit_compile, c
             assert_close_to_scale(got, want, 1e-12)
 
 
+class ReplayingProductStep(DeferredProductStep):
+    """DeferredProductStep whose backward pass replays y = h @ W from the forward loop (with
+    its gradient dy W^T to h) instead of computing it again; with `count` (not under XLA)
+    counts the products it runs."""
+
+    def __init__(self, replays: bool, count: bool):
+        super().__init__()
+        self.replays_products = replays
+        self.count = count
+        self.products = 0
+
+    def _counted(self):
+        self.products += 1
+
+    def __call__(self, current, mask_t, states, tensors, record=None, replay=None):
+        (h,) = states
+        w, v, _ = tensors
+        if replay is not None:
+            y = fused.replayed_product(replay[0], h, lambda dy: tf.matmul(dy, w, transpose_b=True))
+        else:
+            counted = [tf.py_function(self._counted, [], [])] if self.count else []
+            with tf.control_dependencies(counted):
+                y = tf.matmul(h, w if record is None else tf.stop_gradient(w))
+        if record is not None:
+            record.append((0, (h,), y))
+        out = tf.tanh(current + y + v * h)
+        if mask_t is not None:
+            keep = fused.broadcast_mask(mask_t, out)
+            out = tf.where(keep, out, h)
+        return out, [out]
+
+
+@pytest.mark.skipif(compat.TF_VERSION < (2, 9), reason="no deferred tensors, so no replay, before TensorFlow 2.9")
+@pytest.mark.parametrize("time_axis", [0, 1])
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("checkpoint_every", [None, 3])
+@pytest.mark.parametrize("masked", [False, True])
+def test_replayed_products_give_the_gradients_of_autodiff(rng, time_axis, jit_compile, checkpoint_every, masked):
+    """A step that replays its products in the backward pass (from the forward's outputs, or
+    from the recomputed segment) gets the reference loop's gradients, and runs T products
+    fewer than the same step computing them again."""
+    steps, batch, units = 7, 3, 4
+    shape = (steps, batch, units) if time_axis == 0 else (batch, steps, units)
+    currents = tf.constant(rng.normal(0.0, 0.5, shape))
+    h0 = tf.constant(rng.normal(size=(batch, units)))
+    tensors = [tf.constant(rng.normal(0.0, 0.4, (units, units))), tf.constant(rng.uniform(0.2, 0.6, units))]
+    tensors.append(tf.constant(rng.normal(size=(2, 5))))
+    mask = None
+    if masked:
+        mask = np.arange(steps)[None, :] < np.array([[steps], [steps - 2], [1]])
+        mask = tf.constant(mask if time_axis == 1 else mask.T)
+    results, products = [], []
+    for recurrence, replays, kwargs in [
+        (fused.compiled_recurrence, True, dict(jit_compile=jit_compile, checkpoint_every=checkpoint_every)),
+        (fused.compiled_recurrence, False, dict(jit_compile=jit_compile, checkpoint_every=checkpoint_every)),
+        (fused.reference_recurrence, False, {}),
+    ]:
+        step = ReplayingProductStep(replays, count=not jit_compile)
+        with tf.GradientTape() as tape:
+            tape.watch([currents, h0] + tensors)
+            outputs, (final,) = recurrence(step, currents, [h0], tensors, mask=mask, time_axis=time_axis, **kwargs)
+            loss = tf.reduce_sum(outputs * tf.cos(currents)) + tf.reduce_sum(final**2)
+        results.append([outputs, final] + tape.gradient(loss, [currents, h0] + tensors)[:4])
+        products.append(step.products)
+    for replayed, computed, want in zip(*results):
+        assert_close_to_scale(replayed, want, 1e-12)
+        assert_close_to_scale(computed, want, 1e-12)
+    if not jit_compile:
+        assert products[1] - products[0] == steps
+
+
 @pytest.mark.parametrize("time_axis", [0, 1])
 @pytest.mark.parametrize("steps", [1, 2])
 def test_a_batch_of_one_runs_forward_and_backward(rng, time_axis, steps):
