@@ -4,8 +4,9 @@
 
 `event_linear(ids, values, count, kernel)` takes the events (`sparse_snns`' SparseLinear
 runs on it); `event_linear_packed` the same with the kernel already in the kernels' packed
-layout (`pack_kernel`: a loop that multiplies by one kernel at every step packs it once); `event_matmul(x, kernel)` is ``x @ kernel`` for a dense x [M, N_in] computed over
-its nonzero entries only: the kernel `DenseSnnsDenseToEvents` lists them per row (no
+layout (`pack_kernel`: a loop that multiplies by one kernel at every step packs it once);
+`event_matmul(x, kernel)` is ``x @ kernel`` for a dense x [M, N_in] computed over its
+nonzero entries only: the kernel `DenseSnnsDenseToEvents` lists them per row (no
 capacity, nothing dropped: K is the largest count of the call), then the same product
 runs. Exact for any values (zeros contribute nothing to a product), equal to the dense
 product to float round-off (the sum runs in another order). Its gradients: the kernel's over

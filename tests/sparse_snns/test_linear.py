@@ -315,6 +315,24 @@ def test_packed_weight_gradient_alone_is_the_packed_gradient(rng):
     assert np.abs(want.numpy()).max() > 0.1
 
 
+@needs_op
+@pytest.mark.parametrize("packed", [False, True])
+def test_values_gradient_alone_equals_the_products_gradient(rng, packed):
+    """`linear_values_gradient` (what a replayed product's backward step uses) == autodiff of
+    the product with respect to the values; 0 at padding entries."""
+    spikes = random_spikes(rng, (12,), 40, 6, 0.1)
+    kernel = tf.constant(rng.normal(size=(40, 70)).astype(np.float32))
+    upstream = tf.constant(rng.normal(size=(12, 70)).astype(np.float32))
+    argument = linear.PackedKernel(event_ops.pack_kernel(kernel), 70) if packed else kernel
+    with tf.GradientTape() as tape:
+        tape.watch(spikes.values)
+        loss = tf.reduce_sum(upstream * linear.linear_product(spikes, kernel, None, "kernel"))
+    want = tape.gradient(loss, spikes.values)
+    got = linear.linear_values_gradient(spikes, upstream, argument)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert np.abs(want.numpy()).max() > 0.1
+
+
 def test_loop_kernel_packs_only_for_the_kernels():
     kernel = tf.ones([6, 20])
     assert linear.loop_kernel(kernel, "compiled") is kernel
