@@ -272,8 +272,12 @@ def _forward(step, currents, mask, initial_states, tensors, time_axis=0, every=N
     def mask_at(t):
         return None if mask is None else series.read(mask, t)
 
-    def advance(t, states, outputs):
-        out, states = step(series.read(currents, t), mask_at(t), states, tensors)
+    def advance(t, states, outputs, records=None):
+        """Step t; with `records` (a list) the step records its products there."""
+        if records is None:
+            out, states = step(series.read(currents, t), mask_at(t), states, tensors)
+        else:
+            out, states = step(series.read(currents, t), mask_at(t), states, tensors, record=records)
         return t + 1, states, series.write(outputs, t, out)
 
     # The output's shape and dtype come from one traced step (a graph's output differs from
@@ -282,10 +286,8 @@ def _forward(step, currents, mask, initial_states, tensors, time_axis=0, every=N
     initial_states = _moved(initial_states, devices)
     tensors = _moved(tensors, tensor_devices)
     probe_records = [] if save else None
-    if save:
-        probe, _ = step(series.read(currents, 0), mask_at(0), list(initial_states), tensors, record=probe_records)
-    else:
-        probe, _ = step(series.read(currents, 0), mask_at(0), list(initial_states), tensors)
+    probe_kwargs = {} if probe_records is None else {"record": probe_records}
+    probe, _ = step(series.read(currents, 0), mask_at(0), list(initial_states), tensors, **probe_kwargs)
     outputs = series.new(probe, steps, batch)
     saved = []
     for position, _, y in probe_records or []:
@@ -314,12 +316,12 @@ def _forward(step, currents, mask, initial_states, tensors, time_axis=0, every=N
             if not save:
                 return advance(t, states, outputs) + (stored, saved)
             records = []
-            out, states = step(series.read(currents, t), mask_at(t), states, tensors, record=records)
+            advanced = advance(t, states, outputs, records)
             written = []
             for array, (position, _, y) in zip(saved, records):
                 with _on(tensor_devices[position]):
                     written.append(array.write(t, y))
-            return t + 1, states, series.write(outputs, t, out), stored, written
+            return advanced + (stored, written)
 
         _, final_states, outputs, stored, saved = tf.while_loop(
             lambda t, *_: t < steps,

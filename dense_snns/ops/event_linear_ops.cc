@@ -226,8 +226,8 @@ grad [M, N_out].
 
 // Shapes of ids [M, K], values [M, K] (optional), count [M], weights [N_in, N_out] and
 // grad [M, N_out] (optional).
-static dsnn::Status CheckShapes(const Tensor& ids, const Tensor* values, const Tensor& count,
-                                const Tensor& weights, const Tensor* grad) {
+// ids [M, K] (M < 2^31), count [M] and values [M, K] if given.
+static dsnn::Status CheckSpikeArguments(const Tensor& ids, const Tensor* values, const Tensor& count) {
   TF_RETURN_IF_ERROR(spikes_common::CheckSpikeShapes(ids, count));
   const i64 m = ids.dim_size(0);
   if (m > static_cast<i64>(INT32_MAX)) {
@@ -238,6 +238,13 @@ static dsnn::Status CheckShapes(const Tensor& ids, const Tensor* values, const T
                                                ids.shape().DebugString(), ", got ",
                                                values->shape().DebugString());
   }
+  return dsnn::OkStatus();
+}
+
+static dsnn::Status CheckShapes(const Tensor& ids, const Tensor* values, const Tensor& count,
+                                const Tensor& weights, const Tensor* grad) {
+  TF_RETURN_IF_ERROR(CheckSpikeArguments(ids, values, count));
+  const i64 m = ids.dim_size(0);
   if (weights.dims() != 2) {
     return tensorflow::errors::InvalidArgument("`weights` (the kernel) must have rank 2 [N_in, N_out], got shape ",
                                                weights.shape().DebugString());
@@ -261,16 +268,8 @@ static dsnn::Status CheckValues(const Tensor& ids, const Tensor& count, i64 n_in
 template <typename T>
 static dsnn::Status CheckPackedShapes(const Tensor& ids, const Tensor* values, const Tensor& count,
                                       const Tensor& packed, i64 n_out, const Tensor* grad) {
-  TF_RETURN_IF_ERROR(spikes_common::CheckSpikeShapes(ids, count));
+  TF_RETURN_IF_ERROR(CheckSpikeArguments(ids, values, count));
   const i64 m = ids.dim_size(0);
-  if (m > static_cast<i64>(INT32_MAX)) {
-    return tensorflow::errors::InvalidArgument("`ids` has ", m, " rows; at most 2^31 - 1 are supported");
-  }
-  if (values != nullptr && values->shape() != ids.shape()) {
-    return tensorflow::errors::InvalidArgument("`values` must have the shape of `ids` ",
-                                               ids.shape().DebugString(), ", got ",
-                                               values->shape().DebugString());
-  }
   const i64 lanes = 64 / static_cast<i64>(sizeof(T));
   if (packed.dims() != 3 || !(packed.dim_size(2) == lanes || packed.dim_size(2) == 2 * lanes ||
                               packed.dim_size(2) == 4 * lanes)) {
@@ -768,20 +767,28 @@ static T* AllocateScratch(OpKernelContext* ctx, i64 parts, i64 n_in, int block_l
   return holder->flat<T>().data();
 }
 
-template <typename T>
+// The forward op; with kPacked (DenseSnnsSparseLinearPacked) the weights come packed
+// [blocks, N_in, width] and the parts split the blocks instead of packing them.
+template <typename T, bool kPacked>
 class SparseLinearOp : public OpKernel {
  public:
-  explicit SparseLinearOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  explicit SparseLinearOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    if (kPacked) OP_REQUIRES_OK(ctx, ctx->GetAttr("n_out", &n_out_));
+  }
 
   void Compute(OpKernelContext* ctx) override {
     const Tensor& ids = ctx->input(0);
     const Tensor& values = ctx->input(1);
     const Tensor& count = ctx->input(2);
     const Tensor& weights = ctx->input(3);
-    OP_REQUIRES_OK(ctx, CheckShapes(ids, &values, count, weights, nullptr));
+    if (kPacked) {
+      OP_REQUIRES_OK(ctx, CheckPackedShapes<T>(ids, &values, count, weights, n_out_, nullptr));
+    } else {
+      OP_REQUIRES_OK(ctx, CheckShapes(ids, &values, count, weights, nullptr));
+    }
     const i64 m_rows = ids.dim_size(0);
-    const i64 n_in = weights.dim_size(0);
-    const i64 n_out = weights.dim_size(1);
+    const i64 n_in = weights.dim_size(kPacked ? 1 : 0);
+    const i64 n_out = kPacked ? static_cast<i64>(n_out_) : weights.dim_size(1);
     i64 total = 0;
     OP_REQUIRES_OK(ctx, CheckValues(ids, count, n_in, &total));
 
@@ -794,14 +801,15 @@ class SparseLinearOp : public OpKernel {
     const T* w = weights.flat<T>().data();
     T* out = output->flat<T>().data();
 
-    // parts = column parts x row parts, column-major so that one thread keeps its columns
-    const i64 lines = (n_out + Line<T>::kLanes - 1) / Line<T>::kLanes;
+    // parts = column parts (cache lines, or packed blocks) x row parts, column-major so that
+    // one thread keeps its columns
+    const i64 units = kPacked ? weights.dim_size(0) : (n_out + Line<T>::kLanes - 1) / Line<T>::kLanes;
     const i64 threads = (total * n_out < kMinParallelWork) ? 1 : NumThreads(ctx);
-    const i64 col_parts = std::min(threads, lines);
+    const i64 col_parts = std::min(threads, units);
     const i64 row_parts = std::min(m_rows, std::max<i64>(1, threads / col_parts));
     const i64 parts = col_parts * row_parts;
     const int block_lines = BlockLines(n_in);
-    const bool pack = WorthPacking(total / row_parts, n_in);
+    const bool pack = !kPacked && WorthPacking(total / row_parts, n_in);
     Tensor scratch_holder;
     T* scratch = nullptr;
     if (pack) {
@@ -809,13 +817,21 @@ class SparseLinearOp : public OpKernel {
       if (scratch == nullptr) return;
     }
     const i64 scratch_size = n_in * block_lines * Line<T>::kLanes;
+    const int nv = kPacked ? static_cast<int>(weights.dim_size(2) / Line<T>::kLanes) : 0;
     const i64 cost = std::max<i64>(1, (total + m_rows + (pack ? n_in : 0)) * n_out / parts);
     RunParts(ctx, parts, cost, [&](i64 begin, i64 end) {
       for (i64 p = begin; p < end; ++p) {
         const i64 cp = p / row_parts, rp = p % row_parts;
+        const i64 r0 = m_rows * rp / row_parts, r1 = m_rows * (rp + 1) / row_parts;
+        if (kPacked) {
+          const i64 b0 = units * cp / col_parts, b1 = units * (cp + 1) / col_parts;
+          if (b0 < b1 && r0 < r1) {
+            DSNN_DISPATCH(ForwardPacked, s, v, w, n_in, n_out, nv, b0, b1, r0, r1, out)
+          }
+          continue;
+        }
         i64 cb, ce;
         ColumnRange<T>(n_out, cp, col_parts, &cb, &ce);
-        const i64 r0 = m_rows * rp / row_parts, r1 = m_rows * (rp + 1) / row_parts;
         T* part_scratch = pack ? scratch + p * scratch_size : nullptr;
         if (cb < ce && r0 < r1) {
           DSNN_DISPATCH(Forward, s, v, w, n_in, n_out, cb, ce, r0, r1, block_lines, pack, part_scratch, out)
@@ -823,6 +839,9 @@ class SparseLinearOp : public OpKernel {
       }
     });
   }
+
+ private:
+  int n_out_ = 0;  // kPacked only
 };
 
 // One pass over the spikes: checks count in [0, K] and ids in [0, N_in), sets start[i + 1] to
@@ -935,7 +954,9 @@ class SparseLinearGradWeightsOp : public OpKernel {
   }
 };
 
-template <typename T>
+// The values-gradient op; with kPacked (DenseSnnsSparseLinearPackedGradValues) the weights
+// come packed [blocks, N_in, width].
+template <typename T, bool kPacked>
 class SparseLinearGradValuesOp : public OpKernel {
  public:
   explicit SparseLinearGradValuesOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
@@ -945,11 +966,18 @@ class SparseLinearGradValuesOp : public OpKernel {
     const Tensor& count = ctx->input(1);
     const Tensor& weights = ctx->input(2);
     const Tensor& grad = ctx->input(3);
-    OP_REQUIRES_OK(ctx, CheckShapes(ids, nullptr, count, weights, &grad));
+    if (kPacked) {
+      OP_REQUIRES(ctx, grad.dims() == 2,
+                  tensorflow::errors::InvalidArgument("`grad` must have rank 2 [M, N_out], got shape ",
+                                                      grad.shape().DebugString()));
+      OP_REQUIRES_OK(ctx, CheckPackedShapes<T>(ids, nullptr, count, weights, grad.dim_size(1), &grad));
+    } else {
+      OP_REQUIRES_OK(ctx, CheckShapes(ids, nullptr, count, weights, &grad));
+    }
     const i64 m_rows = ids.dim_size(0);
     const i64 k_cap = ids.dim_size(1);
-    const i64 n_in = weights.dim_size(0);
-    const i64 n_out = weights.dim_size(1);
+    const i64 n_in = weights.dim_size(kPacked ? 1 : 0);
+    const i64 n_out = grad.dim_size(1);
     i64 total = 0;
     OP_REQUIRES_OK(ctx, CheckValues(ids, count, n_in, &total));
 
@@ -967,7 +995,7 @@ class SparseLinearGradValuesOp : public OpKernel {
     const i64 threads = (total * n_out < kMinParallelWork) ? 1 : NumThreads(ctx);
     const i64 parts = std::min(threads, m_rows);
     const int block_lines = BlockLines(n_in);
-    const bool pack = WorthPacking(total / parts, n_in);
+    const bool pack = !kPacked && WorthPacking(total / parts, n_in);
     Tensor scratch_holder;
     T* scratch = nullptr;
     if (pack) {
@@ -975,110 +1003,17 @@ class SparseLinearGradValuesOp : public OpKernel {
       if (scratch == nullptr) return;
     }
     const i64 scratch_size = n_in * block_lines * Line<T>::kLanes;
+    const int nv = kPacked ? static_cast<int>(weights.dim_size(2) / Line<T>::kLanes) : 0;
     const i64 cost = std::max<i64>(1, (total + m_rows + (pack ? n_in : 0)) * n_out / parts);
     RunParts(ctx, parts, cost, [&](i64 begin, i64 end) {
       for (i64 p = begin; p < end; ++p) {
         const i64 r0 = m_rows * p / parts, r1 = m_rows * (p + 1) / parts;
-        T* part_scratch = pack ? scratch + p * scratch_size : nullptr;
-        if (r0 < r1) {
-          DSNN_DISPATCH(GradValues, s, w, g, n_in, n_out, r0, r1, block_lines, pack, part_scratch, dv)
-        }
-      }
-    });
-  }
-};
-
-template <typename T>
-class SparseLinearPackedOp : public OpKernel {
- public:
-  explicit SparseLinearPackedOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("n_out", &n_out_));
-  }
-
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor& ids = ctx->input(0);
-    const Tensor& values = ctx->input(1);
-    const Tensor& count = ctx->input(2);
-    const Tensor& packed = ctx->input(3);
-    const i64 n_out = n_out_;
-    OP_REQUIRES_OK(ctx, CheckPackedShapes<T>(ids, &values, count, packed, n_out, nullptr));
-    const i64 m_rows = ids.dim_size(0);
-    const i64 n_in = packed.dim_size(1);
-    const i64 blocks = packed.dim_size(0);
-    i64 total = 0;
-    OP_REQUIRES_OK(ctx, CheckValues(ids, count, n_in, &total));
-
-    Tensor* output = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({m_rows, n_out}), &output));
-    if (m_rows == 0 || n_out == 0) return;
-
-    const Spikes s{ids.flat<i32>().data(), count.flat<i32>().data(), ids.dim_size(1)};
-    const T* v = values.flat<T>().data();
-    const T* w = packed.flat<T>().data();
-    T* out = output->flat<T>().data();
-    const int nv = static_cast<int>(packed.dim_size(2) / Line<T>::kLanes);
-
-    // parts = block parts x row parts, as in SparseLinearOp
-    const i64 threads = (total * n_out < kMinParallelWork) ? 1 : NumThreads(ctx);
-    const i64 col_parts = std::min(threads, blocks);
-    const i64 row_parts = std::min(m_rows, std::max<i64>(1, threads / col_parts));
-    const i64 parts = col_parts * row_parts;
-    const i64 cost = std::max<i64>(1, (total + m_rows) * n_out / parts);
-    RunParts(ctx, parts, cost, [&](i64 begin, i64 end) {
-      for (i64 p = begin; p < end; ++p) {
-        const i64 cp = p / row_parts, rp = p % row_parts;
-        const i64 b0 = blocks * cp / col_parts, b1 = blocks * (cp + 1) / col_parts;
-        const i64 r0 = m_rows * rp / row_parts, r1 = m_rows * (rp + 1) / row_parts;
-        if (b0 < b1 && r0 < r1) {
-          DSNN_DISPATCH(ForwardPacked, s, v, w, n_in, n_out, nv, b0, b1, r0, r1, out)
-        }
-      }
-    });
-  }
-
- private:
-  int n_out_ = 0;
-};
-
-template <typename T>
-class SparseLinearPackedGradValuesOp : public OpKernel {
- public:
-  explicit SparseLinearPackedGradValuesOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
-
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor& ids = ctx->input(0);
-    const Tensor& count = ctx->input(1);
-    const Tensor& packed = ctx->input(2);
-    const Tensor& grad = ctx->input(3);
-    OP_REQUIRES(ctx, grad.dims() == 2,
-                tensorflow::errors::InvalidArgument("`grad` must have rank 2 [M, N_out], got shape ",
-                                                    grad.shape().DebugString()));
-    const i64 n_out = grad.dim_size(1);
-    OP_REQUIRES_OK(ctx, CheckPackedShapes<T>(ids, nullptr, count, packed, n_out, &grad));
-    const i64 m_rows = ids.dim_size(0);
-    const i64 k_cap = ids.dim_size(1);
-    const i64 n_in = packed.dim_size(1);
-    i64 total = 0;
-    OP_REQUIRES_OK(ctx, CheckValues(ids, count, n_in, &total));
-
-    Tensor* output = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({m_rows, k_cap}), &output));
-    T* dv = output->flat<T>().data();
-    std::fill(dv, dv + m_rows * k_cap, T(0));
-    if (m_rows == 0 || k_cap == 0 || n_out == 0) return;
-
-    const Spikes s{ids.flat<i32>().data(), count.flat<i32>().data(), k_cap};
-    const T* w = packed.flat<T>().data();
-    const T* g = grad.flat<T>().data();
-    const int nv = static_cast<int>(packed.dim_size(2) / Line<T>::kLanes);
-    const i64 threads = (total * n_out < kMinParallelWork) ? 1 : NumThreads(ctx);
-    const i64 parts = std::min(threads, m_rows);
-    const i64 cost = std::max<i64>(1, (total + m_rows) * n_out / parts);
-    RunParts(ctx, parts, cost, [&](i64 begin, i64 end) {
-      for (i64 p = begin; p < end; ++p) {
-        const i64 r0 = m_rows * p / parts, r1 = m_rows * (p + 1) / parts;
-        if (r0 < r1) {
+        if (r0 >= r1) continue;
+        if (kPacked) {
           DSNN_DISPATCH(GradValuesPacked, s, w, g, n_in, n_out, nv, r0, r1, dv)
+        } else {
+          T* part_scratch = pack ? scratch + p * scratch_size : nullptr;
+          DSNN_DISPATCH(GradValues, s, w, g, n_in, n_out, r0, r1, block_lines, pack, part_scratch, dv)
         }
       }
     });
@@ -1240,6 +1175,17 @@ class NonzeroFractionOp : public OpKernel {
   int sample_;
 };
 
+// One name per instantiation: the comma of a template argument list would split the macro's
+// arguments.
+template <typename T>
+using PlainSparseLinearOp = SparseLinearOp<T, false>;
+template <typename T>
+using PackedSparseLinearOp = SparseLinearOp<T, true>;
+template <typename T>
+using PlainSparseLinearGradValuesOp = SparseLinearGradValuesOp<T, false>;
+template <typename T>
+using PackedSparseLinearGradValuesOp = SparseLinearGradValuesOp<T, true>;
+
 #define DENSE_SNNS_REGISTER(T)                                                                    \
   REGISTER_KERNEL_BUILDER(                                                                        \
       Name("DenseSnnsDenseToEvents").Device(DEVICE_CPU).TypeConstraint<T>("T"),                   \
@@ -1249,19 +1195,19 @@ class NonzeroFractionOp : public OpKernel {
       NonzeroFractionOp<T>);                                                                      \
   REGISTER_KERNEL_BUILDER(                                                                        \
       Name("DenseSnnsSparseLinear").Device(DEVICE_CPU).TypeConstraint<T>("T"),                    \
-      SparseLinearOp<T>);                                                                         \
+      PlainSparseLinearOp<T>);                                                                    \
   REGISTER_KERNEL_BUILDER(                                                                        \
       Name("DenseSnnsSparseLinearGradWeights").Device(DEVICE_CPU).TypeConstraint<T>("T"),         \
       SparseLinearGradWeightsOp<T>);                                                              \
   REGISTER_KERNEL_BUILDER(                                                                        \
       Name("DenseSnnsSparseLinearGradValues").Device(DEVICE_CPU).TypeConstraint<T>("T"),          \
-      SparseLinearGradValuesOp<T>);                                                               \
+      PlainSparseLinearGradValuesOp<T>);                                                          \
   REGISTER_KERNEL_BUILDER(                                                                        \
       Name("DenseSnnsSparseLinearPacked").Device(DEVICE_CPU).TypeConstraint<T>("T"),              \
-      SparseLinearPackedOp<T>);                                                                   \
+      PackedSparseLinearOp<T>);                                                                   \
   REGISTER_KERNEL_BUILDER(                                                                        \
       Name("DenseSnnsSparseLinearPackedGradValues").Device(DEVICE_CPU).TypeConstraint<T>("T"),    \
-      SparseLinearPackedGradValuesOp<T>);
+      PackedSparseLinearGradValuesOp<T>);
 
 DENSE_SNNS_REGISTER(float)
 DENSE_SNNS_REGISTER(double)

@@ -69,12 +69,13 @@ class DeferredProductStep:
     def __init__(self):
         self.deferred_calls = 0
 
-    def __call__(self, current, mask_t, states, tensors, record=None):
+    def product(self, h, w, record, replay):
+        return tf.matmul(h, w if record is None else tf.stop_gradient(w))
+
+    def __call__(self, current, mask_t, states, tensors, record=None, **replay):
         (h,) = states
         w, v, _ = tensors
-        if record is not None:
-            w = tf.stop_gradient(w)
-        y = tf.matmul(h, w)
+        y = self.product(h, w, record, replay.get("replay"))
         if record is not None:
             record.append((0, (h,), y))
         out = tf.tanh(current + y + v * h)
@@ -142,22 +143,12 @@ class ReplayingProductStep(DeferredProductStep):
     def _counted(self):
         self.products += 1
 
-    def __call__(self, current, mask_t, states, tensors, record=None, replay=None):
-        (h,) = states
-        w, v, _ = tensors
+    def product(self, h, w, record, replay):
         if replay is not None:
-            y = fused.replayed_product(replay[0], h, lambda dy: tf.matmul(dy, w, transpose_b=True))
-        else:
-            counted = [tf.py_function(self._counted, [], [])] if self.count else []
-            with tf.control_dependencies(counted):
-                y = tf.matmul(h, w if record is None else tf.stop_gradient(w))
-        if record is not None:
-            record.append((0, (h,), y))
-        out = tf.tanh(current + y + v * h)
-        if mask_t is not None:
-            keep = fused.broadcast_mask(mask_t, out)
-            out = tf.where(keep, out, h)
-        return out, [out]
+            return fused.replayed_product(replay[0], h, lambda dy: tf.matmul(dy, w, transpose_b=True))
+        counted = [tf.py_function(self._counted, [], [])] if self.count else []
+        with tf.control_dependencies(counted):
+            return super().product(h, w, record, replay)
 
 
 @pytest.mark.skipif(compat.TF_VERSION < (2, 9), reason="no deferred tensors, so no replay, before TensorFlow 2.9")
